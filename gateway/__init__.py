@@ -1,0 +1,1 @@
+"""The HTTP gateway: the Substra REST API over the organization's gRPC services."""

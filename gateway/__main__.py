@@ -1,0 +1,29 @@
+"""Composition root of the gateway: settings → logs → tracing → application → uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services.kit import logs, settings, telemetry
+
+
+def main() -> None:
+    """Serve the gateway until SIGTERM/SIGINT (uvicorn stops gracefully)."""
+    config = settings.load(GatewaySettings)
+    logs.configure(config.service_name, config.log_level)
+    telemetry.configure_tracing(config.service_name)
+    host, _, port = config.http_addr.rpartition(":")
+    uvicorn.run(
+        create_app(config),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_config=None,  # our JSON logging is already configured
+        access_log=False,
+        timeout_graceful_shutdown=int(config.shutdown_grace),
+    )
+
+
+if __name__ == "__main__":
+    main()

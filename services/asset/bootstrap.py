@@ -1,0 +1,26 @@
+"""Composition root of the ledger: settings → engine and migrations → NATS → servicer → server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tessera.asset.v1 import asset_service_pb2, asset_service_pb2_grpc
+
+from services.asset.server import AssetService
+from services.asset.settings import AssetSettings
+from services.asset.store.tables import SCHEMA
+from services.kit import app, subjects
+from services.kit.db import UnitOfWork
+from services.kit.server import GrpcServer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE = asset_service_pb2.DESCRIPTOR.services_by_name["AssetService"].full_name
+STREAMS = [app.StreamSpec(subjects.LEDGER_STREAM, (subjects.ledger_wildcard(),))]
+
+
+async def build(settings: AssetSettings) -> GrpcServer:
+    """Everything the ledger needs, wired together; the caller starts the returned server."""
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
+    uow = UnitOfWork(base.engine, serializable=True)
+    base.server.add(asset_service_pb2_grpc.add_AssetServiceServicer_to_server, AssetService(uow), SERVICE)
+    return base.server

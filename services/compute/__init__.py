@@ -1,0 +1,1 @@
+"""The compute service: builds functions and runs tasks for one organization."""

@@ -1,0 +1,1 @@
+"""The event service: follows the ledger's events for one organization and turns them into work."""

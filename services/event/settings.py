@@ -1,0 +1,16 @@
+"""Settings of the event service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.kit.settings import CommonSettings, env
+
+
+@dataclass(frozen=True)
+class EventSettings(CommonSettings):
+    """Everything the event service reads from its environment (plus :class:`CommonSettings`)."""
+
+    service_name: str = env("TESSERA_SERVICE_NAME", "event", "Name used in logs and traces.")
+    asset_addr: str = env("ASSET_ADDR", "", "gRPC address of the ledger.")
+    compute_addr: str = env("COMPUTE_ADDR", "", "gRPC address of this organization's compute service.")

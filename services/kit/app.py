@@ -1,0 +1,89 @@
+"""The process entry point every service's ``__main__`` shares."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from services.kit import db, logs, settings, telemetry
+from services.kit import nats as kit_nats
+from services.kit.server import GrpcServer, authenticator_from
+
+S = TypeVar("S", bound=settings.CommonSettings)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A JetStream stream a service declares at start."""
+
+    name: str
+    subjects: tuple[str, ...]
+    work_queue: bool = False
+
+
+def main(settings_cls: type[S], build: Callable[[S], Awaitable[GrpcServer]]) -> None:
+    """Read settings, set up logs and tracing, build the server, serve until SIGTERM/SIGINT."""
+    config = settings.load(settings_cls)
+    logs.configure(config.service_name, config.log_level)
+    telemetry.configure_tracing(config.service_name)
+
+    async def serve() -> None:
+        server = await build(config)
+        await server.start()
+        await server.wait()
+
+    try:
+        asyncio.run(serve())
+    except Exception:
+        logging.getLogger("tessera").exception("service failed")
+        raise SystemExit(1) from None
+
+
+async def database(config: settings.CommonSettings, schema: str, migrations: Path, server: GrpcServer):
+    """The service's engine, after its migrations ran; disposed when ``server`` stops."""
+    if not config.database_url:
+        raise settings.SettingsError("TESSERA_DATABASE_URL is required")
+    engine = db.create_engine(config.database_url, schema)
+    await asyncio.to_thread(db.migrate, engine, schema, migrations)
+
+    async def dispose() -> None:
+        engine.dispose()
+
+    server.on_stop(dispose)
+    return engine
+
+
+async def jetstream(config: settings.CommonSettings, server: GrpcServer, streams: Sequence[StreamSpec] = ()):
+    """A NATS connection and JetStream context with ``streams`` declared, or (None, None) without NATS."""
+    if not config.nats_url:
+        return None, None
+    connection = await kit_nats.connect(config.nats_url, config.service_name)
+    js = connection.jetstream()
+    for stream in streams:
+        await kit_nats.ensure_stream(js, stream.name, list(stream.subjects), work_queue=stream.work_queue)
+    server.on_stop(connection.drain)
+    return connection, js
+
+
+@dataclass
+class Foundation:
+    """What every service's composition root starts from."""
+
+    server: GrpcServer
+    engine: object  # sqlalchemy Engine
+    nats: object | None  # nats.NATS
+    js: object | None  # JetStreamContext
+
+
+async def foundation(
+    config: settings.CommonSettings, schema: str, migrations: Path, streams: Sequence[StreamSpec] = ()
+) -> Foundation:
+    """Server with identity from the settings, migrated database, NATS with ``streams`` declared."""
+    server = GrpcServer(config, authenticator_from(config))
+    engine = await database(config, schema, migrations, server)
+    connection, js = await jetstream(config, server, streams)
+    return Foundation(server=server, engine=engine, nats=connection, js=js)

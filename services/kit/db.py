@@ -1,0 +1,135 @@
+"""PostgreSQL access: one schema per service, a unit of work, Alembic migrations per service.
+
+Every service owns one schema (``asset``, ``storage``, ...) in its organization's database; its
+engine sets ``search_path`` to it, and its Alembic history (``services/<name>/migrations``)
+keeps its version table there too. SQLAlchemy 2.0 on psycopg2 is synchronous: async servicers
+call :meth:`UnitOfWork.run`, which runs the work in a worker thread, in one transaction,
+retrying serialization failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import orm
+from sqlalchemy.engine import Engine, make_url
+
+log = logging.getLogger("tessera.db")
+T = TypeVar("T")
+
+# psycopg2 SQLSTATEs that mean "run the transaction again".
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def create_engine(url: str, schema: str, *, pool_size: int = 5) -> Engine:
+    """An engine whose connections see ``schema`` first on their search path."""
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c search_path={schema},public"},
+    )
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` if it does not exist (dev network and tests)."""
+    target = make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
+def migrate(engine: Engine, schema: str, script_location: Path) -> None:
+    """Bring ``schema`` to the head of the Alembic history in ``script_location``.
+
+    An advisory lock keyed on the schema name serializes replicas that start together.
+    """
+    lock_key = zlib.crc32(schema.encode())
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock_key})
+        try:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            conn.commit()
+            config = Config()
+            config.set_main_option("script_location", str(script_location))
+            config.attributes["connection"] = conn
+            config.attributes["schema"] = schema
+            command.upgrade(config, "head")
+            conn.commit()
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+            conn.commit()
+
+
+def run_alembic_env(target_metadata: sa.MetaData | None = None) -> None:
+    """Body of every service's ``migrations/env.py``: online migrations on the given connection."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes["connection"]
+    schema = config.attributes["schema"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table_schema=schema,
+        include_schemas=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+class UnitOfWork:
+    """Opens one transaction per unit of work; commits on success, rolls back on any error."""
+
+    def __init__(self, engine: Engine, *, serializable: bool = False, retries: int = 8) -> None:
+        self._engine = engine
+        self._sessions = orm.sessionmaker(engine, expire_on_commit=False)
+        self._serializable = serializable
+        self._retries = retries
+
+    def run_sync(self, work: Callable[[orm.Session], T]) -> T:
+        """Run ``work(session)`` in a transaction, retrying serialization failures with backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            session = self._sessions()
+            try:
+                if self._serializable:
+                    session.connection(execution_options={"isolation_level": "SERIALIZABLE"})
+                result = work(session)
+                session.commit()
+                return result
+            except sa.exc.DBAPIError as exc:
+                session.rollback()
+                sqlstate = getattr(exc.orig, "pgcode", None)
+                if sqlstate in RETRYABLE_SQLSTATES and attempt <= self._retries:
+                    delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                    log.debug("retrying transaction after %s", sqlstate, extra={"fields": {"attempt": attempt}})
+                    time.sleep(delay)
+                    continue
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    async def run(self, work: Callable[[orm.Session], T]) -> T:
+        """:meth:`run_sync` in a worker thread, for async servicers."""
+        return await asyncio.to_thread(self.run_sync, work)

@@ -1,0 +1,164 @@
+"""The server interceptor chain: identity, tracing, request logging and error translation.
+
+One ``grpc.aio`` interceptor wraps every handler of a service (health checking and reflection
+excepted, so ``grpcurl`` can explore a server without credentials). Per call it:
+
+1. opens a server span continuing the caller's W3C trace context;
+2. authenticates the caller from its credential and binds it to :func:`current_caller`;
+3. runs the handler;
+4. turns a :class:`DomainError` into its canonical status with ``ErrorInfo`` / ``BadRequest``
+   details, and any other exception into a generic INTERNAL that leaks nothing;
+5. logs one structured line with the method, organization, code and duration.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from services.kit import errors, telemetry
+from services.kit.identity import Authenticator, set_current_caller
+
+log = logging.getLogger("tessera.rpc")
+
+# Services callable without credentials: probes and API discovery only.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class _CallOutcome:
+    """Mutable record of how a call ended, for the log line and the span."""
+
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+        self.org = ""
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every non-public RPC handler with the chain described in the module docstring."""
+
+    def __init__(self, authenticator: Authenticator, service_name: str) -> None:
+        self._authenticator = authenticator
+        self._tracer = telemetry.tracer(service_name)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        return _wrap_handler(handler, lambda behavior: self._wrap(method, behavior, handler))
+
+    def _wrap(self, method: str, behavior: Callable, handler: grpc.RpcMethodHandler) -> Callable:
+        streaming_response = handler.response_streaming
+
+        async def unary(request, context):
+            outcome = _CallOutcome()
+            started = time.perf_counter()
+            with self._span(method, context) as span:
+                try:
+                    self._authenticate(context, outcome, span)
+                    result = behavior(request, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return result
+                except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
+                    await self._fail(exc, context, outcome, span, method)
+                finally:
+                    self._log(method, outcome, started)
+
+        async def streaming(request, context):
+            outcome = _CallOutcome()
+            started = time.perf_counter()
+            with self._span(method, context) as span:
+                try:
+                    self._authenticate(context, outcome, span)
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        async for item in result:
+                            yield item
+                    else:
+                        if inspect.isawaitable(result):
+                            result = await result
+                        for item in result or ():
+                            yield item
+                except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
+                    await self._fail(exc, context, outcome, span, method)
+                finally:
+                    self._log(method, outcome, started)
+
+        return streaming if streaming_response else unary
+
+    def _span(self, method: str, context):
+        parent = telemetry.extract_context(context.invocation_metadata())
+        return self._tracer.start_as_current_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes={"rpc.system": "grpc", "rpc.method": method}
+        )
+
+    def _authenticate(self, context, outcome: _CallOutcome, span) -> None:
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        caller = self._authenticator.authenticate(metadata, context.auth_context() or {})
+        set_current_caller(caller)
+        outcome.org = caller.org_id
+        span.set_attribute("tessera.org", caller.org_id)
+        span.set_attribute("tessera.channel", caller.channel)
+
+    async def _fail(self, exc: Exception, context, outcome: _CallOutcome, span, method: str) -> None:
+        if isinstance(exc, errors.DomainError):
+            outcome.code = exc.code
+            span.set_status(Status(StatusCode.ERROR, exc.reason))
+            await context.abort(exc.code, exc.message, errors.trailing_metadata(exc))
+        if _is_abort(exc):
+            # The handler aborted on its own; keep its status.
+            outcome.code = context.code() or grpc.StatusCode.UNKNOWN
+            raise exc
+        if isinstance(exc, NotImplementedError):
+            outcome.code = grpc.StatusCode.UNIMPLEMENTED
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+        outcome.code = grpc.StatusCode.INTERNAL
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        log.exception("unhandled error in %s", method)
+        trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace {trace_id})")
+
+    @staticmethod
+    def _log(method: str, outcome: _CallOutcome, started: float) -> None:
+        log.info(
+            "rpc %s %s",
+            method,
+            outcome.code.name,
+            extra={
+                "fields": {
+                    "rpc": method,
+                    "code": outcome.code.name,
+                    "org": outcome.org,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+            },
+        )
+
+
+def _is_abort(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError"
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, wrap: Callable[[Callable], Callable]) -> grpc.RpcMethodHandler:
+    """A copy of ``handler`` whose behavior is ``wrap(original behavior)``."""
+    if handler.unary_unary:
+        factory, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+    elif handler.unary_stream:
+        factory, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    elif handler.stream_unary:
+        factory, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+    else:
+        factory, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+    return factory(
+        wrap(behavior),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -1,0 +1,50 @@
+"""The JetStream kit on a real NATS server."""
+
+import asyncio
+import uuid
+
+from services.kit import nats as kit_nats
+
+
+def test_streams_and_consumers_are_declared_idempotently_and_duplicates_dropped(nats_server):
+    async def scenario():
+        connection = await kit_nats.connect(nats_server.url, "test")
+        js = connection.jetstream()
+        name = f"S{uuid.uuid4().hex[:8]}"
+        subject = f"{name.lower()}.events.>"
+        await kit_nats.ensure_stream(js, name, [subject])
+        await kit_nats.ensure_stream(js, name, [subject])  # second declaration is a no-op
+        for _ in range(2):  # the same message id twice: JetStream keeps one
+            await js.publish(f"{name.lower()}.events.a", b"payload", headers={"Nats-Msg-Id": "event-1"})
+        await js.publish(f"{name.lower()}.events.b", b"other", headers={"Nats-Msg-Id": "event-2"})
+        info = await js.stream_info(name)
+        assert info.state.messages == 2
+
+        await kit_nats.ensure_consumer(js, name, "worker", f"{name.lower()}.events.a")
+        await kit_nats.ensure_consumer(js, name, "worker", f"{name.lower()}.events.a")
+        subscription = await js.pull_subscribe_bind("worker", stream=name)
+        messages = await subscription.fetch(10, timeout=2)
+        assert [m.data for m in messages] == [b"payload"]
+        for message in messages:
+            await message.ack()
+        await connection.drain()
+
+    asyncio.run(scenario())
+
+
+def test_a_work_queue_stream_forgets_acknowledged_messages(nats_server):
+    async def scenario():
+        connection = await kit_nats.connect(nats_server.url, "test")
+        js = connection.jetstream()
+        name = f"W{uuid.uuid4().hex[:8]}"
+        await kit_nats.ensure_stream(js, name, [f"{name.lower()}.>"], work_queue=True)
+        await kit_nats.ensure_consumer(js, name, "compute", f"{name.lower()}.run")
+        await js.publish(f"{name.lower()}.run", b"task")
+        subscription = await js.pull_subscribe_bind("compute", stream=name)
+        (message,) = await subscription.fetch(1, timeout=2)
+        await message.ack_sync()
+        info = await js.stream_info(name)
+        assert info.state.messages == 0
+        await connection.drain()
+
+    asyncio.run(scenario())

@@ -1,0 +1,292 @@
+"""Plan and run a Tessera network: one ledger and, per organization, storage, compute, event and gateway.
+
+:class:`Network` is used both by ``make run`` (``python -m tools.devnet``) and by the test suite,
+so the tests start exactly what a developer starts. Every service is a child process started
+from its own composition root with its settings in environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, _die_with_parent, free_port, stop_process
+
+REPO = Path(__file__).resolve().parents[2]
+CHANNEL = "mychannel"
+ORG_SERVICES = ("storage", "compute", "event", "gateway")
+
+
+def org_name(index: int) -> str:
+    """Organization ids in the style of Substra's dev networks: MyOrg1MSP, MyOrg2MSP..."""
+    return f"MyOrg{index}MSP"
+
+
+@dataclass
+class ServiceSpec:
+    """One process of the network."""
+
+    name: str  # asset, storage, compute, event or gateway
+    org: str  # "" for the network-wide ledger
+    module: str  # what `python -m` runs
+    addr: str  # 127.0.0.1:port
+    env: dict[str, str]
+    http: bool = False
+    process: subprocess.Popen | None = None
+
+    @property
+    def label(self) -> str:
+        """``asset`` or ``MyOrg1MSP/storage``."""
+        return f"{self.org}/{self.name}" if self.org else self.name
+
+
+@dataclass
+class Organization:
+    """An organization's endpoints and login, as written to network.json."""
+
+    id: str
+    gateway: str
+    username: str
+    password: str
+    storage: str
+    compute: str
+    event: str
+
+
+@dataclass
+class Network:
+    """Embedded servers plus service processes, started and stopped together."""
+
+    state_dir: Path
+    orgs: int = 2
+    base_port: int | None = None  # None: free ports chosen at random (tests)
+    durable: bool = True
+    log: Callable[[str], None] = print
+    services: list[ServiceSpec] = field(default_factory=list)
+    organizations: list[Organization] = field(default_factory=list)
+    # Servers already running (the test session shares one pair); None: the network starts its own.
+    postgres: EmbeddedPostgres | None = None
+    nats: EmbeddedNats | None = None
+    _owns_servers: bool = True
+    # Prefix of the databases, so that several networks can share one PostgreSQL server.
+    database_prefix: str = ""
+
+    def _port(self, offset: int) -> int:
+        return free_port() if self.base_port is None else self.base_port + offset
+
+    def _database(self, name: str) -> str:
+        return f"{self.database_prefix}{name}"
+
+    # ----------------------------------------------------------------- plan
+    def _credentials(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Organization secrets and gateway logins, made once and kept in the state directory."""
+        path = self.state_dir / "credentials.json"
+        stored = json.loads(path.read_text()) if path.exists() else {"secrets": {}, "users": {}}
+        for index in range(1, self.orgs + 1):
+            org = org_name(index)
+            stored["secrets"].setdefault(org, secrets.token_urlsafe(24))
+            stored["users"].setdefault(org, {"username": f"org{index}-admin", "password": secrets.token_urlsafe(12)})
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+        return stored["secrets"], stored["users"]
+
+    def plan(self) -> None:
+        """Choose ports and write the configuration files every service reads."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        org_secrets, users = self._credentials()
+        secrets_file = self.state_dir / "org-secrets.json"
+        secrets_file.write_text(json.dumps({org_name(i): org_secrets[org_name(i)] for i in range(1, self.orgs + 1)}))
+        secrets_file.chmod(0o600)
+        if self.postgres is None or self.nats is None:
+            self.postgres = EmbeddedPostgres(self.state_dir / "postgres", self._port(0), durable=self.durable)
+            self.nats = EmbeddedNats(self.state_dir / "nats", self._port(1))
+        else:
+            self._owns_servers = False
+        members = ",".join(org_name(i) for i in range(1, self.orgs + 1))
+        common = {
+            "TESSERA_NATS_URL": self.nats.url,
+            "TESSERA_AUTH_MODE": "secret",
+            "TESSERA_ORG_SECRETS_FILE": str(secrets_file),
+            "TESSERA_CHANNELS": f"{CHANNEL}={members}",
+            "TESSERA_LOG_LEVEL": os.environ.get("TESSERA_LOG_LEVEL", "INFO"),
+        }
+        asset_addr = f"127.0.0.1:{self._port(2)}"
+        self.services = [
+            ServiceSpec(
+                "asset",
+                "",
+                "services.asset",
+                asset_addr,
+                {
+                    **common,
+                    "TESSERA_SERVICE_NAME": "asset",
+                    "TESSERA_GRPC_ADDR": asset_addr,
+                    "TESSERA_DATABASE_URL": self.postgres.url(self._database("ledger")),
+                },
+            )
+        ]
+        self.organizations = []
+        for index in range(1, self.orgs + 1):
+            org = org_name(index)
+            addrs = {name: f"127.0.0.1:{self._port(10 * index + k)}" for k, name in enumerate(ORG_SERVICES)}
+            users_file = self.state_dir / f"users-{org}.json"
+            users_file.write_text(json.dumps({"users": [{**users[org], "role": "ADMIN", "channel": CHANNEL}]}))
+            users_file.chmod(0o600)
+            org_env = {
+                **common,
+                "TESSERA_ORG_ID": org,
+                "TESSERA_DATABASE_URL": self.postgres.url(self._database(org.lower())),
+                "ASSET_ADDR": asset_addr,
+                "STORAGE_ADDR": addrs["storage"],
+                "COMPUTE_ADDR": addrs["compute"],
+                "EVENT_ADDR": addrs["event"],
+                "TESSERA_STORAGE_ROOT": str(self.state_dir / "storage" / org),
+                "TESSERA_WORK_DIR": str(self.state_dir / "compute" / org),
+            }
+            for name in ORG_SERVICES:
+                env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}"}
+                if name == "gateway":
+                    env.update({"TESSERA_HTTP_ADDR": addrs[name], "TESSERA_USERS_FILE": str(users_file)})
+                    module = "gateway"
+                else:
+                    env["TESSERA_GRPC_ADDR"] = addrs[name]
+                    module = f"services.{name}"
+                self.services.append(ServiceSpec(name, org, module, addrs[name], env, http=name == "gateway"))
+            self.organizations.append(
+                Organization(
+                    id=org,
+                    gateway=f"http://{addrs['gateway']}",
+                    username=users[org]["username"],
+                    password=users[org]["password"],
+                    storage=addrs["storage"],
+                    compute=addrs["compute"],
+                    event=addrs["event"],
+                )
+            )
+
+    # ------------------------------------------------------------------ run
+    def start(self, timeout: float = 120.0) -> None:
+        """Start PostgreSQL, NATS and every service; return once all report healthy."""
+        if not self.services:
+            self.plan()
+        assert self.postgres is not None and self.nats is not None
+        started = time.monotonic()
+        if self._owns_servers:
+            self.log(f"starting PostgreSQL on 127.0.0.1:{self.postgres.port}")
+            self.postgres.start()
+            self.log(f"starting NATS (JetStream) on 127.0.0.1:{self.nats.port}")
+            self.nats.start()
+        from services.kit.db import ensure_database
+
+        for database in ["ledger", *(org_name(i).lower() for i in range(1, self.orgs + 1))]:
+            ensure_database(self.postgres.url(self._database(database)))
+        logs = self.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for spec in self.services:
+            out = open(logs / f"{spec.label.replace('/', '-')}.log", "ab")  # noqa: SIM115 - the child owns it
+            spec.process = subprocess.Popen(
+                [sys.executable, "-m", spec.module],
+                cwd=REPO,
+                env={**os.environ, **spec.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+            out.close()
+        self._wait_healthy(started + timeout)
+        self.log(f"all {len(self.services)} services healthy in {time.monotonic() - started:.1f}s")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        pending = list(self.services)
+        last_report = ""
+        while pending:
+            for spec in list(pending):
+                if spec.process is not None and spec.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{spec.label} exited with status {spec.process.returncode}; "
+                        f"see {self.state_dir / 'logs' / (spec.label.replace('/', '-') + '.log')}"
+                    )
+                if check_health(spec):
+                    pending.remove(spec)
+            report = f"[{len(self.services) - len(pending)}/{len(self.services)} healthy]" + (
+                f" waiting for {', '.join(s.label for s in pending)}" if pending else ""
+            )
+            if report != last_report:
+                self.log(report)
+                last_report = report
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not healthy in time: {', '.join(s.label for s in pending)}")
+            if pending:
+                time.sleep(0.2)
+
+    def dead_services(self) -> list[ServiceSpec]:
+        """Services whose process has exited."""
+        return [s for s in self.services if s.process is not None and s.process.poll() is not None]
+
+    def stop(self) -> None:
+        """Stop the services (gateways first, the ledger last), then NATS and PostgreSQL."""
+        for spec in reversed(self.services):
+            if spec.process is not None and spec.process.poll() is None:
+                spec.process.terminate()
+        for spec in reversed(self.services):
+            stop_process(spec.process)
+        if self._owns_servers and self.nats and self.postgres:
+            self.nats.stop()
+            self.postgres.stop()
+
+    def description(self) -> dict:
+        """The content of network.json."""
+        assert self.nats is not None
+        return {
+            "asset": self.services[0].addr,
+            "nats": self.nats.url,
+            "postgres": self.postgres.url() if self.postgres else None,
+            "channel": CHANNEL,
+            "organizations": [vars(org) for org in self.organizations],
+        }
+
+    def table(self) -> str:
+        """A human-readable table of endpoints and logins."""
+        rows = [("ledger (asset)", self.services[0].addr, "", "")]
+        rows += [
+            (
+                org.id,
+                org.gateway,
+                f"{org.username} / {org.password}",
+                f"storage {org.storage}  compute {org.compute}  event {org.event}",
+            )
+            for org in self.organizations
+        ]
+        header = ("organization", "gateway (Substra API)", "login", "gRPC")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def check_health(spec: ServiceSpec, timeout: float = 1.0) -> bool:
+    """True when the service answers SERVING (gRPC) or 200 on /healthz (gateway)."""
+    if spec.http:
+        try:
+            with urllib.request.urlopen(f"http://{spec.addr}/healthz", timeout=timeout) as response:
+                return response.status == 200
+        except OSError:
+            return False
+    with grpc.insecure_channel(spec.addr) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
