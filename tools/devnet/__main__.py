@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from services.kit.identity import OrgCredentials
 from tools.devnet.network import Network
 
 
@@ -147,6 +148,18 @@ def status(args: argparse.Namespace) -> int:
     return 1
 
 
+def auth(args: argparse.Namespace) -> int:
+    """Print the gRPC authorization header of an organization of the dev network (for grpcurl -H)."""
+    state_dir = Path(args.state_dir).resolve()
+    secrets = json.loads((state_dir / "org-secrets.json").read_text())
+    if args.org not in secrets:
+        _say(f"unknown organization {args.org!r}; known: {', '.join(sorted(secrets))}")
+        return 1
+    ((key, value),) = [e for e in OrgCredentials(args.org, secrets[args.org]).metadata() if e[0] == "authorization"]
+    print(f"{key}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.devnet", description=__doc__)
@@ -163,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=func.__doc__.splitlines()[0])
         sub.add_argument("--state-dir", default=".devnet")
         sub.set_defaults(func=func)
+    auth_parser = commands.add_parser("auth", help=auth.__doc__.splitlines()[0])
+    auth_parser.add_argument("org", help="organization id, e.g. MyOrg1MSP")
+    auth_parser.add_argument("--state-dir", default=".devnet")
+    auth_parser.set_defaults(func=auth)
     args = parser.parse_args(argv)
     if args.command == "up" and args.orgs < 1:
         parser.error("--orgs must be at least 1")
