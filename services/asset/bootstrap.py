@@ -1,4 +1,5 @@
-"""Composition root of the ledger: settings → engine and migrations → NATS → servicer → server."""
+"""Composition root of the ledger: settings → engine and migrations → NATS and the relay →
+servicer → server."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2, asset_service_pb2_grpc
 
+from services.asset.events import Hub, Relay
 from services.asset.server import AssetService
 from services.asset.settings import AssetSettings
 from services.asset.store.tables import SCHEMA
@@ -21,6 +23,14 @@ STREAMS = [app.StreamSpec(subjects.LEDGER_STREAM, (subjects.ledger_wildcard(),))
 async def build(settings: AssetSettings) -> GrpcServer:
     """Everything the ledger needs, wired together; the caller starts the returned server."""
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    uow = UnitOfWork(base.engine, serializable=True)
-    base.server.add(asset_service_pb2_grpc.add_AssetServiceServicer_to_server, AssetService(uow), SERVICE)
+    writes = UnitOfWork(base.engine, serializable=True, retries=settings.tx_retries)
+    reads = UnitOfWork(base.engine)
+    hub = Hub()
+    if base.js is not None and settings.relay_enabled:
+        relay = Relay(reads, base.js, hub)
+        relay.start()
+        base.server.on_stop(relay.stop)
+    base.server.add(
+        asset_service_pb2_grpc.add_AssetServiceServicer_to_server, AssetService(writes, reads, hub), SERVICE
+    )
     return base.server

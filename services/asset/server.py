@@ -1,32 +1,33 @@
-"""gRPC handlers of the ledger: they translate protobuf to domain calls and back, nothing more."""
+"""gRPC handlers of the ledger: protobuf in, one unit of work around the domain rules, protobuf out.
+
+Every write runs in one serializable transaction (retried on serialization failure) that also
+appends its events; reads run in a plain transaction. The caller's organization and channel come
+from the interceptor (its credential), never from a request field.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
 
-from google.protobuf import timestamp_pb2
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
+from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.asset.domain import organizations
-from services.asset.store.repositories import SqlOrganizations
+from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks
+from services.asset.domain.common import Context, validate_key
+from services.asset.events import Hub
+from services.asset.store.queries import Queries
+from services.asset.store.sql import SqlStore
+from services.kit import pagination
 from services.kit.db import UnitOfWork
+from services.kit.errors import NotFound
 from services.kit.identity import current_caller
 
-
-def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _organization(org: organizations.Organization, caller_id: str) -> res.Organization:
-    return res.Organization(
-        id=org.id, address=org.address, creation_date=_timestamp(org.creation_date), is_current=org.id == caller_id
-    )
+T = TypeVar("T")
+REPLAY_BATCH = 100
 
 
 def now() -> dt.datetime:
@@ -34,22 +35,310 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def finish(ctx: Context) -> None:
+    """End of a write: derive and save the plans it touched, then append its events."""
+    for key in sorted(ctx.dirty_plans):
+        plan = ctx.plans.get(key) or ctx.store.get_plan(key, for_update=True)
+        before = plan.status
+        plans.derive(plan, ctx.now)
+        ctx.store.update_plan(plan)
+        if plan.status != before:
+            reason = f"status {res.ComputePlanStatus.Name(plan.status)}"
+            ctx.emit(res.ASSET_COMPUTE_PLAN, plan.key, ev.EVENT_ASSET_UPDATED, plan, reason)
+    ctx.store.append_events(ctx.events)
+
+
 class AssetService(api_grpc.AssetServiceServicer):
-    """The ledger's gRPC API. RPCs not overridden here answer UNIMPLEMENTED."""
+    """The ledger's gRPC API."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
+    def __init__(self, writes: UnitOfWork, reads: UnitOfWork, hub: Hub) -> None:
+        self._writes = writes
+        self._reads = reads
+        self._hub = hub
 
-    async def RegisterOrganization(self, request: api.RegisterOrganizationRequest, context):
+    async def _write(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
-        org = await self._uow.run(
-            lambda session: organizations.register(SqlOrganizations(session), caller, request.address, now())
-        )
-        return api.RegisterOrganizationResponse(organization=_organization(org, caller.org_id))
+        emitted = False
 
-    async def ListOrganizations(self, request: api.ListOrganizationsRequest, context):
+        def unit(session) -> T:
+            nonlocal emitted
+            ctx = Context(caller=caller, now=now(), store=SqlStore(session, caller.channel))
+            result = work(ctx)
+            finish(ctx)
+            emitted = bool(ctx.events)
+            return result
+
+        result = await self._writes.run(unit)
+        if emitted:
+            await self._hub.notify()
+        return result
+
+    async def _read(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
-        orgs = await self._uow.run(lambda session: SqlOrganizations(session).list(caller.channel))
-        return api.ListOrganizationsResponse(
-            organizations=[_organization(o, caller.org_id) for o in orgs], total_size=len(orgs)
+        return await self._reads.run(
+            lambda session: work(Context(caller=caller, now=now(), store=SqlStore(session, caller.channel)))
         )
+
+    async def _query(self, work: Callable[[Queries], T]) -> T:
+        caller = current_caller()
+        return await self._reads.run(lambda session: work(Queries(session, caller.channel)))
+
+    # organizations
+    async def RegisterOrganization(self, request, context):
+        org = await self._write(lambda ctx: organizations.register(ctx, request.address))
+        org.is_current = True
+        return api.RegisterOrganizationResponse(organization=org)
+
+    async def ListOrganizations(self, request, context):
+        caller = current_caller()
+        orgs = await self._read(lambda ctx: ctx.store.list_organizations())
+        for org in orgs:
+            org.is_current = org.id == caller.org_id
+        return api.ListOrganizationsResponse(organizations=orgs, total_size=len(orgs))
+
+    # data managers and samples
+    async def RegisterDataManager(self, request, context):
+        manager = await self._write(lambda ctx: datasets.register_data_manager(ctx, request))
+        return api.RegisterDataManagerResponse(data_manager=manager)
+
+    async def GetDataManager(self, request, context):
+        def get(ctx: Context) -> res.DataManager:
+            key = validate_key("key", request.key)
+            found = ctx.store.get_data_managers([key], with_samples=True)
+            if key not in found:
+                raise NotFound(f"data manager {key} not found")
+            return found[key]
+
+        return api.GetDataManagerResponse(data_manager=await self._read(get))
+
+    async def ListDataManagers(self, request, context):
+        page = await self._query(lambda q: q.data_managers(request))
+        return api.ListDataManagersResponse(
+            data_managers=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    async def UpdateDataManager(self, request, context):
+        await self._write(lambda ctx: datasets.update_data_manager(ctx, request.key, request.name))
+        return api.UpdateDataManagerResponse()
+
+    async def RegisterDataSamples(self, request, context):
+        samples = await self._write(lambda ctx: datasets.register_data_samples(ctx, list(request.data_samples)))
+        return api.RegisterDataSamplesResponse(data_samples=samples)
+
+    async def LinkDataSamples(self, request, context):
+        samples = await self._write(
+            lambda ctx: datasets.link_data_samples(ctx, list(request.data_manager_keys), list(request.data_sample_keys))
+        )
+        return api.LinkDataSamplesResponse(data_samples=samples)
+
+    async def GetDataSample(self, request, context):
+        def get(ctx: Context) -> res.DataSample:
+            key = validate_key("key", request.key)
+            found = ctx.store.get_data_samples([key])
+            if key not in found:
+                raise NotFound(f"data sample {key} not found")
+            return found[key]
+
+        return api.GetDataSampleResponse(data_sample=await self._read(get))
+
+    async def ListDataSamples(self, request, context):
+        page = await self._query(lambda q: q.data_samples(request))
+        return api.ListDataSamplesResponse(
+            data_samples=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    # functions
+    async def RegisterFunction(self, request, context):
+        return api.RegisterFunctionResponse(
+            function=await self._write(lambda ctx: functions.register_function(ctx, request))
+        )
+
+    async def GetFunction(self, request, context):
+        return api.GetFunctionResponse(function=await self._read(lambda ctx: functions.get_function(ctx, request.key)))
+
+    async def ListFunctions(self, request, context):
+        page = await self._query(lambda q: q.functions(request))
+        return api.ListFunctionsResponse(
+            functions=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    async def UpdateFunction(self, request, context):
+        await self._write(lambda ctx: functions.update_function(ctx, request))
+        return api.UpdateFunctionResponse()
+
+    async def ApplyFunctionAction(self, request, context):
+        await self._write(lambda ctx: functions.apply_action(ctx, request.function_key, request.action, request.reason))
+        return api.ApplyFunctionActionResponse()
+
+    # compute plans
+    async def RegisterComputePlan(self, request, context):
+        plan = await self._write(lambda ctx: plans.register_plan(ctx, request))
+        return api.RegisterComputePlanResponse(compute_plan=plans.present(plan, now()))
+
+    async def GetComputePlan(self, request, context):
+        plan = await self._read(lambda ctx: plans.get_plan(ctx, request.key))
+        return api.GetComputePlanResponse(compute_plan=plans.present(plan, now()))
+
+    async def ListComputePlans(self, request, context):
+        page = await self._query(lambda q: q.plans(request))
+        moment = now()
+        return api.ListComputePlansResponse(
+            compute_plans=[plans.present(p, moment) for p in page.items],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+    async def UpdateComputePlan(self, request, context):
+        await self._write(lambda ctx: plans.update_plan(ctx, request.key, request.name))
+        return api.UpdateComputePlanResponse()
+
+    async def CancelComputePlan(self, request, context):
+        await self._write(lambda ctx: plans.cancel_plan(ctx, request.key))
+        return api.CancelComputePlanResponse()
+
+    async def GetComputePlanPerformances(self, request, context):
+        current = current_caller()
+
+        def perf(q: Queries):
+            plans.get_plan(Context(caller=current, now=now(), store=q.store), request.key)
+            return q.plan_performances(request)
+
+        page, ranks, rounds = await self._query(perf)
+        results = []
+        for row in page.items:
+            performance, function_key, rank, worker, round_idx = row
+            task = api.PerformanceComputeTask(
+                key=performance.compute_task_key, function_key=function_key, rank=rank, worker=worker
+            )
+            if round_idx is not None and round_idx.lstrip("-").isdigit():
+                task.round_idx = int(round_idx)
+            results.append(
+                api.ComputePlanPerformance(compute_task=task, identifier=performance.identifier, perf=performance.value)
+            )
+        return api.GetComputePlanPerformancesResponse(
+            results=results,
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+            compute_plan_statistics=api.ComputePlanStatistics(
+                compute_tasks_distinct_ranks=ranks, compute_tasks_distinct_rounds=rounds
+            ),
+        )
+
+    # tasks
+    async def RegisterTasks(self, request, context):
+        return api.RegisterTasksResponse(
+            tasks=await self._write(lambda ctx: tasks.register_tasks(ctx, list(request.tasks)))
+        )
+
+    async def GetTask(self, request, context):
+        return api.GetTaskResponse(task=await self._read(lambda ctx: tasks.get_task(ctx, request.key)))
+
+    async def ListTasks(self, request, context):
+        page = await self._query(lambda q: q.tasks(request))
+        return api.ListTasksResponse(tasks=page.items, next_page_token=page.next_page_token, total_size=page.total_size)
+
+    async def ApplyTaskAction(self, request, context):
+        await self._write(lambda ctx: tasks.apply_action(ctx, request.task_key, request.action, request.reason))
+        return api.ApplyTaskActionResponse()
+
+    async def GetTaskInputAssets(self, request, context):
+        assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))
+        if request.identifier:
+            assets = [a for a in assets if a.identifier == request.identifier]
+        if request.kind:
+            assets = [a for a in assets if a.kind == request.kind]
+        page = pagination.page_request(request, 100, 1000)
+        pagination.check_in_range(page, len(assets), bool(request.page))
+        return api.GetTaskInputAssetsResponse(
+            assets=assets[page.offset : page.offset + page.size],
+            next_page_token=pagination.next_token(page, len(assets)),
+            total_size=len(assets),
+        )
+
+    async def ListTaskOutputAssets(self, request, context):
+        current = current_caller()
+
+        def run(q: Queries):
+            tasks.get_task(Context(caller=current, now=now(), store=q.store), request.key)
+            return q.output_assets(request)
+
+        page = await self._query(run)
+        return api.ListTaskOutputAssetsResponse(
+            assets=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    # models, performances, failures, profiling
+    async def RegisterModels(self, request, context):
+        return api.RegisterModelsResponse(
+            models=await self._write(lambda ctx: outputs.register_models(ctx, list(request.models)))
+        )
+
+    async def GetModel(self, request, context):
+        return api.GetModelResponse(model=await self._read(lambda ctx: outputs.get_model(ctx, request.key)))
+
+    async def ListModels(self, request, context):
+        page = await self._query(lambda q: q.models(request))
+        return api.ListModelsResponse(
+            models=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    async def DisableOutput(self, request, context):
+        models = await self._write(
+            lambda ctx: outputs.disable_output(ctx, request.compute_task_key, request.identifier)
+        )
+        return api.DisableOutputResponse(models=models)
+
+    async def RegisterPerformance(self, request, context):
+        performance = await self._write(lambda ctx: outputs.register_performance(ctx, request))
+        return api.RegisterPerformanceResponse(performance=performance)
+
+    async def ListPerformances(self, request, context):
+        page = await self._query(lambda q: q.performances(request))
+        return api.ListPerformancesResponse(
+            performances=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    async def RegisterFailureReport(self, request, context):
+        report = await self._write(lambda ctx: outputs.register_failure_report(ctx, request))
+        return api.RegisterFailureReportResponse(failure_report=report)
+
+    async def GetFailureReport(self, request, context):
+        report = await self._read(lambda ctx: outputs.get_failure_report(ctx, request.asset_key))
+        return api.GetFailureReportResponse(failure_report=report)
+
+    async def RegisterProfilingStep(self, request, context):
+        step = await self._write(lambda ctx: outputs.register_profiling_step(ctx, request))
+        return api.RegisterProfilingStepResponse(profiling_step=step)
+
+    async def ListProfilingSteps(self, request, context):
+        page = await self._query(lambda q: q.profiling_steps(request))
+        return api.ListProfilingStepsResponse(
+            profiling_steps=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    # permissions
+    async def CanProcess(self, request, context):
+        return api.CanProcessResponse(allowed=await self._read(lambda ctx: outputs.can_process(ctx, request)))
+
+    async def CanAccessLogs(self, request, context):
+        allowed = await self._read(lambda ctx: outputs.can_access_logs(ctx, request.asset_key, request.organization_id))
+        return api.CanAccessLogsResponse(allowed=allowed)
+
+    # events
+    async def QueryEvents(self, request, context):
+        page = await self._query(lambda q: q.events(request))
+        return api.QueryEventsResponse(
+            events=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
+
+    async def SubscribeEvents(self, request, context):
+        """History after the cursor, then live events, gap-free and in position order."""
+        position = request.after_position
+        while True:
+            seen = self._hub.generation
+            batch = await self._query(lambda q, after=position: q.events_after(after, REPLAY_BATCH))
+            for event in batch:
+                yield api.SubscribeEventsResponse(event=event)
+                position = event.position
+            if len(batch) < REPLAY_BATCH:
+                await self._hub.wait(seen, timeout=1.0)

@@ -89,6 +89,10 @@ def run_alembic_env(target_metadata: sa.MetaData | None = None) -> None:
         target_metadata=target_metadata,
         version_table_schema=schema,
         include_schemas=False,
+        # Autogenerate must not offer to drop Alembic's own bookkeeping table.
+        include_object=lambda obj, name, type_, reflected, compare_to: (
+            not (type_ == "table" and name == "alembic_version")
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()

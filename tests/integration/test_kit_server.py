@@ -102,10 +102,13 @@ def test_domain_errors_become_canonical_status_with_details(ledger):
     assert details.metadata == {"keys": "org1"}
 
 
-def test_unimplemented_rpcs_say_so_after_authentication(ledger):
+def test_unknown_keys_are_not_found_and_malformed_keys_invalid(ledger):
     with pytest.raises(grpc.RpcError) as info:
         _stub(ledger, "org1").GetTask(api.GetTaskRequest(key="00000000-0000-0000-0000-000000000000"))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        _stub(ledger, "org1").GetTask(api.GetTaskRequest(key="not-a-key"))
+    assert status_details(info.value).violations == [FieldViolation("key", "must be a UUID")]
 
 
 def test_the_trace_continues_across_the_call_and_reaches_the_logs(ledger):

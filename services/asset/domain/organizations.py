@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlparse
 
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.domain.common import Context, timestamp
 from services.kit.errors import AlreadyExists, InvalidArgument
-from services.kit.identity import Caller
-
-
-@dataclass(frozen=True)
-class Organization:
-    """A member of a channel."""
-
-    id: str
-    channel: str
-    address: str
-    creation_date: dt.datetime
-
-
-class OrganizationRepository(Protocol):
-    """Persistence the rules need."""
-
-    def get(self, channel: str, org_id: str) -> Organization | None:
-        """The organization, or None."""
-
-    def add(self, organization: Organization) -> None:
-        """Store a new organization."""
-
-    def list(self, channel: str) -> list[Organization]:
-        """Every organization of the channel, oldest first."""
 
 
 def validate_address(address: str) -> str:
@@ -44,14 +21,14 @@ def validate_address(address: str) -> str:
     return address
 
 
-def register(repo: OrganizationRepository, caller: Caller, address: str, now: dt.datetime) -> Organization:
+def register(ctx: Context, address: str) -> res.Organization:
     """Register the calling organization in its channel; the id is never taken from the request."""
     address = validate_address(address)
-    if repo.get(caller.channel, caller.org_id) is not None:
+    if ctx.org in ctx.store.organization_ids():
         raise AlreadyExists(
-            f"organization {caller.org_id} is already registered in channel {caller.channel}",
-            metadata={"keys": caller.org_id},
+            f"organization {ctx.org} is already registered in channel {ctx.channel}", metadata={"keys": ctx.org}
         )
-    organization = Organization(id=caller.org_id, channel=caller.channel, address=address, creation_date=now)
-    repo.add(organization)
+    organization = res.Organization(id=ctx.org, address=address, creation_date=timestamp(ctx.now))
+    ctx.store.add_organization(organization)
+    ctx.emit(res.ASSET_ORGANIZATION, ctx.org, ev.EVENT_ASSET_CREATED, organization)
     return organization

@@ -1,0 +1,150 @@
+"""Functions: inputs and outputs (domain §3.1), ownership, and the build state machine (§2.1)."""
+
+from __future__ import annotations
+
+from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.domain import tasks
+from services.asset.domain.common import (
+    Context,
+    Violations,
+    check_authorized_ids,
+    make_permissions,
+    timestamp,
+    validate_key,
+)
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+
+INPUT_KINDS = {res.ASSET_MODEL, res.ASSET_DATA_SAMPLE, res.ASSET_DATA_MANAGER}
+OUTPUT_KINDS = {res.ASSET_MODEL, res.ASSET_PERFORMANCE}
+
+# action → (allowed current statuses, new status)
+TRANSITIONS = {
+    res.FUNCTION_ACTION_BUILDING: ({res.FUNCTION_STATUS_WAITING}, res.FUNCTION_STATUS_BUILDING),
+    res.FUNCTION_ACTION_READY: ({res.FUNCTION_STATUS_BUILDING}, res.FUNCTION_STATUS_READY),
+    res.FUNCTION_ACTION_FAILED: ({res.FUNCTION_STATUS_BUILDING}, res.FUNCTION_STATUS_FAILED),
+    res.FUNCTION_ACTION_CANCELED: (
+        {res.FUNCTION_STATUS_WAITING, res.FUNCTION_STATUS_BUILDING},
+        res.FUNCTION_STATUS_CANCELED,
+    ),
+}
+
+
+def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: dict[str, res.FunctionOutput]) -> None:
+    """The rules of domain §3.1 on declared inputs and outputs."""
+    managers = [name for name, spec in inputs.items() if spec.kind == res.ASSET_DATA_MANAGER]
+    samples = [name for name, spec in inputs.items() if spec.kind == res.ASSET_DATA_SAMPLE]
+    for name, spec in inputs.items():
+        path = f"inputs[{name}]"
+        if not 1 <= len(name) <= 100:
+            v.add(path, "identifiers must be 1 to 100 characters")
+        if spec.kind not in INPUT_KINDS:
+            v.add(f"{path}.kind", "must be ASSET_MODEL, ASSET_DATA_SAMPLE or ASSET_DATA_MANAGER")
+        if spec.kind == res.ASSET_DATA_MANAGER and (spec.multiple or spec.optional):
+            v.add(path, "a data manager input can be neither multiple nor optional")
+    if len(managers) > 1:
+        v.add("inputs", "at most one data manager input")
+    if bool(managers) != bool(samples):
+        v.add("inputs", "data manager and data sample inputs go together: both or neither")
+    for name, spec in outputs.items():
+        path = f"outputs[{name}]"
+        if not 1 <= len(name) <= 100:
+            v.add(path, "identifiers must be 1 to 100 characters")
+        if spec.kind not in OUTPUT_KINDS:
+            v.add(f"{path}.kind", "must be ASSET_MODEL or ASSET_PERFORMANCE")
+        if spec.kind == res.ASSET_PERFORMANCE and spec.multiple:
+            v.add(path, "a performance output cannot be multiple")
+
+
+def register_function(ctx: Context, request: api.RegisterFunctionRequest) -> res.Function:
+    """Register a function owned by the caller; it starts WAITING for its build."""
+    v = Violations()
+    key = v.key("key", request.key)
+    v.name("name", request.name)
+    v.addressable("description", request.description)
+    v.addressable("archive", request.archive)
+    v.metadata("metadata", dict(request.metadata))
+    validate_io(v, dict(request.inputs), dict(request.outputs))
+    check_authorized_ids(v, "permissions", request.permissions, ctx.store.organization_ids())
+    v.raise_if_any()
+    if ctx.store.get_functions([key]):
+        raise AlreadyExists(f"function {key} already exists", metadata={"keys": key})
+    function = res.Function(
+        key=key,
+        name=request.name,
+        description=request.description,
+        archive=request.archive,
+        permissions=make_permissions(request.permissions, ctx.org),
+        owner=ctx.org,
+        creation_date=timestamp(ctx.now),
+        metadata=dict(request.metadata),
+        inputs=dict(request.inputs),
+        outputs=dict(request.outputs),
+        status=res.FUNCTION_STATUS_WAITING,
+    )
+    ctx.store.add_function(function)
+    ctx.emit(res.ASSET_FUNCTION, key, ev.EVENT_ASSET_CREATED, function)
+    return function
+
+
+def get_function(ctx: Context, key: str) -> res.Function:
+    """A function of the channel, or NOT_FOUND."""
+    key = validate_key("key", key)
+    found = ctx.store.get_functions([key])
+    if key not in found:
+        raise NotFound(f"function {key} not found")
+    return found[key]
+
+
+def update_function(ctx: Context, request: api.UpdateFunctionRequest) -> res.Function:
+    """Rename a function and/or set its built image (owner only)."""
+    function = get_function(ctx, request.key)
+    v = Violations()
+    if request.name:
+        v.name("name", request.name)
+    if request.HasField("image"):
+        v.addressable("image", request.image)
+    if not request.name and not request.HasField("image"):
+        v.add("name", "nothing to update: give a name or an image")
+    v.raise_if_any()
+    if function.owner != ctx.org:
+        raise PermissionDenied(f"only {function.owner} may update function {function.key}")
+    if request.name:
+        function.name = request.name
+    if request.HasField("image"):
+        function.image.CopyFrom(request.image)
+    ctx.store.update_function(function)
+    ctx.emit(res.ASSET_FUNCTION, function.key, ev.EVENT_ASSET_UPDATED, function)
+    return function
+
+
+def apply_action(ctx: Context, key: str, action: int, reason: str = "") -> res.Function:
+    """Apply a build action (owner only) and propagate it to the tasks using the function."""
+    if action not in TRANSITIONS:
+        raise InvalidArgument.on("action", "must be BUILDING, READY, FAILED or CANCELED")
+    function = get_function(ctx, key)
+    if function.owner != ctx.org:
+        raise PermissionDenied(f"only {function.owner} may change the status of function {function.key}")
+    if action == res.FUNCTION_ACTION_FAILED:
+        raise FailedPrecondition(
+            "a build failure is recorded by registering a failure report", reason="USE_FAILURE_REPORT"
+        )
+    transition(ctx, function, action, reason or "User action")
+    return function
+
+
+def transition(ctx: Context, function: res.Function, action: int, reason: str) -> None:
+    """Move ``function`` to the status ``action`` leads to, then update its tasks (§2.1)."""
+    allowed, target = TRANSITIONS[action]
+    if function.status not in allowed:
+        raise FailedPrecondition(
+            f"function {function.key} is {res.FunctionStatus.Name(function.status)}: "
+            f"{res.FunctionAction.Name(action)} is not allowed",
+            reason="ILLEGAL_TRANSITION",
+        )
+    function.status = target
+    ctx.store.update_function(function)
+    ctx.emit(res.ASSET_FUNCTION, function.key, ev.EVENT_ASSET_UPDATED, function, reason)
+    tasks.on_function_status(ctx, function)

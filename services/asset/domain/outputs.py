@@ -1,0 +1,252 @@
+"""What tasks produce and report: models, performances, failure reports, profiling steps, the
+output-asset links, transient outputs (domain §1.9-1.13, §2.5), and the permission checks
+storage asks for (§1.15)."""
+
+from __future__ import annotations
+
+from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.domain import functions, tasks
+from services.asset.domain.common import Context, Violations, allows, timestamp, validate_key
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+
+
+def _executing_task_of_worker(ctx: Context, key: str, path: str) -> res.ComputeTask:
+    task = tasks.get_task(ctx, validate_key(path, key))
+    if task.worker != ctx.org:
+        raise PermissionDenied(f"only the worker {task.worker} may register outputs of task {task.key}")
+    if task.status != res.STATUS_EXECUTING:
+        raise FailedPrecondition(
+            f"task {task.key} is {tasks.status_name(task.status)}, not STATUS_EXECUTING", reason="TASK_NOT_EXECUTING"
+        )
+    return task
+
+
+def _link(ctx: Context, task_key: str, identifier: str, kind: int, asset_key: str) -> None:
+    """Record the output-asset link once; replays and retries do not duplicate it."""
+    link = res.ComputeTaskOutputAsset(
+        compute_task_key=task_key, compute_task_output_identifier=identifier, asset_kind=kind, asset_key=asset_key
+    )
+    if ctx.store.add_output_asset(link):
+        ctx.emit(res.ASSET_COMPUTE_TASK_OUTPUT_ASSET, f"{task_key}|{identifier}", ev.EVENT_ASSET_CREATED, link)
+
+
+def register_models(ctx: Context, new_models: list[api.NewModel]) -> list[res.Model]:
+    """Register models produced by one executing task (worker only)."""
+    if not new_models:
+        raise InvalidArgument.on("models", "at least one model is required")
+    v = Violations()
+    keys = [v.key(f"models[{i}].key", m.key) for i, m in enumerate(new_models)]
+    for i, model in enumerate(new_models):
+        v.addressable(f"models[{i}].address", model.address)
+    if len({m.compute_task_key.lower() for m in new_models}) != 1:
+        v.add("models", "all models of a call must belong to the same task")
+    if len(set(keys)) != len(keys):
+        v.add("models", "keys must be unique")
+    v.raise_if_any()
+    task = _executing_task_of_worker(ctx, new_models[0].compute_task_key, "models[0].compute_task_key")
+    existing = ctx.store.get_models(keys)
+    if existing:
+        raise AlreadyExists("models already exist", metadata={"keys": ",".join(sorted(existing))})
+    per_output: dict[str, int] = {}
+    for i, model in enumerate(new_models):
+        identifier = model.compute_task_output_identifier
+        spec = task.function.outputs.get(identifier)
+        if spec is None or identifier not in task.outputs:
+            v.add(f"models[{i}].compute_task_output_identifier", f"{identifier!r} is not an output of task {task.key}")
+        elif spec.kind != res.ASSET_MODEL:
+            v.add(f"models[{i}].compute_task_output_identifier", f"{identifier!r} is not a model output")
+        per_output[identifier] = per_output.get(identifier, 0) + 1
+    v.raise_if_any()
+    for identifier, n in per_output.items():
+        single = not task.function.outputs[identifier].multiple
+        if single and n + len(ctx.store.models_of_output(task.key, identifier)) > 1:
+            raise AlreadyExists(f"output {identifier!r} of task {task.key} takes one model and already has it")
+    created = [
+        res.Model(
+            key=keys[i],
+            compute_task_key=task.key,
+            compute_task_output_identifier=m.compute_task_output_identifier,
+            address=m.address,
+            permissions=task.outputs[m.compute_task_output_identifier].permissions,
+            owner=ctx.org,
+            creation_date=timestamp(ctx.now),
+        )
+        for i, m in enumerate(new_models)
+    ]
+    ctx.store.add_models(created)
+    for model in created:
+        ctx.emit(res.ASSET_MODEL, model.key, ev.EVENT_ASSET_CREATED, model)
+        _link(ctx, task.key, model.compute_task_output_identifier, res.ASSET_MODEL, model.key)
+    return created
+
+
+def get_model(ctx: Context, key: str) -> res.Model:
+    """A model of the channel, or NOT_FOUND."""
+    key = validate_key("key", key)
+    found = ctx.store.get_models([key])
+    if key not in found:
+        raise NotFound(f"model {key} not found")
+    return found[key]
+
+
+def register_performance(ctx: Context, request: api.RegisterPerformanceRequest) -> res.Performance:
+    """Register the value of a performance output of an executing task (worker only)."""
+    task = _executing_task_of_worker(ctx, request.compute_task_key, "compute_task_key")
+    identifier = request.compute_task_output_identifier
+    spec = task.function.outputs.get(identifier)
+    if spec is None or spec.kind != res.ASSET_PERFORMANCE:
+        raise InvalidArgument.on("compute_task_output_identifier", f"{identifier!r} is not a performance output")
+    if ctx.store.get_performance(task.key, identifier) is not None:
+        raise AlreadyExists(f"performance {identifier!r} of task {task.key} already registered")
+    performance = res.Performance(
+        compute_task_key=task.key,
+        compute_task_output_identifier=identifier,
+        performance_value=request.performance_value,
+        creation_date=timestamp(ctx.now),
+    )
+    ctx.store.add_performance(performance)
+    ctx.emit(res.ASSET_PERFORMANCE, f"{task.key}|{identifier}", ev.EVENT_ASSET_CREATED, performance)
+    _link(ctx, task.key, identifier, res.ASSET_PERFORMANCE, f"{task.key}|{identifier}")
+    return performance
+
+
+def register_failure_report(ctx: Context, request: api.RegisterFailureReportRequest) -> res.FailureReport:
+    """Registering a report *is* the failure: the task (worker, EXECUTING) or the function build
+    (owner, BUILDING) becomes FAILED, with the cascades that follow."""
+    key = validate_key("asset_key", request.asset_key)
+    if request.error_type not in (res.BUILD_ERROR, res.EXECUTION_ERROR, res.INTERNAL_ERROR):
+        raise InvalidArgument.on("error_type", "must be BUILD_ERROR, EXECUTION_ERROR or INTERNAL_ERROR")
+    if request.HasField("logs_address"):
+        v = Violations()
+        v.addressable("logs_address", request.logs_address)
+        v.raise_if_any()
+    if ctx.store.get_failure_report(key) is not None:
+        raise AlreadyExists(f"a failure report for {key} already exists", metadata={"keys": key})
+    report = res.FailureReport(
+        asset_key=key,
+        asset_type=request.asset_type,
+        error_type=request.error_type,
+        logs_address=request.logs_address if request.HasField("logs_address") else None,
+        creation_date=timestamp(ctx.now),
+        owner=ctx.org,
+    )
+    if request.asset_type == res.FAILED_ASSET_COMPUTE_TASK:
+        task = _executing_task_of_worker(ctx, key, "asset_key")
+        ctx.store.add_failure_report(report)
+        ctx.emit(res.ASSET_FAILURE_REPORT, key, ev.EVENT_ASSET_CREATED, report)
+        task.error_type = request.error_type
+        if request.HasField("logs_address"):
+            task.logs_address.CopyFrom(request.logs_address)
+        tasks.move(ctx, task, res.STATUS_FAILED, "failure report registered")
+    elif request.asset_type == res.FAILED_ASSET_FUNCTION:
+        function = functions.get_function(ctx, key)
+        if function.owner != ctx.org:
+            raise PermissionDenied(f"only {function.owner} may report the build failure of function {key}")
+        ctx.store.add_failure_report(report)
+        ctx.emit(res.ASSET_FAILURE_REPORT, key, ev.EVENT_ASSET_CREATED, report)
+        ctx.build_failure = report
+        functions.transition(ctx, function, res.FUNCTION_ACTION_FAILED, "failure report registered")
+    else:
+        raise InvalidArgument.on("asset_type", "must be FAILED_ASSET_COMPUTE_TASK or FAILED_ASSET_FUNCTION")
+    return report
+
+
+def get_failure_report(ctx: Context, key: str) -> res.FailureReport:
+    """The failure report of a task or function, or NOT_FOUND."""
+    key = validate_key("asset_key", key)
+    report = ctx.store.get_failure_report(key)
+    if report is None:
+        raise NotFound(f"no failure report for {key}")
+    return report
+
+
+def disable_output(ctx: Context, task_key: str, identifier: str) -> list[res.Model]:
+    """Disable the models of a transient output once every consumer is final (domain §2.5)."""
+    task = tasks.get_task(ctx, task_key)
+    if task.worker != ctx.org:
+        raise PermissionDenied(f"only the worker {task.worker} may disable outputs of task {task.key}")
+    if task.status not in tasks.FINAL:
+        raise FailedPrecondition(f"task {task.key} is not final", reason="TASK_NOT_FINAL")
+    output = task.outputs.get(identifier)
+    spec = task.function.outputs.get(identifier)
+    if output is None or spec is None:
+        raise InvalidArgument.on("identifier", f"{identifier!r} is not an output of task {task.key}")
+    if spec.kind != res.ASSET_MODEL:
+        raise FailedPrecondition(f"output {identifier!r} is not a model output", reason="NOT_A_MODEL_OUTPUT")
+    if not output.transient:
+        raise FailedPrecondition(f"output {identifier!r} is not transient", reason="NOT_TRANSIENT")
+    models = ctx.store.models_of_output(task.key, identifier)
+    if not models:
+        raise FailedPrecondition(f"output {identifier!r} has no model", reason="NO_MODEL")
+    children = ctx.store.children(task.key)
+    if not children:
+        raise FailedPrecondition(f"task {task.key} has no child", reason="NO_CHILD")
+    if any(child.status not in tasks.FINAL for child in children):
+        raise FailedPrecondition(f"some children of task {task.key} are not final", reason="CHILDREN_NOT_FINAL")
+    disabled = []
+    for model in models:
+        if model.HasField("address"):  # disabling twice changes nothing
+            model.ClearField("address")
+            ctx.store.disable_model(model)
+            ctx.emit(res.ASSET_MODEL, model.key, ev.EVENT_ASSET_DISABLED, model)
+        disabled.append(model)
+    return disabled
+
+
+def register_profiling_step(ctx: Context, request: api.RegisterProfilingStepRequest) -> res.ProfilingStep:
+    """Record a step duration (µs) of a task (its worker) or of a function build (its owner)."""
+    key = validate_key("asset_key", request.asset_key)
+    v = Violations()
+    v.name("step", request.step)
+    if request.duration < 0:
+        v.add("duration", "must not be negative")
+    v.raise_if_any()
+    found = ctx.store.get_tasks([key])
+    if key in found:
+        if found[key].worker != ctx.org:
+            raise PermissionDenied(f"only the worker of task {key} may record its profiling")
+    else:
+        function = functions.get_function(ctx, key)
+        if function.owner != ctx.org:
+            raise PermissionDenied(f"only the owner of function {key} may record its profiling")
+    step = res.ProfilingStep(asset_key=key, step=request.step, duration=request.duration)
+    if not ctx.store.add_profiling_step(step):
+        raise AlreadyExists(f"step {request.step!r} of {key} already recorded")
+    ctx.emit(res.ASSET_PROFILING_STEP, key, ev.EVENT_ASSET_CREATED, step)
+    return step
+
+
+def can_process(ctx: Context, request: api.CanProcessRequest) -> bool:
+    """Whether ``organization_id`` may process (or download) an asset: storage's check."""
+    key = validate_key("asset_key", request.asset_key)
+    org = request.organization_id
+    kind = request.asset_kind
+    if kind == res.ASSET_MODEL:
+        model = get_model(ctx, key)
+        permission = model.permissions.download if request.download else model.permissions.process
+    elif kind == res.ASSET_FUNCTION:
+        permission = functions.get_function(ctx, key).permissions.process
+    elif kind == res.ASSET_DATA_MANAGER:
+        found = ctx.store.get_data_managers([key])
+        if key not in found:
+            raise NotFound(f"data manager {key} not found")
+        permission = found[key].permissions.process
+    elif kind == res.ASSET_DATA_SAMPLE:
+        found = ctx.store.get_data_samples([key])
+        if key not in found:
+            raise NotFound(f"data sample {key} not found")
+        return found[key].owner == org  # data samples never leave their organization
+    else:
+        raise InvalidArgument.on("asset_kind", "must be a model, function, data manager or data sample")
+    return allows(permission, org)
+
+
+def can_access_logs(ctx: Context, task_key: str, org: str) -> bool:
+    """Logs of a task: its logs permission, or the function's process permission for a build error."""
+    task = tasks.get_task(ctx, task_key)
+    if task.HasField("error_type") and task.error_type == res.BUILD_ERROR:
+        return allows(task.function.permissions.process, org)
+    return allows(task.logs_permission, org)

@@ -1,0 +1,157 @@
+"""The event log's two outlets: live subscriptions (``SubscribeEvents``) and the JetStream relay.
+
+Events are committed with their state change (the outbox is the ``events`` table itself). The
+relay publishes them after commit, in position order, with the event id as ``Nats-Msg-Id`` so
+JetStream drops a re-sent duplicate; on start it resumes after the last position found in the
+stream itself (or its own cursor), so a relay killed at any point neither loses nor repeats an
+event. The JetStream copy is for fan-out; the ledger remains the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from tessera.asset.v1 import events_pb2 as ev
+
+from services.asset.domain.common import subject_token
+from services.asset.store import sql
+from services.asset.store.tables import EventRow, RelayCursorRow
+from services.kit import subjects
+from services.kit.db import UnitOfWork
+
+log = logging.getLogger("tessera.asset.events")
+POSITION_HEADER = "Tessera-Position"
+
+
+class Hub:
+    """Wakes up whoever waits for new events of a channel (same process); others poll."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def generation(self) -> int:
+        """Read before querying; :meth:`wait` returns once it moved past this value."""
+        return self._generation
+
+    async def notify(self) -> None:
+        """Signal that events were committed."""
+        async with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Wait until something was committed after ``seen`` was read, or ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._generation != seen), timeout)
+
+
+class Relay:
+    """Publishes committed events to ``ledger.events.<channel>.<asset_kind>``, in order, once."""
+
+    def __init__(self, uow: UnitOfWork, js: JetStreamContext, hub: Hub, batch: int = 500, poll: float = 1.0):
+        self._uow = uow
+        self._js = js
+        self._hub = hub
+        self._batch = batch
+        self._poll = poll
+        self._task: asyncio.Task | None = None
+        self.published = 0
+
+    def start(self) -> None:
+        """Run in the background until :meth:`stop`."""
+        self._task = asyncio.create_task(self._run(), name="event-relay")
+
+    async def stop(self) -> None:
+        """Stop after the message being published."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        cursors: dict[str, int] = {}
+        while True:
+            seen = self._hub.generation
+            try:
+                moved = await self.publish_pending(cursors)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay failed; retrying")
+                cursors.clear()  # re-read positions from the stream after a failure
+                await asyncio.sleep(self._poll)
+                continue
+            if not moved:
+                await self._hub.wait(seen, self._poll)
+
+    async def _stream_position(self, channel: str) -> int:
+        try:
+            message = await self._js.get_last_msg(subjects.LEDGER_STREAM, subjects.ledger_wildcard(channel))
+        except NotFoundError:
+            return 0
+        return int((message.headers or {}).get(POSITION_HEADER, 0))
+
+    async def publish_pending(self, cursors: dict[str, int]) -> bool:
+        """Publish one batch per channel with unpublished events; True if anything was sent."""
+
+        def load(session):
+            heads = dict(
+                session.execute(sa.select(EventRow.channel, sa.func.max(EventRow.position)).group_by(EventRow.channel))
+                
+                .all()
+            )
+            stored = dict(session.execute(sa.select(RelayCursorRow.channel, RelayCursorRow.position)).all())
+            return heads, stored
+
+        heads, stored = await self._uow.run(load)
+        moved = False
+        for channel, head in heads.items():
+            if channel not in cursors:
+                cursors[channel] = max(stored.get(channel, 0), await self._stream_position(channel))
+            if head <= cursors[channel]:
+                continue
+            after = cursors[channel]
+
+            def fetch(session, channel=channel, after=after):
+                rows = session.scalars(
+                    sa.select(EventRow)
+                    .where(EventRow.channel == channel, EventRow.position > after)
+                    .order_by(EventRow.position)
+                    .limit(self._batch)
+                )
+                return [sql.event(row) for row in rows]
+
+            for event in await self._uow.run(fetch):
+                await self._js.publish(
+                    subjects.ledger_subject(channel, subject_token(event.asset_kind)),
+                    event.SerializeToString(),
+                    headers={"Nats-Msg-Id": event.id, POSITION_HEADER: str(event.position)},
+                )
+                cursors[channel] = event.position
+                self.published += 1
+            await self._uow.run(lambda session, c=channel, p=cursors[channel]: _save_cursor(session, c, p))
+            moved = True
+        return moved
+
+
+def _save_cursor(session, channel: str, position: int) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    session.execute(
+        insert(RelayCursorRow)
+        .values(channel=channel, position=position)
+        .on_conflict_do_update(index_elements=[RelayCursorRow.channel], set_={"position": position})
+    )
+
+
+def decode(payload: bytes) -> ev.Event:
+    """An event from its NATS payload."""
+    return ev.Event.FromString(payload)

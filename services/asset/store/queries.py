@@ -1,0 +1,413 @@
+"""Read side of the ledger: filtered, ordered, paginated lists (contract §1.2, domain §7.1).
+
+Every list is scoped to the caller's channel. Filters are named like the REST query parameters
+(repeated fields are the comma-separated ``in`` filters); ``match`` searches key and name;
+``metadata`` takes the SDK's JSON list of ``{key, type: is|contains|exists, value}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.store import sql
+from services.asset.store.tables import (
+    ComputePlanRow,
+    ComputeTaskRow,
+    DataManagerRow,
+    DataSampleRow,
+    EventRow,
+    FunctionRow,
+    ModelRow,
+    OutputAssetRow,
+    PerformanceRow,
+    ProfilingStepRow,
+)
+from services.kit import pagination
+from services.kit.errors import InvalidArgument
+
+
+@dataclass
+class Page:
+    """One page of results."""
+
+    items: list[Any]
+    next_page_token: str
+    total_size: int
+
+
+def _in(column, values) -> Any | None:
+    values = [v for v in values if v != ""]
+    return column.in_(values) if values else None
+
+
+def _range(column, request: Message, name: str) -> list[Any]:
+    conditions = []
+    for suffix, op in (("_after", "__ge__"), ("_before", "__le__")):
+        field = f"{name}{suffix}"
+        if field in request.DESCRIPTOR.fields_by_name and request.HasField(field):
+            conditions.append(getattr(column, op)(getattr(request, field).ToDatetime(dt.UTC)))
+    return conditions
+
+
+def metadata_conditions(column, raw: str) -> list[Any]:
+    """The SDK's metadata filter, as SQL on a JSONB column."""
+    if not raw:
+        return []
+    try:
+        filters = json.loads(raw)
+        if not isinstance(filters, list):
+            raise TypeError
+        conditions = []
+        for item in filters:
+            key, kind = str(item["key"]), item["type"]
+            if kind == "exists":
+                conditions.append(column.has_key(key))
+            elif kind == "is":
+                conditions.append(column[key].astext == str(item["value"]))
+            elif kind == "contains":
+                conditions.append(column[key].astext.contains(str(item["value"]), autoescape=True))
+            else:
+                raise ValueError(kind)
+    except (ValueError, TypeError, KeyError):
+        raise InvalidArgument.on(
+            "metadata", 'must be a JSON list of {"key", "type": "is|contains|exists", "value"}'
+        ) from None
+    return conditions
+
+
+def can_process_condition(column, orgs) -> Any | None:
+    """Public, or every listed organization authorized (Substra's ``can_process``)."""
+    orgs = [o for o in orgs if o]
+    if not orgs:
+        return None
+    return sa.or_(
+        column["process"]["public"].astext == "true",
+        column["process"]["authorized_ids"].contains(orgs),
+    )
+
+
+def _ordering(raw: str, allowed: dict[str, Any], default: str, tiebreak: Any) -> list[Any]:
+    field = raw or default
+    descending = field.startswith("-")
+    name = field.lstrip("-")
+    if name not in allowed:
+        raise InvalidArgument.on("ordering", f"must be one of {', '.join(sorted(allowed))} (optionally with -)")
+    column = allowed[name]
+    order = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    return [order, tiebreak.desc() if descending else tiebreak.asc()]
+
+
+def paginate(
+    session: Session,
+    request: Message,
+    query: sa.Select,
+    convert: Callable[[Any], Any],
+    *,
+    default_size: int = 100,
+    max_size: int = 1000,
+) -> Page:
+    """Count, then fetch one page of ``query`` (already filtered and ordered)."""
+    page = pagination.page_request(request, default_size, max_size)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    pagination.check_in_range(page, total, bool(request.page))
+    rows = session.execute(query.offset(page.offset).limit(page.size)).scalars().all()
+    return Page([convert(row) for row in rows], pagination.next_token(page, total), total)
+
+
+def _where(query: sa.Select, *conditions) -> sa.Select:
+    flat = []
+    for condition in conditions:
+        if isinstance(condition, list):
+            flat.extend(condition)
+        elif condition is not None:
+            flat.append(condition)
+    return query.where(*flat) if flat else query
+
+
+def _match(columns, text: str) -> Any | None:
+    if not text:
+        return None
+    return sa.or_(*(column.ilike(f"%{text}%", escape="\\") for column in columns))
+
+
+def _duration(start, end) -> Any:
+    return sa.func.extract("epoch", sa.func.coalesce(end, sa.func.now()) - start)
+
+
+class Queries:
+    """The list queries of one channel."""
+
+    def __init__(self, session: Session, channel: str) -> None:
+        self.session = session
+        self.channel = channel
+        self.store = sql.SqlStore(session, channel)
+
+    def data_managers(self, request) -> Page:
+        t = DataManagerRow
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.name, request.name),
+            _in(t.owner, request.owner),
+            _match([t.key, t.name], request.match),
+            can_process_condition(t.permissions, request.can_process),
+            _range(t.creation_date, request, "creation_date"),
+        )
+        logs_orgs = [o for o in request.can_access_logs if o]
+        if logs_orgs:
+            query = query.where(
+                sa.or_(
+                    t.logs_permission["public"].astext == "true",
+                    t.logs_permission["authorized_ids"].contains(logs_orgs),
+                )
+            )
+        if any(request.data_sample_key):
+            linked = sa.select(sa.func.unnest(DataSampleRow.data_manager_keys)).where(
+                DataSampleRow.channel == self.channel, DataSampleRow.key.in_(list(request.data_sample_key))
+            )
+            query = query.where(t.key.in_(linked))
+        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        page = paginate(self.session, request, query, lambda row: row)
+        samples = self.store.sample_keys_of([row.key for row in page.items])
+        page.items = [sql.data_manager(row, samples.get(row.key)) for row in page.items]
+        return page
+
+    def data_samples(self, request) -> Page:
+        t = DataSampleRow
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.owner, request.owner),
+            _range(t.creation_date, request, "creation_date"),
+        )
+        datasets = [k for k in request.dataset_key if k]
+        if datasets:
+            query = query.where(t.data_manager_keys.overlap(sa.cast(datasets, t.data_manager_keys.type)))
+        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        return paginate(self.session, request, query, sql.data_sample)
+
+    def functions(self, request) -> Page:
+        t = FunctionRow
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.owner, request.owner),
+            _in(t.name, request.name),
+            _match([t.key, t.name], request.match),
+            can_process_condition(t.permissions, request.can_process),
+            _range(t.creation_date, request, "creation_date"),
+        )
+        plans = [k for k in request.compute_plan_key if k]
+        if plans:
+            used = sa.select(ComputeTaskRow.function_key).where(
+                ComputeTaskRow.channel == self.channel, ComputeTaskRow.compute_plan_key.in_(plans)
+            )
+            query = query.where(t.key.in_(used))
+        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        return paginate(self.session, request, query, sql.function)
+
+    def plans(self, request) -> Page:
+        t = ComputePlanRow
+        duration = _duration(t.start_date, t.end_date)
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.owner, request.owner),
+            _in(t.tag, request.tag),
+            _in(t.name, request.name),
+            _in(t.status, request.status),
+            _in(t.creator, request.creator),
+            _match([t.key, t.name], request.match),
+            metadata_conditions(t.metadata_, request.metadata),
+            _range(t.creation_date, request, "creation_date"),
+            _range(t.start_date, request, "start_date"),
+            _range(t.end_date, request, "end_date"),
+            duration >= request.duration_min if request.HasField("duration_min") else None,
+            duration <= request.duration_max if request.HasField("duration_max") else None,
+        )
+        functions = [k for k in request.function_key if k]
+        if functions:
+            using = sa.select(ComputeTaskRow.compute_plan_key).where(
+                ComputeTaskRow.channel == self.channel, ComputeTaskRow.function_key.in_(functions)
+            )
+            query = query.where(t.key.in_(using))
+        allowed = {
+            "creation_date": t.creation_date,
+            "start_date": t.start_date,
+            "end_date": t.end_date,
+            "name": t.name,
+            "status": t.status,
+            "duration": duration,
+        }
+        query = query.order_by(*_ordering(request.ordering, allowed, "-creation_date", t.key))
+        return paginate(self.session, request, query, sql.plan, default_size=10, max_size=100)
+
+    def tasks(self, request) -> Page:
+        t = ComputeTaskRow
+        duration = _duration(t.start_date, t.end_date)
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.owner, request.owner),
+            _in(t.worker, request.worker),
+            _in(t.rank, request.rank),
+            _in(t.status, request.status),
+            _in(t.compute_plan_key, request.compute_plan_key),
+            _in(t.function_key, request.function_key),
+            _in(t.tag, request.tag),
+            _match([t.key], request.match),
+            metadata_conditions(t.metadata_, request.metadata),
+            _range(t.creation_date, request, "creation_date"),
+            _range(t.start_date, request, "start_date"),
+            _range(t.end_date, request, "end_date"),
+            duration >= request.duration_min if request.HasField("duration_min") else None,
+            duration <= request.duration_max if request.HasField("duration_max") else None,
+        )
+        allowed = {
+            "creation_date": t.creation_date,
+            "start_date": t.start_date,
+            "end_date": t.end_date,
+            "rank": t.rank,
+            "status": t.status,
+            "worker": t.worker,
+            "compute_plan_key": t.compute_plan_key,
+            "duration": duration,
+        }
+        query = query.order_by(*_ordering(request.ordering, allowed, "creation_date", t.seq))
+        page = paginate(self.session, request, query, lambda row: row)
+        functions = self.store.get_functions({row.function_key for row in page.items})
+        page.items = [sql.task(row, functions) for row in page.items]
+        return page
+
+    def models(self, request) -> Page:
+        t = ModelRow
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.key, request.key),
+            _in(t.owner, request.owner),
+            _in(t.compute_task_key, request.compute_task_key),
+            _range(t.creation_date, request, "creation_date"),
+        )
+        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        return paginate(self.session, request, query, sql.model)
+
+    def performances(self, request) -> Page:
+        t = PerformanceRow
+        query = _where(
+            sa.select(t).where(t.channel == self.channel),
+            _in(t.compute_task_key, request.compute_task_key),
+            _in(t.identifier, request.compute_task_output_identifier),
+        )
+        plans = [k for k in request.compute_plan_key if k]
+        if plans:
+            query = query.where(
+                t.compute_task_key.in_(
+                    sa.select(ComputeTaskRow.key).where(
+                        ComputeTaskRow.channel == self.channel, ComputeTaskRow.compute_plan_key.in_(plans)
+                    )
+                )
+            )
+        query = query.order_by(
+            *_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.identifier)
+        )
+        return paginate(self.session, request, query, sql.performance, default_size=1000, max_size=10000)
+
+    def plan_performances(self, request) -> tuple[Page, list[int], list[int]]:
+        """Rows of ``/compute_plan/{key}/perf``: performances with their task, plus distinct ranks and rounds."""
+        p, t = PerformanceRow, ComputeTaskRow
+        round_idx = t.metadata_["round_idx"].astext
+        base = (
+            sa.select(p, t.function_key, t.rank, t.worker, round_idx.label("round_idx"))
+            .join(t, sa.and_(t.channel == p.channel, t.key == p.compute_task_key))
+            .where(p.channel == self.channel, t.compute_plan_key == request.key)
+        )
+        query = base.order_by(t.rank, t.worker, round_idx, p.identifier)
+        page = pagination.page_request(request, 1000, 10000)
+        total = self.session.scalar(sa.select(sa.func.count()).select_from(base.subquery()))
+        pagination.check_in_range(page, total, bool(request.page))
+        rows = self.session.execute(query.offset(page.offset).limit(page.size)).all()
+        ranks = sorted(
+            set(
+                self.session.scalars(
+                    sa.select(t.rank).where(t.channel == self.channel, t.compute_plan_key == request.key).distinct()
+                )
+            )
+        )
+        rounds = sorted(
+            {
+                int(r)
+                for r in self.session.scalars(
+                    sa.select(round_idx).where(t.channel == self.channel, t.compute_plan_key == request.key).distinct()
+                )
+                if r is not None and r.lstrip("-").isdigit()
+            }
+        )
+        return Page(list(rows), pagination.next_token(page, total), total), ranks, rounds
+
+    def output_assets(self, request) -> Page:
+        o = OutputAssetRow
+        query = _where(
+            sa.select(o).where(o.channel == self.channel, o.compute_task_key == request.key),
+            o.identifier == request.identifier if request.identifier else None,
+            o.asset_kind == request.kind if request.kind else None,
+        ).order_by(o.position)
+        page = paginate(self.session, request, query, lambda row: row)
+        model_keys = [row.asset_key for row in page.items if row.asset_kind == res.ASSET_MODEL]
+        models = self.store.get_models(model_keys)
+        items = []
+        for row in page.items:
+            item = res.OutputAsset(identifier=row.identifier, kind=row.asset_kind)
+            if row.asset_kind == res.ASSET_MODEL and row.asset_key in models:
+                item.model.CopyFrom(models[row.asset_key])
+            elif row.asset_kind == res.ASSET_PERFORMANCE:
+                found = self.store.get_performance(row.compute_task_key, row.identifier)
+                if found is not None:
+                    item.performance.CopyFrom(found)
+            items.append(item)
+        page.items = items
+        return page
+
+    def profiling_steps(self, request) -> Page:
+        s = ProfilingStepRow
+        query = _where(
+            sa.select(s).where(s.channel == self.channel),
+            s.asset_key == request.asset_key if request.asset_key else None,
+        ).order_by(s.asset_key, s.step)
+        return paginate(
+            self.session,
+            request,
+            query,
+            lambda row: res.ProfilingStep(asset_key=row.asset_key, step=row.step, duration=row.duration),
+            default_size=1000,
+            max_size=10000,
+        )
+
+    def events(self, request) -> Page:
+        e = EventRow
+        query = _where(
+            sa.select(e).where(e.channel == self.channel, e.position > request.after_position),
+            e.asset_kind == request.asset_kind if request.asset_kind else None,
+            e.asset_key == request.asset_key if request.asset_key else None,
+            e.event_kind == request.event_kind if request.event_kind else None,
+            _range(e.timestamp, request, "timestamp"),
+        ).order_by(e.position.desc() if request.descending else e.position.asc())
+        return paginate(self.session, request, query, sql.event, default_size=100, max_size=1000)
+
+    def events_after(self, position: int, limit: int) -> list:
+        """The channel's events after ``position``, in order (the subscription's replay)."""
+        rows = self.session.scalars(
+            sa.select(EventRow)
+            .where(EventRow.channel == self.channel, EventRow.position > position)
+            .order_by(EventRow.position)
+            .limit(limit)
+        )
+        return [sql.event(row) for row in rows]

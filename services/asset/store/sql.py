@@ -1,0 +1,682 @@
+"""The ledger's store on PostgreSQL: the domain's ``Store`` protocol, scoped to one channel.
+
+Rows map explicitly to the protobuf value types the rules use; nested parts go through the
+protobuf JSON form (JSONB columns), never as serialized blobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.domain.common import timestamp
+from services.asset.store.tables import (
+    ChannelPositionRow,
+    ComputePlanRow,
+    ComputeTaskRow,
+    DataManagerRow,
+    DataSampleRow,
+    EventRow,
+    FailureReportRow,
+    FunctionRow,
+    ModelRow,
+    OrganizationRow,
+    OutputAssetRow,
+    PerformanceRow,
+    ProfilingStepRow,
+    TaskParentRow,
+)
+
+M = TypeVar("M", bound=Message)
+FINAL_STATUSES = (res.STATUS_DONE, res.STATUS_CANCELED, res.STATUS_FAILED)
+
+
+def as_dict(message: Message) -> dict:
+    """The protobuf JSON form of ``message`` with field names as declared."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def as_message(cls: type[M], data: Any) -> M:
+    """Parse the protobuf JSON form back."""
+    return json_format.ParseDict(data or {}, cls())
+
+
+stamp = timestamp  # a protobuf timestamp from a column value, or None
+
+
+def when(message: Message, field: str) -> dt.datetime | None:
+    """A datetime column value from a timestamp field, or None when unset."""
+    return getattr(message, field).ToDatetime(dt.UTC) if message.HasField(field) else None
+
+
+# ------------------------------------------------------------------------------------ row ⇄ message
+def organization(row: OrganizationRow) -> res.Organization:
+    """Row to message."""
+    return res.Organization(id=row.id, address=row.address, creation_date=stamp(row.creation_date))
+
+
+def data_manager(row: DataManagerRow, sample_keys: list[str] | None = None) -> res.DataManager:
+    """Row to message."""
+    return res.DataManager(
+        key=row.key,
+        name=row.name,
+        owner=row.owner,
+        permissions=as_message(res.Permissions, row.permissions),
+        description=as_message(res.Addressable, row.description),
+        opener=as_message(res.Addressable, row.opener),
+        type=row.type,
+        logs_permission=as_message(res.Permission, row.logs_permission),
+        metadata=row.metadata_,
+        creation_date=stamp(row.creation_date),
+        data_sample_keys=sample_keys or [],
+    )
+
+
+def data_sample(row: DataSampleRow) -> res.DataSample:
+    """Row to message."""
+    return res.DataSample(
+        key=row.key,
+        data_manager_keys=row.data_manager_keys,
+        owner=row.owner,
+        checksum=row.checksum,
+        creation_date=stamp(row.creation_date),
+    )
+
+
+def function(row: FunctionRow) -> res.Function:
+    """Row to message."""
+    message = res.Function(
+        key=row.key,
+        name=row.name,
+        description=as_message(res.Addressable, row.description),
+        archive=as_message(res.Addressable, row.archive),
+        permissions=as_message(res.Permissions, row.permissions),
+        owner=row.owner,
+        creation_date=stamp(row.creation_date),
+        metadata=row.metadata_,
+        status=row.status,
+    )
+    for name, spec in row.inputs.items():
+        message.inputs[name].CopyFrom(as_message(res.FunctionInput, spec))
+    for name, spec in row.outputs.items():
+        message.outputs[name].CopyFrom(as_message(res.FunctionOutput, spec))
+    if row.image:
+        message.image.CopyFrom(as_message(res.Addressable, row.image))
+    return message
+
+
+PLAN_COUNTERS = (
+    "task_count",
+    "waiting_builder_slot_count",
+    "building_count",
+    "waiting_parent_tasks_count",
+    "waiting_executor_slot_count",
+    "executing_count",
+    "done_count",
+    "canceled_count",
+    "failed_count",
+)
+PLAN_DATES = ("cancelation_date", "failure_date", "start_date", "end_date")
+
+
+def plan(row: ComputePlanRow) -> res.ComputePlan:
+    """Row to message (derived read-time fields are filled by the domain)."""
+    message = res.ComputePlan(
+        key=row.key,
+        owner=row.owner,
+        tag=row.tag,
+        name=row.name,
+        metadata=row.metadata_,
+        creation_date=stamp(row.creation_date),
+        status=row.status,
+        failed_task_key=row.failed_task_key,
+        creator=row.creator,
+        **{name: getattr(row, name) for name in PLAN_COUNTERS},
+    )
+    for name in PLAN_DATES:
+        value = getattr(row, name)
+        if value is not None:
+            getattr(message, name).CopyFrom(stamp(value))
+    return message
+
+
+def plan_values(message: res.ComputePlan) -> dict[str, Any]:
+    """Message to column values."""
+    values = {
+        "key": message.key,
+        "owner": message.owner,
+        "name": message.name,
+        "tag": message.tag,
+        "creator": message.creator,
+        "metadata_": dict(message.metadata),
+        "creation_date": when(message, "creation_date"),
+        "failed_task_key": message.failed_task_key,
+        "status": message.status,
+        **{name: getattr(message, name) for name in PLAN_COUNTERS},
+    }
+    values.update({name: when(message, name) for name in PLAN_DATES})
+    return values
+
+
+def task(row: ComputeTaskRow, functions: dict[str, res.Function] | None = None) -> res.ComputeTask:
+    """Row to message, with the function embedded when known."""
+    message = res.ComputeTask(
+        key=row.key,
+        owner=row.owner,
+        compute_plan_key=row.compute_plan_key,
+        function_key=row.function_key,
+        rank=row.rank,
+        status=row.status,
+        worker=row.worker,
+        creation_date=stamp(row.creation_date),
+        metadata=row.metadata_,
+        logs_permission=as_message(res.Permission, row.logs_permission),
+        inputs=[as_message(res.ComputeTaskInput, i) for i in row.inputs],
+        tag=row.tag,
+    )
+    for name, spec in row.outputs.items():
+        message.outputs[name].CopyFrom(as_message(res.ComputeTaskOutput, spec))
+    if row.start_date is not None:
+        message.start_date.CopyFrom(stamp(row.start_date))
+    if row.end_date is not None:
+        message.end_date.CopyFrom(stamp(row.end_date))
+    if row.start_date is not None and row.end_date is not None:
+        message.duration = int((row.end_date - row.start_date).total_seconds())
+    if row.error_type is not None:
+        message.error_type = row.error_type
+    if row.logs_address:
+        message.logs_address.CopyFrom(as_message(res.Addressable, row.logs_address))
+    if functions and row.function_key in functions:
+        message.function.CopyFrom(functions[row.function_key])
+    return message
+
+
+def task_values(message: res.ComputeTask) -> dict[str, Any]:
+    """Message to column values."""
+    return {
+        "key": message.key,
+        "owner": message.owner,
+        "compute_plan_key": message.compute_plan_key,
+        "function_key": message.function_key,
+        "worker": message.worker,
+        "rank": message.rank,
+        "status": message.status,
+        "tag": message.tag,
+        "metadata_": dict(message.metadata),
+        "logs_permission": as_dict(message.logs_permission),
+        "inputs": [as_dict(i) for i in message.inputs],
+        "outputs": {name: as_dict(o) for name, o in message.outputs.items()},
+        "creation_date": when(message, "creation_date"),
+        "start_date": when(message, "start_date"),
+        "end_date": when(message, "end_date"),
+        "error_type": message.error_type if message.HasField("error_type") else None,
+        "logs_address": as_dict(message.logs_address) if message.HasField("logs_address") else None,
+    }
+
+
+def model(row: ModelRow) -> res.Model:
+    """Row to message."""
+    message = res.Model(
+        key=row.key,
+        compute_task_key=row.compute_task_key,
+        compute_task_output_identifier=row.identifier,
+        permissions=as_message(res.Permissions, row.permissions),
+        owner=row.owner,
+        creation_date=stamp(row.creation_date),
+    )
+    if row.address:
+        message.address.CopyFrom(as_message(res.Addressable, row.address))
+    return message
+
+
+def performance(row: PerformanceRow) -> res.Performance:
+    """Row to message."""
+    return res.Performance(
+        compute_task_key=row.compute_task_key,
+        compute_task_output_identifier=row.identifier,
+        performance_value=row.value,
+        creation_date=stamp(row.creation_date),
+    )
+
+
+def failure_report(row: FailureReportRow) -> res.FailureReport:
+    """Row to message."""
+    message = res.FailureReport(
+        asset_key=row.asset_key,
+        asset_type=row.asset_type,
+        error_type=row.error_type,
+        creation_date=stamp(row.creation_date),
+        owner=row.owner,
+    )
+    if row.logs_address:
+        message.logs_address.CopyFrom(as_message(res.Addressable, row.logs_address))
+    return message
+
+
+def event(row: EventRow) -> ev.Event:
+    """Row to message."""
+    return as_message(ev.Event, row.asset)
+
+
+# ------------------------------------------------------------------------------------------- store
+class SqlStore:
+    """The ``Store`` of the rules, on one session and one channel."""
+
+    def __init__(self, session: Session, channel: str) -> None:
+        self.session = session
+        self.channel = channel
+        self._functions: dict[str, res.Function] = {}
+
+    def _where(self, table, keys: Iterable[str]):
+        return sa.select(table).where(table.channel == self.channel, table.key.in_(list(keys)))
+
+    # organizations
+    def organization_ids(self) -> set[str]:
+        return set(self.session.scalars(sa.select(OrganizationRow.id).where(OrganizationRow.channel == self.channel)))
+
+    def add_organization(self, org: res.Organization) -> None:
+        self.session.add(
+            OrganizationRow(
+                channel=self.channel, id=org.id, address=org.address, creation_date=when(org, "creation_date")
+            )
+        )
+        self.session.flush()
+
+    def list_organizations(self) -> list[res.Organization]:
+        rows = self.session.scalars(
+            sa.select(OrganizationRow)
+            .where(OrganizationRow.channel == self.channel)
+            .order_by(OrganizationRow.creation_date, OrganizationRow.id)
+        )
+        return [organization(row) for row in rows]
+
+    # data managers and samples
+    def sample_keys_of(self, manager_keys: list[str]) -> dict[str, list[str]]:
+        """Keys of the samples linked to each data manager."""
+        if not manager_keys:
+            return {}
+        rows = self.session.execute(
+            sa.select(DataSampleRow.key, DataSampleRow.data_manager_keys)
+            .where(
+                DataSampleRow.channel == self.channel,
+                DataSampleRow.data_manager_keys.overlap(sa.cast(manager_keys, DataSampleRow.data_manager_keys.type)),
+            )
+            .order_by(DataSampleRow.creation_date, DataSampleRow.key)
+        )
+        linked: dict[str, list[str]] = {k: [] for k in manager_keys}
+        for key, managers in rows:
+            for manager in managers:
+                if manager in linked:
+                    linked[manager].append(key)
+        return linked
+
+    def get_data_managers(self, keys: Iterable[str], *, with_samples: bool = False) -> dict[str, res.DataManager]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        rows = list(self.session.scalars(self._where(DataManagerRow, keys)))
+        samples = self.sample_keys_of([r.key for r in rows]) if with_samples else {}
+        return {row.key: data_manager(row, samples.get(row.key)) for row in rows}
+
+    def add_data_manager(self, manager: res.DataManager) -> None:
+        self.session.add(
+            DataManagerRow(
+                channel=self.channel,
+                key=manager.key,
+                name=manager.name,
+                owner=manager.owner,
+                permissions=as_dict(manager.permissions),
+                description=as_dict(manager.description),
+                opener=as_dict(manager.opener),
+                type=manager.type,
+                logs_permission=as_dict(manager.logs_permission),
+                metadata_=dict(manager.metadata),
+                creation_date=when(manager, "creation_date"),
+            )
+        )
+        self.session.flush()
+
+    def update_data_manager(self, manager: res.DataManager) -> None:
+        self.session.execute(
+            sa.update(DataManagerRow)
+            .where(DataManagerRow.channel == self.channel, DataManagerRow.key == manager.key)
+            .values(name=manager.name)
+        )
+
+    def get_data_samples(self, keys: Iterable[str]) -> dict[str, res.DataSample]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        return {row.key: data_sample(row) for row in self.session.scalars(self._where(DataSampleRow, keys))}
+
+    def add_data_samples(self, samples: list[res.DataSample]) -> None:
+        self.session.execute(
+            sa.insert(DataSampleRow),
+            [
+                {
+                    "channel": self.channel,
+                    "key": s.key,
+                    "owner": s.owner,
+                    "checksum": s.checksum,
+                    "data_manager_keys": list(s.data_manager_keys),
+                    "creation_date": when(s, "creation_date"),
+                }
+                for s in samples
+            ],
+        )
+
+    def update_data_sample(self, sample: res.DataSample) -> None:
+        self.session.execute(
+            sa.update(DataSampleRow)
+            .where(DataSampleRow.channel == self.channel, DataSampleRow.key == sample.key)
+            .values(data_manager_keys=list(sample.data_manager_keys))
+        )
+
+    # functions
+    def get_functions(self, keys: Iterable[str]) -> dict[str, res.Function]:
+        keys = set(keys)
+        missing = keys - set(self._functions)
+        if missing:
+            for row in self.session.scalars(self._where(FunctionRow, missing)):
+                self._functions[row.key] = function(row)
+        return {k: _copy(self._functions[k]) for k in keys if k in self._functions}
+
+    def _function_values(self, f: res.Function) -> dict[str, Any]:
+        return {
+            "name": f.name,
+            "owner": f.owner,
+            "permissions": as_dict(f.permissions),
+            "description": as_dict(f.description),
+            "archive": as_dict(f.archive),
+            "image": as_dict(f.image) if f.HasField("image") else None,
+            "inputs": {k: as_dict(v) for k, v in f.inputs.items()},
+            "outputs": {k: as_dict(v) for k, v in f.outputs.items()},
+            "status": f.status,
+            "metadata_": dict(f.metadata),
+        }
+
+    def add_function(self, f: res.Function) -> None:
+        self.session.add(
+            FunctionRow(
+                channel=self.channel, key=f.key, creation_date=when(f, "creation_date"), **self._function_values(f)
+            )
+        )
+        self.session.flush()
+        self._functions[f.key] = _copy(f)
+
+    def update_function(self, f: res.Function) -> None:
+        self.session.execute(
+            sa.update(FunctionRow)
+            .where(FunctionRow.channel == self.channel, FunctionRow.key == f.key)
+            .values(**self._function_values(f))
+        )
+        self._functions[f.key] = _copy(f)
+
+    # plans
+    def get_plan(self, key: str, *, for_update: bool = False) -> res.ComputePlan | None:
+        query = self._where(ComputePlanRow, [key])
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.scalars(query).first()
+        return None if row is None else plan(row)
+
+    def add_plan(self, message: res.ComputePlan) -> None:
+        self.session.execute(sa.insert(ComputePlanRow).values(channel=self.channel, **plan_values(message)))
+
+    def update_plan(self, message: res.ComputePlan) -> None:
+        self.session.execute(
+            sa.update(ComputePlanRow)
+            .where(ComputePlanRow.channel == self.channel, ComputePlanRow.key == message.key)
+            .values(**plan_values(message))
+        )
+
+    # tasks
+    def _tasks(self, query) -> list[res.ComputeTask]:
+        rows = list(self.session.scalars(query))
+        functions = self.get_functions({row.function_key for row in rows})
+        return [task(row, functions) for row in rows]
+
+    def get_tasks(self, keys: Iterable[str]) -> dict[str, res.ComputeTask]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        return {t.key: t for t in self._tasks(self._where(ComputeTaskRow, keys))}
+
+    def existing_task_keys(self, keys: Iterable[str]) -> set[str]:
+        return set(
+            self.session.scalars(
+                sa.select(ComputeTaskRow.key).where(
+                    ComputeTaskRow.channel == self.channel, ComputeTaskRow.key.in_(list(keys))
+                )
+            )
+        )
+
+    def add_tasks(self, tasks: list[res.ComputeTask]) -> None:
+        self.session.execute(sa.insert(ComputeTaskRow), [{"channel": self.channel, **task_values(t)} for t in tasks])
+        edges = []
+        for t in tasks:
+            parents = dict.fromkeys(
+                i.parent_task_output.parent_task_key for i in t.inputs if i.WhichOneof("ref") == "parent_task_output"
+            )
+            edges += [
+                {"channel": self.channel, "child_key": t.key, "parent_key": p, "position": n}
+                for n, p in enumerate(parents)
+            ]
+        if edges:
+            self.session.execute(sa.insert(TaskParentRow), edges)
+
+    def update_task(self, message: res.ComputeTask) -> None:
+        values = task_values(message)
+        self.session.execute(
+            sa.update(ComputeTaskRow)
+            .where(ComputeTaskRow.channel == self.channel, ComputeTaskRow.key == message.key)
+            .values(
+                status=values["status"],
+                start_date=values["start_date"],
+                end_date=values["end_date"],
+                error_type=values["error_type"],
+                logs_address=values["logs_address"],
+            )
+        )
+
+    def children(self, parent_key: str) -> list[res.ComputeTask]:
+        return self._tasks(
+            sa.select(ComputeTaskRow)
+            .join(
+                TaskParentRow,
+                sa.and_(TaskParentRow.channel == ComputeTaskRow.channel, TaskParentRow.child_key == ComputeTaskRow.key),
+            )
+            .where(TaskParentRow.channel == self.channel, TaskParentRow.parent_key == parent_key)
+            .order_by(ComputeTaskRow.seq)
+        )
+
+    def parents_done(self, child_key: str) -> bool:
+        not_done = self.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(TaskParentRow)
+            .join(
+                ComputeTaskRow,
+                sa.and_(
+                    ComputeTaskRow.channel == TaskParentRow.channel, ComputeTaskRow.key == TaskParentRow.parent_key
+                ),
+            )
+            .where(
+                TaskParentRow.channel == self.channel,
+                TaskParentRow.child_key == child_key,
+                ComputeTaskRow.status != res.STATUS_DONE,
+            )
+        )
+        return not_done == 0
+
+    def tasks_of_plan(self, plan_key: str, *, non_final: bool = False) -> list[res.ComputeTask]:
+        query = sa.select(ComputeTaskRow).where(
+            ComputeTaskRow.channel == self.channel, ComputeTaskRow.compute_plan_key == plan_key
+        )
+        if non_final:
+            query = query.where(ComputeTaskRow.status.not_in(FINAL_STATUSES))
+        return self._tasks(query.order_by(ComputeTaskRow.seq))
+
+    def tasks_of_function(self, function_key: str, statuses: Iterable[int]) -> list[res.ComputeTask]:
+        return self._tasks(
+            sa.select(ComputeTaskRow)
+            .where(
+                ComputeTaskRow.channel == self.channel,
+                ComputeTaskRow.function_key == function_key,
+                ComputeTaskRow.status.in_(list(statuses)),
+            )
+            .order_by(ComputeTaskRow.seq)
+        )
+
+    # models, performances, links
+    def get_models(self, keys: Iterable[str]) -> dict[str, res.Model]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        return {row.key: model(row) for row in self.session.scalars(self._where(ModelRow, keys))}
+
+    def models_of_output(self, task_key: str, identifier: str) -> list[res.Model]:
+        rows = self.session.scalars(
+            sa.select(ModelRow)
+            .join(
+                OutputAssetRow,
+                sa.and_(OutputAssetRow.channel == ModelRow.channel, OutputAssetRow.asset_key == ModelRow.key),
+            )
+            .where(
+                ModelRow.channel == self.channel,
+                ModelRow.compute_task_key == task_key,
+                ModelRow.identifier == identifier,
+            )
+            .order_by(OutputAssetRow.position)
+        )
+        return [model(row) for row in rows]
+
+    def add_models(self, models: list[res.Model]) -> None:
+        self.session.execute(
+            sa.insert(ModelRow),
+            [
+                {
+                    "channel": self.channel,
+                    "key": m.key,
+                    "compute_task_key": m.compute_task_key,
+                    "identifier": m.compute_task_output_identifier,
+                    "address": as_dict(m.address) if m.HasField("address") else None,
+                    "permissions": as_dict(m.permissions),
+                    "owner": m.owner,
+                    "creation_date": when(m, "creation_date"),
+                }
+                for m in models
+            ],
+        )
+
+    def disable_model(self, m: res.Model) -> None:
+        self.session.execute(
+            sa.update(ModelRow).where(ModelRow.channel == self.channel, ModelRow.key == m.key).values(address=None)
+        )
+
+    def get_performance(self, task_key: str, identifier: str) -> res.Performance | None:
+        row = self.session.get(PerformanceRow, (self.channel, task_key, identifier))
+        return None if row is None else performance(row)
+
+    def add_performance(self, p: res.Performance) -> None:
+        self.session.add(
+            PerformanceRow(
+                channel=self.channel,
+                compute_task_key=p.compute_task_key,
+                identifier=p.compute_task_output_identifier,
+                value=p.performance_value,
+                creation_date=when(p, "creation_date"),
+            )
+        )
+        self.session.flush()
+
+    def add_output_asset(self, link: res.ComputeTaskOutputAsset) -> bool:
+        inserted = self.session.execute(
+            pg_insert(OutputAssetRow)
+            .values(
+                channel=self.channel,
+                compute_task_key=link.compute_task_key,
+                identifier=link.compute_task_output_identifier,
+                asset_key=link.asset_key,
+                asset_kind=link.asset_kind,
+            )
+            .on_conflict_do_nothing()
+            .returning(OutputAssetRow.position)
+        ).first()
+        return inserted is not None
+
+    # failure reports, profiling
+    def get_failure_report(self, asset_key: str) -> res.FailureReport | None:
+        row = self.session.get(FailureReportRow, (self.channel, asset_key))
+        return None if row is None else failure_report(row)
+
+    def add_failure_report(self, report: res.FailureReport) -> None:
+        self.session.add(
+            FailureReportRow(
+                channel=self.channel,
+                asset_key=report.asset_key,
+                asset_type=report.asset_type,
+                error_type=report.error_type,
+                logs_address=as_dict(report.logs_address) if report.HasField("logs_address") else None,
+                owner=report.owner,
+                creation_date=when(report, "creation_date"),
+            )
+        )
+        self.session.flush()
+
+    def add_profiling_step(self, step: res.ProfilingStep) -> bool:
+        inserted = self.session.execute(
+            pg_insert(ProfilingStepRow)
+            .values(channel=self.channel, asset_key=step.asset_key, step=step.step, duration=step.duration)
+            .on_conflict_do_nothing()
+            .returning(ProfilingStepRow.duration)
+        ).first()
+        return inserted is not None
+
+    # events
+    def append_events(self, events: list[ev.Event]) -> None:
+        """Give the events their positions and write them. Taking the channel's position row at the
+        end of the transaction keeps positions in commit order while holding the lock briefly."""
+        if not events:
+            return
+        last = self.session.scalar(
+            pg_insert(ChannelPositionRow)
+            .values(channel=self.channel, position=len(events))
+            .on_conflict_do_update(
+                index_elements=[ChannelPositionRow.channel],
+                set_={"position": ChannelPositionRow.position + len(events)},
+            )
+            .returning(ChannelPositionRow.position)
+        )
+        first = last - len(events) + 1
+        rows = []
+        for offset, event_message in enumerate(events):
+            event_message.position = first + offset
+            rows.append(
+                {
+                    "channel": self.channel,
+                    "position": event_message.position,
+                    "id": event_message.id,
+                    "asset_kind": event_message.asset_kind,
+                    "asset_key": event_message.asset_key,
+                    "event_kind": event_message.event_kind,
+                    "timestamp": when(event_message, "timestamp"),
+                    "asset": as_dict(event_message),
+                    "metadata_": dict(event_message.metadata),
+                }
+            )
+        self.session.execute(sa.insert(EventRow), rows)
+
+
+def _copy(message: M) -> M:
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
