@@ -104,9 +104,9 @@ class Relay:
 
         def load(session):
             heads = dict(
-                session.execute(sa.select(EventRow.channel, sa.func.max(EventRow.position)).group_by(EventRow.channel))
-                
-                .all()
+                session.execute(
+                    sa.select(EventRow.channel, sa.func.max(EventRow.position)).group_by(EventRow.channel)
+                ).all()
             )
             stored = dict(session.execute(sa.select(RelayCursorRow.channel, RelayCursorRow.position)).all())
             return heads, stored

@@ -58,6 +58,8 @@ def move(ctx: Context, task: res.ComputeTask, target: int, reason: str) -> None:
     (released children, canceled descendants), processed iteratively so deep plans cannot
     exhaust the stack."""
     _transition(ctx, task, target, reason)
+    if target not in FINAL:
+        return
     pending = deque([(task, target)])
     while pending:
         parent, status = pending.popleft()
@@ -65,7 +67,7 @@ def move(ctx: Context, task: res.ComputeTask, target: int, reason: str) -> None:
             waiting = child.status == res.STATUS_WAITING_FOR_PARENT_TASKS
             if status == res.STATUS_DONE and waiting and ctx.store.parents_done(child.key):
                 _transition(ctx, child, res.STATUS_WAITING_FOR_EXECUTOR_SLOT, f"last parent task {parent.key} done")
-            elif status != res.STATUS_DONE and child.status in NON_FINAL and child.status != res.STATUS_EXECUTING:
+            elif status != res.STATUS_DONE and child.status in NON_FINAL - {res.STATUS_EXECUTING}:
                 verb = "failed" if status == res.STATUS_FAILED else "was canceled"
                 _transition(ctx, child, res.STATUS_CANCELED, f"parent task {parent.key} {verb}")
                 pending.append((child, res.STATUS_CANCELED))
