@@ -1,4 +1,5 @@
-"""``python -m tools.bench [NAME...]``: run the benchmarks ``tools/bench/bench_<name>.py``.
+"""``python -m tools.bench [NAME [ARGS...]]``: run one benchmark ``tools/bench/bench_<name>.py`` with
+its arguments, or all of them.
 
 Each benchmark module exposes ``main(argv) -> int`` and prints its figures as ratios measured
 side by side in the same run, with the command that produced them.
@@ -17,18 +18,15 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """Run the named benchmarks, or all of them."""
-    names = argv or available()
-    if not names:
-        print("no benchmarks yet: add tools/bench/bench_<name>.py with a main(argv) function")
-        return 0
+    """Run the named benchmark with its arguments, or all of them with none."""
+    if argv and argv[0] not in available():
+        print(f"unknown benchmark {argv[0]!r}; available: {', '.join(available())}", file=sys.stderr)
+        return 2
+    names, extra = (argv[:1], argv[1:]) if argv else (available(), [])
     status = 0
     for name in names:
-        if name not in available():
-            print(f"unknown benchmark {name!r}; available: {', '.join(available())}", file=sys.stderr)
-            return 2
-        print(f"== {name}", flush=True)
-        status |= importlib.import_module(f"tools.bench.bench_{name}").main([])
+        print(f"== {name}: python -m tools.bench {' '.join([name, *extra])}", flush=True)
+        status |= importlib.import_module(f"tools.bench.bench_{name}").main(extra)
     return status
 
 
