@@ -185,7 +185,7 @@ def report(results: dict) -> str:
         )
     lt = results["list"]
     lines.append(
-        f"| list 100 tasks of the {big}-task plan (filtered) | 100 | – | – | "
+        f"| list 100 tasks of the {big}-task plan (filtered) | 100 | - | - | "
         f"{statistics.median(lt) * ms:.1f} | {_percentile(lt, 0.99) * ms:.1f} |"
     )
     c = results["chain"]
@@ -196,8 +196,8 @@ def report(results: dict) -> str:
     per_task_ratio = (results[big]["wall"] / big) / (results[small]["wall"] / small)
     lines.append("")
     lines.append(
-        f"Registration cost ratio {big}/{small} tasks: {results[big]['wall'] / results[small]['wall']:.2f}× "
-        f"for {big // small}× the tasks (per-task time ratio {per_task_ratio:.2f}; 1.00 = linear)."
+        f"Registration cost ratio {big}/{small} tasks: {results[big]['wall'] / results[small]['wall']:.2f}x "
+        f"for {big // small}x the tasks (per-task time ratio {per_task_ratio:.2f}; 1.00 = linear)."
     )
     return "\n".join(lines)
 
@@ -205,7 +205,7 @@ def report(results: dict) -> str:
 def main(argv: list[str]) -> int:
     """Entry point of ``python -m tools.bench ledger``."""
     parser = argparse.ArgumentParser(prog="python -m tools.bench ledger")
-    parser.add_argument("--small", action="store_true", help="10× smaller, for a quick check")
+    parser.add_argument("--small", action="store_true", help="10x smaller, for a quick check")
     args = parser.parse_args(argv)
     print(report(run(args.small)), flush=True)
     return 0

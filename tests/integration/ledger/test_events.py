@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
@@ -19,8 +20,9 @@ from services.asset.events import POSITION_HEADER, Hub, Relay, decode
 from services.asset.store.sql import SqlStore
 from services.kit import db, subjects
 from services.kit import nats as kit_nats
-from services.kit.identity import Caller
-from tests.integration.ledger.conftest import ORGS, make_data_manager, make_function, make_plan
+from services.kit.client import sync_channel
+from services.kit.identity import Caller, OrgCredentials
+from tests.integration.ledger.conftest import ORGS, SECRETS, make_data_manager, make_function, make_plan
 from tools.devnet.embedded import EmbeddedNats, free_port
 
 
@@ -92,11 +94,6 @@ def test_subscription_replays_history_then_follows_live_events(ledger):
 
 
 def test_a_channel_sees_only_its_own_events(ledger):
-    from services.kit.client import sync_channel
-    from services.kit.identity import OrgCredentials
-    from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
-    from tests.integration.ledger.conftest import SECRETS
-
     solo = api_grpc.AssetServiceStub(
         sync_channel(ledger.server.addr, OrgCredentials(ORGS[2], SECRETS[ORGS[2]], channel="solo"))
     )
