@@ -23,34 +23,10 @@ from services.asset.store import sql
 from services.asset.store.tables import EventRow, RelayCursorRow
 from services.kit import subjects
 from services.kit.db import UnitOfWork
+from services.kit.hub import Hub
 
 log = logging.getLogger("tessera.asset.events")
 POSITION_HEADER = "Tessera-Position"
-
-
-class Hub:
-    """Wakes up whoever waits for new events of a channel (same process); others poll."""
-
-    def __init__(self) -> None:
-        self._generation = 0
-        self._changed = asyncio.Condition()
-
-    @property
-    def generation(self) -> int:
-        """Read before querying; :meth:`wait` returns once it moved past this value."""
-        return self._generation
-
-    async def notify(self) -> None:
-        """Signal that events were committed."""
-        async with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
-
-    async def wait(self, seen: int, timeout: float) -> None:
-        """Wait until something was committed after ``seen`` was read, or ``timeout``."""
-        with contextlib.suppress(TimeoutError):
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._generation != seen), timeout)
 
 
 class Relay:
@@ -63,6 +39,7 @@ class Relay:
         self._batch = batch
         self._poll = poll
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self.published = 0
 
     def start(self) -> None:
@@ -70,7 +47,9 @@ class Relay:
         self._task = asyncio.create_task(self._run(), name="event-relay")
 
     async def stop(self) -> None:
-        """Stop after the message being published."""
+        """Stop after the message being published. The flag ends the loop even if a library swallows the
+        cancellation (Python 3.11's ``asyncio.wait_for`` can, when its inner future completes meanwhile)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,7 +57,7 @@ class Relay:
 
     async def _run(self) -> None:
         cursors: dict[str, int] = {}
-        while True:
+        while not self._stopping:
             seen = self._hub.generation
             try:
                 moved = await self.publish_pending(cursors)

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from services.kit.errors import InvalidArgument, NotFound
 
 PAGE_FIELDS = ("page_size", "page_token", "page")
+MAX_OFFSET = 1 << 40  # far past any real list, well inside PostgreSQL's bigint
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ def page_request(request: Message, default_size: int = 100, max_size: int = 1000
         raise InvalidArgument.on("page_size", "must not be negative")
     size = min(size, max_size)
     fingerprint = _fingerprint(request)
-    if request.page < 0:
-        raise InvalidArgument.on("page", "must be 1 or more")
+    if request.page < 0 or request.page * size >= MAX_OFFSET:
+        raise InvalidArgument.on("page", "must be 1 or more, and not absurdly large")
     if request.page:
         return PageRequest(offset=(request.page - 1) * size, size=size, fingerprint=fingerprint)
     if not request.page_token:
@@ -53,9 +54,9 @@ def page_request(request: Message, default_size: int = 100, max_size: int = 1000
     try:
         data = json.loads(base64.urlsafe_b64decode(request.page_token.encode()))
         offset, token_fingerprint = int(data["o"]), str(data["f"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise InvalidArgument.on("page_token", "is not a token this server issued") from None
-    if token_fingerprint != fingerprint or offset < 0:
+    if token_fingerprint != fingerprint or not 0 <= offset < MAX_OFFSET:
         raise InvalidArgument.on("page_token", "was issued for a different query")
     return PageRequest(offset=offset, size=size, fingerprint=fingerprint)
 

@@ -98,7 +98,7 @@ def register_data_samples(ctx: Context, samples: list[api.NewDataSample]) -> lis
     v = Violations()
     keys = [v.key(f"data_samples[{i}].key", s.key) for i, s in enumerate(samples)]
     for i, sample in enumerate(samples):
-        if len(sample.checksum) != 64:
+        if len(sample.checksum) != 64 or any(c not in "0123456789abcdef" for c in sample.checksum):
             v.add(f"data_samples[{i}].checksum", "must be a sha256 hex digest")
     if len(set(keys)) != len(keys):
         v.add("data_samples", "keys must be unique")

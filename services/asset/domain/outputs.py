@@ -245,8 +245,12 @@ def can_process(ctx: Context, request: api.CanProcessRequest) -> bool:
 
 
 def can_access_logs(ctx: Context, task_key: str, org: str) -> bool:
-    """Logs of a task: its logs permission, or the function's process permission for a build error."""
-    task = tasks.get_task(ctx, task_key)
+    """Logs of a task: its logs permission, or the function's process permission for a build error.
+    A function key (the asset of a build failure report) is answered by its process permission."""
+    key = validate_key("asset_key", task_key)
+    if key not in ctx.store.get_tasks([key]) and ctx.store.get_functions([key]):
+        return allows(functions.get_function(ctx, key).permissions.process, org)
+    task = tasks.get_task(ctx, key)
     if task.HasField("error_type") and task.error_type == res.BUILD_ERROR:
         return allows(task.function.permissions.process, org)
     return allows(task.logs_permission, org)

@@ -36,6 +36,8 @@ def register_plan(ctx: Context, request: api.RegisterComputePlanRequest) -> res.
     v.name("name", request.name)
     if len(request.tag) > 100:
         v.add("tag", "must be at most 100 characters")
+    if len(request.creator) > 150:  # the gateway's user names are at most 150 characters
+        v.add("creator", "must be at most 150 characters")
     v.metadata("metadata", dict(request.metadata))
     v.raise_if_any()
     if ctx.store.get_plan(key) is not None:

@@ -2,7 +2,8 @@
 
 Where Substra leaves work stranded we do better (domain §8): the children of a failed or
 canceled task end CANCELED (with the reason) instead of waiting forever, and canceling a
-function cancels the tasks still waiting for its build.
+function cancels the tasks still waiting for its build. A failed (or canceled) build ends every
+task of the function first, chained ones included; only then are other descendants canceled.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def move(ctx: Context, task: res.ComputeTask, target: int, reason: str) -> None:
     (released children, canceled descendants), processed iteratively so deep plans cannot
     exhaust the stack."""
     _transition(ctx, task, target, reason)
+    _cascade(ctx, task, target)
+
+
+def _cascade(ctx: Context, task: res.ComputeTask, target: int) -> None:
+    """What a task reaching ``target`` does to its descendants (nothing unless ``target`` is final)."""
     if target not in FINAL:
         return
     pending = deque([(task, target)])
@@ -86,6 +92,10 @@ def _transition(ctx: Context, task: res.ComputeTask, target: int, reason: str) -
         task.start_date.CopyFrom(timestamp(ctx.now))
     if target in FINAL:
         task.end_date.CopyFrom(timestamp(ctx.now))
+    if target == res.STATUS_FAILED and not task.HasField("error_type"):
+        # Failed by an action rather than a report: the SDK waits forever on a FAILED task without an
+        # error type (contract §8), so record it as ours.
+        task.error_type = res.INTERNAL_ERROR
     ctx.store.update_task(task)
     plan = plans.get_plan(ctx, task.compute_plan_key, for_update=True)
     plans.count(plan, old, target)
@@ -140,6 +150,7 @@ def on_function_status(ctx: Context, function: res.Function) -> None:
         affected = [res.STATUS_BUILDING]
     else:  # FAILED or CANCELED: also the tasks still waiting for the builder (Substra leaves them)
         affected = [res.STATUS_BUILDING, res.STATUS_WAITING_FOR_BUILDER_SLOT]
+    ended: list[res.ComputeTask] = []
     for key in [t.key for t in ctx.store.tasks_of_function(function.key, affected)]:
         task = ctx.store.get_tasks([key])[key]  # re-read: a cascade may have moved it meanwhile
         if task.status not in affected:
@@ -154,9 +165,15 @@ def on_function_status(ctx: Context, function: res.Function) -> None:
             task.error_type = res.BUILD_ERROR
             if ctx.build_failure is not None and ctx.build_failure.HasField("logs_address"):
                 task.logs_address.CopyFrom(ctx.build_failure.logs_address)
-            move(ctx, task, res.STATUS_FAILED, f"function {function.key} failed to build")
+            _transition(ctx, task, res.STATUS_FAILED, f"function {function.key} failed to build")
+            ended.append(task)
         else:
-            move(ctx, task, res.STATUS_CANCELED, f"build of function {function.key} was canceled")
+            _transition(ctx, task, res.STATUS_CANCELED, f"build of function {function.key} was canceled")
+            ended.append(task)
+    # Every task of the function shares its fate (tasks chained on the same function fail with the
+    # build error rather than being canceled as children); only then do other descendants follow.
+    for task in ended:
+        _cascade(ctx, task, task.status)
 
 
 def cancel_all(ctx: Context, keys: list[str], reason: str) -> None:
@@ -189,7 +206,14 @@ def register_tasks(ctx: Context, requests: list[api.NewComputeTask]) -> list[res
         raise InvalidArgument.on("tasks", "at least one task is required")
     v = Violations()
     keys = [v.key(f"tasks[{i}].key", t.key) for i, t in enumerate(requests)]
-    plan_keys = {t.compute_plan_key for t in requests}
+    plan_keys = {v.key(f"tasks[{i}].compute_plan_key", t.compute_plan_key) for i, t in enumerate(requests)}
+    # Malformed references are INVALID_ARGUMENT, not NOT_FOUND: check them before any lookup.
+    for i, request in enumerate(requests):
+        for j, given in enumerate(request.inputs):
+            if given.asset_key:
+                v.key(f"tasks[{i}].inputs[{j}].asset_key", given.asset_key)
+            if given.parent_task_key:
+                v.key(f"tasks[{i}].inputs[{j}].parent_task_key", given.parent_task_key)
     if len(plan_keys) != 1:
         v.add("tasks", "all tasks of a batch must belong to the same compute plan")
     seen: set[str] = set()
@@ -301,7 +325,8 @@ def _build(
         v.add(f"{path}.worker", "is required when the task has no data manager input")
     elif worker not in batch.orgs:
         v.add(f"{path}.worker", f"{worker!r} is not an organization of this channel")
-    _check_parent_permissions(batch, v, path, request, worker)
+    if worker in batch.orgs:  # an unknown worker is reported above, not as a permission refusal
+        _check_parent_permissions(batch, v, path, request, worker)
     outputs = _check_outputs(batch, v, path, request, function)
 
     if manager is not None:

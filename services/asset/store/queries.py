@@ -54,7 +54,11 @@ def _range(column, request: Message, name: str) -> list[Any]:
     for suffix, op in (("_after", "__ge__"), ("_before", "__le__")):
         field = f"{name}{suffix}"
         if field in request.DESCRIPTOR.fields_by_name and request.HasField(field):
-            conditions.append(getattr(column, op)(getattr(request, field).ToDatetime(dt.UTC)))
+            try:
+                value = getattr(request, field).ToDatetime(dt.UTC)
+            except ValueError:  # seconds or nanos out of the Timestamp range
+                raise InvalidArgument.on(field, "is not a valid timestamp") from None
+            conditions.append(getattr(column, op)(value))
     return conditions
 
 
@@ -95,13 +99,18 @@ def can_process_condition(column, orgs) -> Any | None:
     )
 
 
-def _ordering(raw: str, allowed: dict[str, Any], default: str, tiebreak: Any) -> list[Any]:
+def _ordering(raw: str, allowed: dict[str, Any], default: str, tiebreak: Any, metadata: Any = None) -> list[Any]:
+    """ORDER BY for ``[-]field``; with a ``metadata`` column, ``metadata__<key>`` orders by that key."""
     field = raw or default
     descending = field.startswith("-")
-    name = field.lstrip("-")
-    if name not in allowed:
-        raise InvalidArgument.on("ordering", f"must be one of {', '.join(sorted(allowed))} (optionally with -)")
-    column = allowed[name]
+    name = field[1:] if descending else field
+    if metadata is not None and name.startswith("metadata__") and len(name) > len("metadata__"):
+        column = metadata[name.removeprefix("metadata__")].astext
+    elif name in allowed:
+        column = allowed[name]
+    else:
+        extra = ", metadata__<key>" if metadata is not None else ""
+        raise InvalidArgument.on("ordering", f"must be one of {', '.join(sorted(allowed))}{extra} (optionally with -)")
     order = column.desc().nulls_last() if descending else column.asc().nulls_last()
     return [order, tiebreak.desc() if descending else tiebreak.asc()]
 
@@ -136,7 +145,9 @@ def _where(query: sa.Select, *conditions) -> sa.Select:
 def _match(columns, text: str) -> Any | None:
     if not text:
         return None
-    return sa.or_(*(column.ilike(f"%{text}%", escape="\\") for column in columns))
+    # A substring search: the user's text is literal, its LIKE wildcards are escaped.
+    literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(*(column.ilike(f"%{literal}%", escape="\\") for column in columns))
 
 
 def _duration(start, end) -> Any:
@@ -247,8 +258,9 @@ class Queries:
             "name": t.name,
             "status": t.status,
             "duration": duration,
+            "creator": t.creator,
         }
-        query = query.order_by(*_ordering(request.ordering, allowed, "-creation_date", t.key))
+        query = query.order_by(*_ordering(request.ordering, allowed, "-creation_date", t.key, metadata=t.metadata_))
         return paginate(self.session, request, query, sql.plan, default_size=10, max_size=100)
 
     def tasks(self, request) -> Page:
@@ -281,6 +293,9 @@ class Queries:
             "worker": t.worker,
             "compute_plan_key": t.compute_plan_key,
             "duration": duration,
+            "function__name": sa.select(FunctionRow.name)
+            .where(FunctionRow.channel == t.channel, FunctionRow.key == t.function_key)
+            .scalar_subquery(),
         }
         query = query.order_by(*_ordering(request.ordering, allowed, "creation_date", t.seq))
         page = paginate(self.session, request, query, lambda row: row)

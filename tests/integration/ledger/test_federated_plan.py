@@ -52,7 +52,7 @@ def test_three_round_federated_plan_completes(ledger):
         )
         agg.metadata["round_idx"] = str(round_idx)
         for dm, samples in ((dm1, samples1), (dm2, samples2)):
-            spec = task_spec(plan.key, test, data_inputs(dm.key, samples) + [parent_input("models", agg.key)])
+            spec = task_spec(plan.key, test, [*data_inputs(dm.key, samples), parent_input("models", agg.key)])
             spec.metadata["round_idx"] = str(round_idx)
             tests.append(spec)
             specs.append(spec)
