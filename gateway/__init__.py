@@ -1,1 +1,11 @@
-"""The HTTP gateway: the Substra REST API over the organization's gRPC services."""
+"""The HTTP gateway: the Substra REST API over the organization's gRPC services (docs/adr/0005-gateway.md).
+
+- :mod:`~gateway.app`: the Starlette application, its lifespan and the one dispatcher.
+- :mod:`~gateway.httprule`, :mod:`~gateway.transcoder`, :mod:`~gateway.router`: routes from the
+  ``google.api.http`` annotations, bound path → body → query, called generically.
+- :mod:`~gateway.render`: messages to the SDK's JSON; :mod:`~gateway.errors`: the one error table.
+- :mod:`~gateway.uploads`, :mod:`~gateway.multipart`, :mod:`~gateway.downloads`, :mod:`~gateway.views`:
+  the adapters for what transcoding cannot express.
+- :mod:`~gateway.users`, :mod:`~gateway.auth`, :mod:`~gateway.tables`: users, tokens, login.
+- :mod:`~gateway.policies`: identity rules on transcoded calls; :mod:`~gateway.openapi`: the document.
+"""

@@ -17,8 +17,46 @@ class GatewaySettings(CommonSettings):
     storage_addr: str = env("STORAGE_ADDR", "", "gRPC address of this organization's storage service.")
     compute_addr: str = env("COMPUTE_ADDR", "", "gRPC address of this organization's compute service.")
     event_addr: str = env("EVENT_ADDR", "", "gRPC address of this organization's event service.")
-    users_file: str = env("TESSERA_USERS_FILE", "", "JSON file of the users to provision at start.")
+    peers: str = env(
+        "TESSERA_PEERS",
+        "",
+        "Storage addresses of the organizations, 'org2=host:port,org3=host:port': downloads of a peer's files.",
+    )
+    users_file: str = env(
+        "TESSERA_USERS_FILE",
+        "",
+        'Users to provision at start: JSON {"users": [{"username", "password", "role", "channel"}]} (or the '
+        "account operator's lines 'name password channel'). Users absent from the file are removed.",
+    )
     health_timeout: float = env("TESSERA_HEALTH_TIMEOUT", 2.0, "Seconds an upstream health check may take.")
+    public_url: str = env(
+        "TESSERA_PUBLIC_URL",
+        "",
+        "Base URL clients reach this gateway at; registered in the ledger and used in stored file addresses "
+        "(empty: http://TESSERA_HTTP_ADDR).",
+    )
+    register_organization: bool = env(
+        "TESSERA_REGISTER_ORGANIZATION",
+        False,
+        "Register this organization (with TESSERA_PUBLIC_URL) on its users' channels at start, retrying until "
+        "the ledger answers.",
+    )
+    upstream_timeout: float = env("TESSERA_UPSTREAM_TIMEOUT", 120.0, "Seconds one gRPC call to a service may take.")
+    token_lifetime_minutes: int = env(
+        "TESSERA_TOKEN_LIFETIME_MINUTES", 1440, "Lifetime of the tokens POST /api-token-auth/ issues (minutes)."
+    )
+    login_rate: int = env("TESSERA_LOGIN_RATE", 40, "Login attempts allowed per client address and minute (429).")
+    token_cache_seconds: float = env(
+        "TESSERA_TOKEN_CACHE_SECONDS", 10.0, "How long a verified token is trusted without a database lookup."
+    )
+    max_upload_bytes: int = env("TESSERA_MAX_UPLOAD_BYTES", 1 << 30, "Largest accepted uploaded file (413).")
+    max_json_bytes: int = env("TESSERA_MAX_JSON_BYTES", 16 << 20, "Largest accepted JSON body or form field (413).")
+    model_export_channels: tuple[str, ...] = env(
+        "TESSERA_MODEL_EXPORT_CHANNELS",
+        (),
+        "Channels whose users may download models (Substra's model_export_enabled), comma-separated.",
+    )
+    version: str = env("TESSERA_VERSION", "0.1.0", "Version reported by /info/.")
 
     def upstreams(self) -> dict[str, str]:
         """The configured upstream services by name."""
@@ -29,3 +67,18 @@ class GatewaySettings(CommonSettings):
             "event": self.event_addr,
         }
         return {name: addr for name, addr in pairs.items() if addr}
+
+    def peer_addresses(self) -> dict[str, str]:
+        """Storage address by organization, this one's included."""
+        peers = {}
+        for part in self.peers.split(","):
+            org, _, addr = part.partition("=")
+            if org.strip() and addr.strip():
+                peers[org.strip()] = addr.strip()
+        if self.org_id and self.storage_addr:
+            peers[self.org_id] = self.storage_addr
+        return peers
+
+    def base_url(self) -> str:
+        """The gateway's public base URL, without a trailing slash."""
+        return (self.public_url or f"http://{self.http_addr}").rstrip("/")

@@ -6,6 +6,7 @@ free loopback ports, and stop when the session ends (or die with it if pytest is
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -32,6 +33,41 @@ def nats_server(tmp_path_factory) -> EmbeddedNats:
     server.start()
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def private_nats(folder: Path):
+    """A NATS server of its own, for a whole network: real networks never share their streams
+    (the WORK stream's durable consumers are named after organizations, which networks reuse)."""
+    server = EmbeddedNats(folder, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def running_network(postgres, tmp_path_factory, **options):
+    """Generator for a network fixture: a two-organization dev network whose services are real
+    processes, on the session's PostgreSQL and a NATS server of its own."""
+    from tools.devnet.network import Network
+
+    with private_nats(tmp_path_factory.mktemp("nats")) as nats:
+        net = Network(
+            tmp_path_factory.mktemp("network"),
+            orgs=2,
+            postgres=postgres,
+            nats=nats,
+            database_prefix=f"n{uuid.uuid4().hex[:6]}_",
+            log=lambda message: None,
+            **options,
+        )
+        net.plan()
+        try:
+            net.start(timeout=120)
+            yield net
+        finally:
+            net.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Composition root of compute: settings → engine and migrations → NATS work stream → servicer → server."""
+"""Composition root of compute: settings → engine and migrations → NATS work stream → storage
+clients and executor → worker → servicer → server."""
 
 from __future__ import annotations
 
@@ -7,29 +8,32 @@ from pathlib import Path
 from tessera.compute.v1 import compute_service_pb2 as api
 from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
+from services.compute.executor import LocalExecutor
+from services.compute.files import Files
+from services.compute.server import ComputeService
 from services.compute.settings import ComputeSettings
 from services.compute.tables import SCHEMA
+from services.compute.worker import Worker
 from services.kit import app, subjects
-from services.kit.server import GrpcServer
+from services.kit.server import GrpcServer, credentials_from
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = api.DESCRIPTOR.services_by_name["ComputeService"].full_name
 STREAMS = [app.StreamSpec(subjects.WORK_STREAM, ("work.>",), work_queue=True)]
 
 
-class ComputeService(api_grpc.ComputeServiceServicer):
-    """Status of this organization's executor. Building and running arrive with the execution issue."""
-
-    def __init__(self, settings: ComputeSettings) -> None:
-        self._settings = settings
-
-    async def GetStatus(self, request: api.GetStatusRequest, context) -> api.GetStatusResponse:
-        return api.GetStatusResponse(slots_total=self._settings.slots, slots_busy=0, executor=self._settings.executor)
-
-
 async def build(settings: ComputeSettings) -> GrpcServer:
     """Everything compute needs, wired together; the caller starts the returned server."""
-    Path(settings.work_dir).mkdir(parents=True, exist_ok=True)
+    work_dir = Path(settings.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if settings.executor != "local":
+        raise ValueError(f"TESSERA_EXECUTOR={settings.executor!r}: only the local executor is available yet")
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    base.server.add(api_grpc.add_ComputeServiceServicer_to_server, ComputeService(settings), SERVICE)
+    worker = None
+    if settings.worker_enabled and settings.asset_addr:
+        files = Files(settings.org_id, settings.peer_addresses(), work_dir / "cache")
+        worker = Worker(settings, credentials_from(settings), files, LocalExecutor(), base.js)
+        await worker.start()
+        base.server.on_stop(worker.stop)
+    base.server.add(api_grpc.add_ComputeServiceServicer_to_server, ComputeService(settings, worker), SERVICE)
     return base.server

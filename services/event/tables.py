@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "event"
@@ -20,3 +23,22 @@ class CursorRow(Base):
     consumer: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
     channel: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     position: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class FeedEventRow(Base):
+    """The organization's copy of a ledger event (its feed), in the ledger's order."""
+
+    __tablename__ = "feed_events"
+    __table_args__ = (
+        sa.Index("ix_feed_events_asset", "channel", "asset_key"),
+        sa.Index("ix_feed_events_kind", "channel", "asset_kind", "timestamp"),
+    )
+
+    channel: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(36))
+    asset_kind: Mapped[int] = mapped_column(sa.SmallInteger)
+    asset_key: Mapped[str] = mapped_column(sa.String(140))
+    event_kind: Mapped[int] = mapped_column(sa.SmallInteger)
+    timestamp: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    event: Mapped[dict] = mapped_column(JSONB)

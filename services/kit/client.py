@@ -29,12 +29,9 @@ def _channel_credentials(creds: OrgCredentials | None):
     return None
 
 
-class _AioAuth(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _AioAuth:
+    """Adds the credential and trace context to a call's metadata."""
+
     def __init__(self, creds: OrgCredentials | None, user: str) -> None:
         self._creds = creds
         self._user = user
@@ -48,22 +45,31 @@ class _AioAuth(
             wait_for_ready=details.wait_for_ready,
         )
 
+
+# grpc.aio files an interceptor under the first interface it implements only: one class per kind.
+class _AioUnaryUnary(_AioAuth, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _AioUnaryStream(_AioAuth, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
+
+class _AioStreamUnary(_AioAuth, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _AioStreamStream(_AioAuth, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await continuation(self._details(client_call_details), request_iterator)
 
 
 def channel(addr: str, creds: OrgCredentials | None = None, user: str = "") -> grpc.aio.Channel:
     """An aio channel to ``addr`` whose calls present ``creds`` (TLS when it holds certificates)."""
-    interceptors = [_AioAuth(creds, user)]
+    interceptors = [kind(creds, user) for kind in (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)]
     tls = _channel_credentials(creds)
     if tls is not None:
         return grpc.aio.secure_channel(addr, tls, options=MESSAGE_OPTIONS, interceptors=interceptors)

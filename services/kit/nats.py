@@ -14,7 +14,7 @@ log = logging.getLogger("tessera.nats")
 
 async def connect(url: str, name: str) -> nats.NATS:
     """A client connection that reconnects forever and names itself ``name`` in the server's monitoring."""
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, drain_timeout=5)
 
 
 async def ensure_stream(

@@ -1,28 +1,56 @@
-"""Composition root of storage: settings → engine and migrations → servicer → server."""
+"""Composition root of storage: settings → blob store → engine and migrations → ledger client →
+servicer → server."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
-from tessera.storage.v1 import storage_service_pb2, storage_service_pb2_grpc
+from tessera.asset.v1 import asset_service_pb2_grpc
+from tessera.storage.v1 import storage_service_pb2
 
-from services.kit import app
-from services.kit.server import GrpcServer
+from services.kit import app, client
+from services.kit.db import UnitOfWork
+from services.kit.server import GrpcServer, credentials_from
+from services.kit.settings import SettingsError
+from services.storage.archives import Limits
+from services.storage.backend import FilesystemStore
+from services.storage.files import Files
+from services.storage.permissions import LedgerPermissions
+from services.storage.server import StorageService, add_to_server
 from services.storage.settings import StorageSettings
 from services.storage.tables import SCHEMA
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = storage_service_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
-
-
-class StorageService(storage_service_pb2_grpc.StorageServiceServicer):
-    """Files of one organization. The streaming RPCs arrive with the storage issue; until then
-    every RPC answers UNIMPLEMENTED (after authentication)."""
+log = logging.getLogger("tessera.storage")
 
 
 async def build(settings: StorageSettings) -> GrpcServer:
     """Everything storage needs, wired together; the caller starts the returned server."""
-    Path(settings.storage_root).mkdir(parents=True, exist_ok=True)
+    if not settings.org_id:
+        raise SettingsError("TESSERA_ORG_ID is required: storage holds one organization's files")
+    blobs = await asyncio.to_thread(FilesystemStore, settings.storage_root, durable=settings.durable)
+    swept = await asyncio.to_thread(blobs.sweep_staging, settings.staging_max_age)
+    if swept:
+        log.info("removed %d staged uploads left by an earlier process", swept)
     base = await app.foundation(settings, SCHEMA, MIGRATIONS)
-    base.server.add(storage_service_pb2_grpc.add_StorageServiceServicer_to_server, StorageService(), SERVICE)
+    ledger = None
+    if settings.asset_addr:
+        channel = client.channel(settings.asset_addr, credentials_from(settings))
+        ledger = asset_service_pb2_grpc.AssetServiceStub(channel)
+        base.server.on_stop(channel.close)
+    files = Files(
+        blobs,
+        UnitOfWork(base.engine),
+        org_id=settings.org_id,
+        max_file_bytes=settings.max_file_bytes,
+        limits=Limits(max_members=settings.max_archive_members, max_total_bytes=settings.max_unpacked_bytes),
+    )
+    permissions = LedgerPermissions(
+        ledger, settings.org_id, timeout=settings.ledger_timeout, export_channels=settings.model_export_channels
+    )
+    servicer = StorageService(files, permissions, chunk_bytes=settings.chunk_bytes, public_url=settings.public_url)
+    base.server.add(add_to_server, servicer, SERVICE)
     return base.server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import grpc
@@ -78,13 +79,18 @@ def test_gateways_report_their_upstreams_healthy(network):
         assert body["upstreams"] == {name: "SERVING" for name in ("asset", "storage", "compute", "event")}
 
 
-def test_organizations_register_with_their_own_credentials(network):
+def test_each_organization_registers_itself_with_its_own_credentials(network):
+    """The event service of each organization registers it in the ledger at start (as Substra's backends do)."""
     secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
     asset_addr = network.services[0].addr
-    for org in network.organizations:
-        stub = asset_grpc.AssetServiceStub(sync_channel(asset_addr, OrgCredentials(org.id, secrets[org.id])))
-        stub.RegisterOrganization(asset_api.RegisterOrganizationRequest(address=org.gateway))
     first = network.organizations[0]
     stub = asset_grpc.AssetServiceStub(sync_channel(asset_addr, OrgCredentials(first.id, secrets[first.id])))
-    listed = stub.ListOrganizations(asset_api.ListOrganizationsRequest()).organizations
-    assert {(o.id, o.is_current) for o in listed} == {(first.id, True), (network.organizations[1].id, False)}
+    expected = {(first.id, True, first.gateway), (network.organizations[1].id, False, network.organizations[1].gateway)}
+    deadline = time.monotonic() + 30
+    while True:
+        listed = stub.ListOrganizations(asset_api.ListOrganizationsRequest()).organizations
+        seen = {(o.id, o.is_current, o.address) for o in listed}
+        if seen == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert seen == expected

@@ -81,6 +81,8 @@ class Network:
     _owns_servers: bool = True
     # Prefix of the databases, so that several networks can share one PostgreSQL server.
     database_prefix: str = ""
+    # Extra environment by service name ("compute", "event"...), e.g. short timeouts in tests.
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def _port(self, offset: int) -> int:
         return free_port() if self.base_port is None else self.base_port + offset
@@ -137,9 +139,14 @@ class Network:
             )
         ]
         self.organizations = []
+        all_addrs = {
+            org_name(i): {name: f"127.0.0.1:{self._port(10 * i + k)}" for k, name in enumerate(ORG_SERVICES)}
+            for i in range(1, self.orgs + 1)
+        }
+        peers = ",".join(f"{org}={addrs['storage']}" for org, addrs in all_addrs.items())
         for index in range(1, self.orgs + 1):
             org = org_name(index)
-            addrs = {name: f"127.0.0.1:{self._port(10 * index + k)}" for k, name in enumerate(ORG_SERVICES)}
+            addrs = all_addrs[org]
             users_file = self.state_dir / f"users-{org}.json"
             users_file.write_text(json.dumps({"users": [{**users[org], "role": "ADMIN", "channel": CHANNEL}]}))
             users_file.chmod(0o600)
@@ -153,9 +160,13 @@ class Network:
                 "EVENT_ADDR": addrs["event"],
                 "TESSERA_STORAGE_ROOT": str(self.state_dir / "storage" / org),
                 "TESSERA_WORK_DIR": str(self.state_dir / "compute" / org),
+                "TESSERA_PEERS": peers,
+                "TESSERA_PUBLIC_URL": f"http://{addrs['gateway']}",
+                # Users of the dev network may download (export) models, Substra's model_export_enabled.
+                "TESSERA_MODEL_EXPORT_CHANNELS": CHANNEL,
             }
             for name in ORG_SERVICES:
-                env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}"}
+                env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}", **self.extra_env.get(name, {})}
                 if name == "gateway":
                     env.update({"TESSERA_HTTP_ADDR": addrs[name], "TESSERA_USERS_FILE": str(users_file)})
                     module = "gateway"
@@ -191,10 +202,20 @@ class Network:
 
         for database in ["ledger", *(org_name(i).lower() for i in range(1, self.orgs + 1))]:
             ensure_database(self.postgres.url(self._database(database)))
-        logs = self.state_dir / "logs"
-        logs.mkdir(exist_ok=True)
         for spec in self.services:
-            out = open(logs / f"{spec.label.replace('/', '-')}.log", "ab")  # noqa: SIM115 - the child owns it
+            self.launch(spec)
+        self._wait_healthy(started + timeout)
+        self.log(f"all {len(self.services)} services healthy in {time.monotonic() - started:.1f}s")
+
+    def log_path(self, spec: ServiceSpec) -> Path:
+        """Where a service's output goes."""
+        return self.state_dir / "logs" / f"{spec.label.replace('/', '-')}.log"
+
+    def launch(self, spec: ServiceSpec) -> None:
+        """Start one service process (it dies with this one)."""
+        path = self.log_path(spec)
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "ab") as out:
             spec.process = subprocess.Popen(
                 [sys.executable, "-m", spec.module],
                 cwd=REPO,
@@ -204,23 +225,34 @@ class Network:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
-            out.close()
-        self._wait_healthy(started + timeout)
-        self.log(f"all {len(self.services)} services healthy in {time.monotonic() - started:.1f}s")
 
-    def _wait_healthy(self, deadline: float) -> None:
-        pending = list(self.services)
+    def service(self, name: str, org: str = "") -> ServiceSpec:
+        """The spec of one service."""
+        return next(s for s in self.services if s.name == name and s.org == org)
+
+    def restart(self, spec: ServiceSpec, *, kill: bool = False, timeout: float = 60.0) -> None:
+        """Stop a service (SIGKILL with ``kill``: a crash) and start it again; return once healthy."""
+        if kill and spec.process is not None:
+            spec.process.kill()
+            spec.process.wait()
+        else:
+            stop_process(spec.process)
+        self.launch(spec)
+        self._wait_healthy(time.monotonic() + timeout, [spec])
+
+    def _wait_healthy(self, deadline: float, specs: list[ServiceSpec] | None = None) -> None:
+        specs = list(specs or self.services)
+        pending = list(specs)
         last_report = ""
         while pending:
             for spec in list(pending):
                 if spec.process is not None and spec.process.poll() is not None:
                     raise RuntimeError(
-                        f"{spec.label} exited with status {spec.process.returncode}; "
-                        f"see {self.state_dir / 'logs' / (spec.label.replace('/', '-') + '.log')}"
+                        f"{spec.label} exited with status {spec.process.returncode}; see {self.log_path(spec)}"
                     )
                 if check_health(spec):
                     pending.remove(spec)
-            report = f"[{len(self.services) - len(pending)}/{len(self.services)} healthy]" + (
+            report = f"[{len(specs) - len(pending)}/{len(specs)} healthy]" + (
                 f" waiting for {', '.join(s.label for s in pending)}" if pending else ""
             )
             if report != last_report:

@@ -1,0 +1,196 @@
+"""Failures, cancellation, crashes and replays: nothing is stranded, nothing runs twice."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.compute.v1 import compute_service_pb2 as compute_api
+from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
+from tessera.event.v1 import event_service_pb2 as event_api
+from tessera.event.v1 import event_service_pb2_grpc as event_grpc
+from tessera.storage.v1 import storage_pb2
+
+from services.kit.client import sync_channel
+from tests.execution import flassets
+from tests.execution.conftest import download, orgs_of, wait_for, wait_function_ready, wait_plan_final
+
+DATA_IN = {
+    "opener": res.FunctionInput(kind=res.ASSET_DATA_MANAGER),
+    "datasamples": res.FunctionInput(kind=res.ASSET_DATA_SAMPLE, multiple=True),
+}
+MODELS_IN = {"models": res.FunctionInput(kind=res.ASSET_MODEL, optional=True, multiple=True)}
+MODEL_OUT = {"model": res.FunctionOutput(kind=res.ASSET_MODEL)}
+PUBLIC = res.NewPermissions(public=True)
+
+
+def _chain(plan, function_keys, dm, samples) -> list[api.NewComputeTask]:
+    """Tasks on the same data, each consuming the previous one's model."""
+    tasks, previous = [], None
+    for function_key in function_keys:
+        inputs = [api.NewComputeTaskInput(identifier="opener", asset_key=dm)]
+        inputs += [api.NewComputeTaskInput(identifier="datasamples", asset_key=s) for s in samples]
+        if previous:
+            inputs.append(
+                api.NewComputeTaskInput(
+                    identifier="models", parent_task_key=previous, parent_task_output_identifier="model"
+                )
+            )
+        task = api.NewComputeTask(
+            key=str(uuid.uuid4()), compute_plan_key=plan, function_key=function_key, inputs=inputs
+        )
+        task.outputs["model"].CopyFrom(api.NewComputeTaskOutput(permissions=PUBLIC))
+        tasks.append(task)
+        previous = task.key
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def setup(orgs):
+    org1 = orgs[0]
+    dm, samples = org1.dataset([np.ones((3, 3)), np.zeros((2, 3))], PUBLIC)
+    io = {**DATA_IN, **MODELS_IN}
+    functions = {name: org1.function(name, io, MODEL_OUT) for name in ("train", "explode", "sleep", "nap")}
+    for key in functions.values():
+        assert wait_function_ready(org1, key).status == res.FUNCTION_STATUS_READY
+    return org1, dm, samples, functions
+
+
+def _plan(org, tasks) -> str:
+    key = tasks[0].compute_plan_key
+    org.ledger.RegisterComputePlan(api.RegisterComputePlanRequest(key=key, name="p"))
+    org.ledger.RegisterTasks(api.RegisterTasksRequest(tasks=tasks))
+    return key
+
+
+def _task(org, key) -> res.ComputeTask:
+    return org.ledger.GetTask(api.GetTaskRequest(key=key)).task
+
+
+def test_a_failing_function_fails_the_task_with_its_traceback_and_strands_nothing(setup):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["train"], f["explode"], f["train"], f["train"]], dm, samples)
+    _plan(org1, tasks)
+    final = wait_plan_final(org1, plan)
+    assert final.status == res.PLAN_STATUS_FAILED and final.failed_task_key == tasks[1].key
+    failed = _task(org1, tasks[1].key)
+    assert failed.status == res.STATUS_FAILED and failed.error_type == res.EXECUTION_ERROR
+    assert failed.logs_address.storage_address.endswith(f"/logs/{failed.key}/file/")
+    logs = download(org1.storage, storage_pb2.FILE_KIND_LOGS, failed.key).decode()
+    assert "RuntimeError: this function fails on purpose" in logs and "Traceback" in logs
+    assert [_task(org1, t.key).status for t in tasks] == [
+        res.STATUS_DONE,
+        res.STATUS_FAILED,
+        res.STATUS_CANCELED,
+        res.STATUS_CANCELED,
+    ]
+
+
+def test_a_broken_build_fails_with_build_error_and_its_tasks_end(setup, orgs):
+    org1, dm, samples, f = setup
+    broken = flassets.function_archive(
+        "train",
+        dockerfile='FROM python:3.11\nRUN pip install -r requirements.txt\nENTRYPOINT ["python3", "function.py", '
+        '"--function-name", "train"]\n',
+    )
+    key = org1.function("broken", {**DATA_IN, **MODELS_IN}, MODEL_OUT, archive=broken)
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [key, f["train"]], dm, samples)
+    _plan(org1, tasks)
+    function = wait_function_ready(org1, key)
+    assert function.status == res.FUNCTION_STATUS_FAILED
+    report = org1.ledger.GetFailureReport(api.GetFailureReportRequest(asset_key=key)).failure_report
+    assert report.error_type == res.BUILD_ERROR
+    logs = download(org1.storage, storage_pb2.FILE_KIND_LOGS, key).decode()
+    assert "requirements.txt" in logs
+    final = wait_plan_final(org1, plan)
+    assert final.status == res.PLAN_STATUS_FAILED
+    first, second = (_task(org1, t.key) for t in tasks)
+    assert first.status == res.STATUS_FAILED and first.error_type == res.BUILD_ERROR
+    assert second.status == res.STATUS_CANCELED
+
+
+def _compute_stub(network, org):
+    creds = next(o.creds for o in orgs_of(network) if o.id == org)
+    addr = next(o.compute for o in network.organizations if o.id == org)
+    return compute_grpc.ComputeServiceStub(sync_channel(addr, creds))
+
+
+def test_cancel_stops_a_running_task_promptly(setup, network):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    (task,) = _chain(plan, [f["sleep"]], dm, samples)
+    _plan(org1, [task])
+    compute = _compute_stub(network, org1.id)
+    wait_for(
+        lambda: any(
+            t.compute_task_key == task.key and t.step == "task_execution"
+            for t in compute.GetStatus(compute_api.GetStatusRequest()).running_tasks
+        ),
+        what="the task to run",
+    )
+    org1.ledger.CancelComputePlan(api.CancelComputePlanRequest(key=plan))
+    wait_for(
+        lambda: not compute.GetStatus(compute_api.GetStatusRequest()).running_tasks, timeout=20, what="the task to stop"
+    )
+    assert _task(org1, task.key).status == res.STATUS_CANCELED
+    assert wait_plan_final(org1, plan).status == res.PLAN_STATUS_CANCELED
+
+
+def _done_events(org, key) -> int:
+    events = org.ledger.QueryEvents(api.QueryEventsRequest(asset_key=key, page_size=1000)).events
+    return sum(
+        1 for e in events if e.WhichOneof("asset") == "compute_task" and e.compute_task.status == res.STATUS_DONE
+    )
+
+
+def test_killing_compute_mid_task_still_completes_each_task_once(setup, network):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["nap"], f["nap"], f["train"]], dm, samples)
+    _plan(org1, tasks)
+    wait_for(lambda: _task(org1, tasks[0].key).status == res.STATUS_EXECUTING, what="the first task to start")
+    network.restart(network.service("compute", org1.id), kill=True)
+    final = wait_plan_final(org1, plan)
+    assert final.status == res.PLAN_STATUS_DONE
+    assert [_done_events(org1, t.key) for t in tasks] == [1, 1, 1]
+    # The restarted task registered one model, not two.
+    outputs = org1.ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=tasks[0].key)).assets
+    assert len(outputs) == 1
+
+
+def test_replaying_the_event_history_from_zero_changes_nothing(setup, network):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["train"], f["train"]], dm, samples)
+    _plan(org1, tasks)
+    assert wait_plan_final(org1, plan).status == res.PLAN_STATUS_DONE
+    head = org1.ledger.QueryEvents(api.QueryEventsRequest(page_size=1, descending=True)).events[0].position
+    event_service = network.service("event", org1.id)
+    url = make_url(event_service.env["TESSERA_DATABASE_URL"])
+    connection = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM event.cursors")
+    connection.close()
+    network.restart(event_service)
+    # The event service reads the whole history again (its feed catches up to the head)...
+
+    from tests.execution.conftest import orgs_of
+
+    creds = next(o.creds for o in orgs_of(network) if o.id == org1.id)
+    feed = event_grpc.EventServiceStub(sync_channel(event_service.addr, creds))
+    wait_for(
+        lambda: feed.ListEvents(event_api.ListEventsRequest(page_size=1)).total_size >= head,
+        what="the replay to reach the head",
+    )
+    time.sleep(3)  # long enough for any (wrong) work it queued to start
+    # ...and the ledger saw no new transition: nothing was built or run again.
+    new = org1.ledger.QueryEvents(api.QueryEventsRequest(after_position=head, page_size=100)).events
+    assert [e for e in new if e.asset_kind in (res.ASSET_COMPUTE_TASK, res.ASSET_FUNCTION)] == []

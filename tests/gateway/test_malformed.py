@@ -1,0 +1,167 @@
+"""Malformed requests get a 4xx with a JSON ``detail``, never a 500: bad JSON, wrong types, unknown
+keys (ignored, as the SDK relies on), missing multipart parts, non-archives, oversized uploads,
+unknown routes and methods."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+import requests
+
+from tests.gateway.helpers import function_archive
+from tests.gateway.test_auth import headers, login, tight  # noqa: F401 - the module fixture
+
+pytestmark = pytest.mark.timeout(60)
+SPEC = {"name": "f", "permissions": {"public": True, "authorized_ids": []}, "inputs": {}, "outputs": {}}
+
+
+@pytest.fixture(scope="module")
+def auth(net) -> dict[str, str]:
+    return headers(login(net.org1.url, net.org1.admin.username, net.org1.admin.password).json()["token"])
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> bytes:
+    return function_archive(tmp_path_factory.mktemp("archive"), "train").read_bytes()
+
+
+def check(response: requests.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    if status >= 400:
+        assert isinstance(body, list) or body.get("detail"), body
+    return body
+
+
+def test_json_bodies(net, auth):
+    url = f"{net.org1.url}/compute_plan/"
+    check(requests.post(url, data=b"{not json", headers={**auth, "Content-Type": "application/json"}), 400)
+    check(requests.post(url, json=[1, 2], headers=auth), 400)
+    check(requests.post(url, json={"key": 3, "name": ["x"]}, headers=auth), 400)
+    check(requests.post(url, json={"key": "k", "name": "n", "metadata": {"a": 1}}, headers=auth), 400)
+    check(requests.post(url, json={"key": "not-a-uuid", "name": "n"}, headers=auth), 400)
+    # Unknown keys are ignored (the SDK sends `tasks` here), and the creator is the user's, whatever the body says.
+    key = str(uuid.uuid4())
+    created = check(requests.post(url, json={"key": key, "name": "n", "tasks": [{}], "bogus": 1, "creator": "eve"},
+                                  headers=auth), 201)  # fmt: skip
+    assert created["creator"] == net.org1.admin.username and created["status"] == "PLAN_STATUS_CREATED"
+    bulk = f"{net.org1.url}/task/bulk_create/"
+    check(requests.post(bulk, json={"tasks": "nope"}, headers=auth), 400)
+    check(requests.post(bulk, json={"tasks": [{"key": str(uuid.uuid4()), "compute_plan_key": str(uuid.uuid4())}]},
+                        headers=auth), 404)  # fmt: skip
+    check(requests.put(f"{net.org1.url}/compute_plan/{key}/", json={"name": ""}, headers=auth), 400)
+    check(requests.put(f"{net.org1.url}/compute_plan/{key}/", json={"name": "ok", "extra": True}, headers=auth), 200)
+
+
+def test_query_strings_and_pages(net, auth):
+    url = f"{net.org1.url}/task/"
+    check(requests.get(url, params={"rank": "one"}, headers=auth), 400)
+    check(requests.get(url, params={"status": "STATUS_NOPE"}, headers=auth), 400)
+    check(requests.get(url, params={"page": "x"}, headers=auth), 400)
+    assert check(requests.get(url, params={"page": "999"}, headers=auth), 404) == {
+        "detail": "Invalid page.",
+        "reason": "INVALID_PAGE",
+    }
+    check(requests.get(url, params={"unknown_filter": "x", "ordering": "-creation_date"}, headers=auth), 200)
+    check(requests.get(url, params={"ordering": "nonsense"}, headers=auth), 400)
+    check(requests.get(f"{net.org1.url}/task/not-a-uuid/", headers=auth), 400)
+
+
+def test_routes_and_methods(net, auth):
+    check(requests.get(f"{net.org1.url}/nothing/here/", headers=auth), 404)
+    response = check(requests.delete(f"{net.org1.url}/task/", headers=auth), 405)
+    assert response["detail"] == 'Method "DELETE" not allowed.'
+
+
+def test_openapi_document_is_served(net):
+    document = requests.get(f"{net.org1.url}/openapi.json").json()
+    paths = document["paths"]
+    assert document["openapi"].startswith("3.")
+    for path, verb in [
+        ("/task/{key}/", "get"),
+        ("/function/", "post"),
+        ("/api-token-auth/", "post"),
+        ("/model/{key}/file/", "get"),
+        ("/news_feed/", "get"),
+        ("/compute_plan/{key}/cancel/", "post"),
+    ]:
+        assert verb in paths[path], (path, verb)  # fmt: skip
+    assert paths["/function/"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert paths["/task/"]["get"]["security"] == [{"token": []}] and "security" not in paths["/info/"]["get"]
+
+
+def _files(**parts):
+    return {name: (filename, io.BytesIO(data)) for name, (filename, data) in parts.items()}
+
+
+def test_multipart_uploads(net, auth, archive):
+    url = f"{net.org1.url}/function/"
+    spec = json.dumps(SPEC)
+    description = ("description.md", b"# f")
+    check(requests.post(url, json=SPEC, headers=auth), 400)  # not multipart
+    check(requests.post(url, data={"json": spec}, files=_files(file=("f.tar.gz", archive)), headers=auth), 400)
+    check(requests.post(url, files=_files(file=("f.tar.gz", archive), description=description), headers=auth), 400)
+    check(requests.post(url, data={"json": "{oops"}, files=_files(file=("f.tar.gz", archive), description=description),
+                        headers=auth), 400)  # fmt: skip
+    check(requests.post(url, data={"json": spec}, files=_files(file=("f.py", b"print(1)"), description=description),
+                        headers=auth), 400)  # fmt: skip
+    check(requests.post(url, data={"json": spec}, files=_files(file=("f.tar.gz", archive), description=description,
+                        other=("x", b"x")), headers=auth), 400)  # fmt: skip
+    both = _files(file=("f.tar.gz", archive), description=description)
+    check(requests.post(url, data={"json": json.dumps({**SPEC, "name": ""})}, files=both, headers=auth), 400)
+    listed = json.dumps({**SPEC, "inputs": [{"kind": "ASSET_MODEL"}]})
+    both = _files(file=("f.tar.gz", archive), description=description)
+    check(requests.post(url, data={"json": listed}, files=both, headers=auth), 400)
+    truncated = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + archive[:100]
+    check(requests.post(url, data=truncated, headers={**auth, "Content-Type": "multipart/form-data; boundary=b"}), 400)
+    manager = f"{net.org1.url}/data_manager/"
+    check(requests.post(manager, data={"json": "{}"}, files=_files(data_opener=("o.py", b"x")), headers=auth), 400)
+
+
+def test_data_sample_uploads(net, auth, archive):
+    url = f"{net.org1.url}/data_sample/"
+    check(requests.post(url, json={"path": "/servermedias/s1", "data_manager_keys": [str(uuid.uuid4())]},
+                        headers=auth), 400)  # fmt: skip
+    check(requests.post(url, data={"json": json.dumps({})}, files=_files(s=("s", archive)), headers=auth), 400)
+    check(requests.post(url, data={"json": json.dumps({"data_manager_keys": [str(uuid.uuid4())]})},
+                        files=_files(s=("s", b"not an archive")), headers=auth), 400)  # fmt: skip
+    check(requests.post(url, data={"json": json.dumps({"data_manager_keys": [str(uuid.uuid4())]})},
+                        files=_files(s=("s", archive)), headers=auth), 404)  # fmt: skip
+    check(requests.post(url, data={"json": json.dumps({"data_manager_keys": [str(uuid.uuid4())]})}, headers=auth), 400)
+    link = f"{net.org1.url}/data_sample/bulk_update/"
+    check(requests.post(link, data={"data_manager_keys": "x", "data_sample_keys": ["y"]}, headers=auth), 400)
+    check(requests.post(link, json={"data_manager_keys": 3}, headers=auth), 400)
+
+
+def test_function_images_are_not_set_through_the_api(net, auth, archive):
+    response = requests.post(
+        f"{net.org1.url}/function/",
+        data={"json": json.dumps(SPEC)},
+        files=_files(file=("f.tar.gz", archive), description=("d.md", b"# d")),
+        headers=auth,
+    )
+    key = check(response, 201)["key"]
+    image = {"checksum": "0" * 64, "storage_address": "http://evil.test/image"}
+    check(requests.put(f"{net.org1.url}/function/{key}/", json={"name": "x", "image": image}, headers=auth), 400)
+    check(requests.put(f"{net.org1.url}/function/{key}/", json={"name": "renamed"}, headers=auth), 200)
+    assert check(requests.get(f"{net.org1.url}/function/{key}/", headers=auth), 200)["name"] == "renamed"
+
+
+def test_oversized_uploads_and_bodies(net, tight, archive):  # noqa: F811 - the fixture
+    auth = headers(login(tight.url, net.org1.admin.username, net.org1.admin.password).json()["token"])
+    big = archive + b"\0" * 4096
+    response = requests.post(
+        f"{tight.url}/function/",
+        data={"json": json.dumps(SPEC)},
+        files=_files(file=("f.tar.gz", big), description=("d.md", b"# d")),
+        headers=auth,
+    )
+    assert "File too large" in check(response, 413)["detail"]
+    check(requests.post(f"{tight.url}/compute_plan/", json={"name": "x" * 5000}, headers=auth), 413)
+    huge = json.dumps({**SPEC, "metadata": {"k": "v" * 5000}})
+    both = _files(file=("f.tar.gz", archive), description=("d.md", b"# d"))
+    check(requests.post(f"{tight.url}/function/", data={"json": huge}, files=both, headers=auth), 413)
