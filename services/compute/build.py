@@ -183,14 +183,24 @@ async def _run(command: list[str], log: Path, timeout: float) -> int:
             return -1
 
 
+_VENV_LOCKS: dict[Path, asyncio.Lock] = {}
+
+
 async def _virtualenv(venv: Path, packages: list[str], log: Path, timeout: float) -> str:
+    async with _VENV_LOCKS.setdefault(venv, asyncio.Lock()):  # functions sharing requirements share it
+        return await _make_virtualenv(venv, packages, log, timeout)
+
+
+async def _make_virtualenv(venv: Path, packages: list[str], log: Path, timeout: float) -> str:
     python = venv / "bin" / "python"
-    if python.exists():
+    if (venv / ".ready").exists():
         return str(python)
+    shutil.rmtree(venv, ignore_errors=True)  # what an interrupted attempt left
     if await _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], log, timeout):
         raise BuildError("could not create the function's virtualenv")
     install = [str(python), "-m", "pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check"]
     if await _run([*install, *packages], log, timeout):
         shutil.rmtree(venv, ignore_errors=True)
         raise BuildError(f"pip could not install {' '.join(packages)} (see the build logs)")
+    (venv / ".ready").touch()
     return str(python)

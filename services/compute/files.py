@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,7 +70,7 @@ class Files:
     ) -> Path:
         """Fetch a file from ``owner``'s storage into ``dest``, verifying ``checksum`` if given."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         request = storage_service_pb2.DownloadRequest(ref=storage_pb2.FileRef(kind=kind, asset_key=asset_key))
         digest = hashlib.sha256()
         try:

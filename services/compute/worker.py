@@ -90,12 +90,16 @@ class Worker:
         self.work_dir = Path(settings.work_dir)
         self.running: dict[str, Running] = {}
         self.slots = asyncio.Semaphore(settings.slots)
+        # Builds and teardowns have limits of their own: a consumer holds its limit while it waits for a
+        # message, and the run consumer must not wait behind idle build or teardown fetches for a slot.
+        self._limits = {"run": self.slots, "build": asyncio.Semaphore(settings.slots), "teardown": asyncio.Semaphore(4)}
         self.stats = Stats()
         self._ledgers: dict[str, api_grpc.AssetServiceStub] = {}
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
         self._queued_at: dict[str, float] = {}
         self._subscriptions: list = []
+        self._cache_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------------------------ plumbing
     def creds(self, channel: str) -> OrgCredentials:
@@ -162,15 +166,16 @@ class Worker:
     async def _consume(self, kind: str, handler) -> None:
         subscription = await self.js.pull_subscribe_bind(self.durable(kind), stream=subjects.WORK_STREAM)
         self._subscriptions.append(subscription)
+        limit = self._limits[kind]
         while True:
-            await self.slots.acquire()
+            await limit.acquire()
             try:
                 messages = await subscription.fetch(1, timeout=1.0)
             except TimeoutError:
-                self.slots.release()
+                limit.release()
                 continue
             except Exception:
-                self.slots.release()
+                limit.release()
                 log.warning("fetching %s work failed; retrying", kind, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
@@ -191,7 +196,7 @@ class Worker:
                 await message.nak(delay=self.settings.ack_wait / 2)
         finally:
             heartbeat.cancel()
-            self.slots.release()
+            self._limits[kind].release()
 
     async def _heartbeat(self, message) -> None:
         while True:
@@ -250,20 +255,23 @@ class Worker:
     async def function_code(self, channel: str, function: res.Function, logs: Path) -> build.FunctionCode:
         """The function's code, fetched from its owner and prepared once per archive."""
         checksum = function.archive.checksum
-        archive = self.work_dir / "archives" / checksum
-        if not archive.exists():
-            try:
-                await self.files.download(
-                    self.creds(channel),
-                    function.owner,
-                    storage_pb2.FILE_KIND_FUNCTION_ARCHIVE,
-                    function.key,
-                    archive,
-                    checksum=checksum,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise build.BuildError(f"cannot fetch the archive: {status_details(exc).message}") from exc
-        return await build.prepare(archive, self.work_dir / "functions", checksum, logs, self.settings.build_timeout)
+        async with self._lock(self.work_dir / "functions" / checksum):
+            archive = self.work_dir / "archives" / checksum
+            if not archive.exists():
+                try:
+                    await self.files.download(
+                        self.creds(channel),
+                        function.owner,
+                        storage_pb2.FILE_KIND_FUNCTION_ARCHIVE,
+                        function.key,
+                        archive,
+                        checksum=checksum,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    raise build.BuildError(f"cannot fetch the archive: {status_details(exc).message}") from exc
+            return await build.prepare(
+                archive, self.work_dir / "functions", checksum, logs, self.settings.build_timeout
+            )
 
     # ----------------------------------------------------------------------------------------- run
     async def _on_run(self, data: bytes) -> None:
@@ -334,6 +342,9 @@ class Worker:
                 memory_bytes=self.settings.memory_limit_mb * 1024 * 1024,
             )
             running.execution = await self.executor.start(prepared)
+            # The steps so far are recorded while the function runs, off the plan's critical path.
+            early = asyncio.create_task(self._profile_steps(ledger, task.key, dict(steps)))
+            early.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if we fail
             result = await running.execution.wait()
             steps["task_execution"] = int((time.perf_counter() - t0) * 1e6)
             if running.canceled or result.canceled:
@@ -349,8 +360,8 @@ class Worker:
             t0 = time.perf_counter()
             await self._save_outputs(ledger, channel, task, box)
             steps["save_outputs"] = int((time.perf_counter() - t0) * 1e6)
-            for step, micros in steps.items():
-                await self._profile(ledger, task.key, step, micros)
+            await early
+            await self._profile_steps(ledger, task.key, {s: steps[s] for s in ("task_execution", "save_outputs")})
             if await self._settle(
                 ledger.ApplyTaskAction(api.ApplyTaskActionRequest(task_key=task.key, action=res.TASK_ACTION_DONE))
             ):
@@ -401,15 +412,16 @@ class Worker:
             which = asset.WhichOneof("asset")
             if which == "data_manager":
                 opener = cache / "openers" / asset.data_manager.key / "__init__.py"
-                if not opener.exists():
-                    await self.files.download(
-                        creds,
-                        asset.data_manager.owner,
-                        storage_pb2.FILE_KIND_OPENER,
-                        asset.data_manager.key,
-                        opener,
-                        checksum=asset.data_manager.opener.checksum,
-                    )
+                async with self._lock(opener):
+                    if not opener.exists():
+                        await self.files.download(
+                            creds,
+                            asset.data_manager.owner,
+                            storage_pb2.FILE_KIND_OPENER,
+                            asset.data_manager.key,
+                            opener,
+                            checksum=asset.data_manager.opener.checksum,
+                        )
                 box.add_input(asset.identifier, opener, False)
             elif which == "data_sample":
                 folder = await self._data_sample(creds, asset.data_sample, cache)
@@ -423,11 +435,19 @@ class Worker:
                 )
                 box.add_input(asset.identifier, path, multiple)
 
+    def _lock(self, path: Path) -> asyncio.Lock:
+        """One lock per cached file: concurrent tasks wait for the first one's download."""
+        return self._cache_locks.setdefault(str(path), asyncio.Lock())
+
     async def _data_sample(self, creds: OrgCredentials, sample: res.DataSample, cache: Path) -> Path:
         folder = cache / "data_samples" / sample.key
+        async with self._lock(folder):
+            return await self._fetch_data_sample(creds, sample, folder)
+
+    async def _fetch_data_sample(self, creds: OrgCredentials, sample: res.DataSample, folder: Path) -> Path:
         if (folder / ".ready").exists():
             return folder / "data"
-        archive = cache / "data_samples" / f"{sample.key}.archive"
+        archive = folder.parent / f"{sample.key}.archive"
         await self.files.download(creds, sample.owner, storage_pb2.FILE_KIND_DATA_SAMPLE, sample.key, archive)
         if folder.exists():
             shutil.rmtree(folder)
@@ -499,6 +519,10 @@ class Worker:
                 )
             )
         await self._settle(ledger.RegisterFailureReport(request))
+
+    async def _profile_steps(self, ledger, key: str, steps: dict[str, int]) -> None:
+        for step, micros in steps.items():
+            await self._profile(ledger, key, step, micros)
 
     async def _profile(self, ledger, key: str, step: str, micros: int) -> None:
         await self._settle(

@@ -9,6 +9,7 @@ from tessera.asset.v1 import asset_service_pb2_grpc as asset_grpc
 from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
 from tessera.event.v1 import event_service_pb2 as api
 from tessera.event.v1 import event_service_pb2_grpc as api_grpc
+from tessera.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from services.event.dispatcher import Dispatcher
 from services.event.follower import Follower
@@ -41,7 +42,12 @@ async def build(settings: EventSettings) -> GrpcServer:
                 if settings.compute_addr
                 else None
             )
-            dispatcher = Dispatcher(settings.org_id, channel, ledger, compute, base.js)
+            storage = (
+                storage_grpc.StorageServiceStub(client.channel(settings.storage_addr, creds))
+                if settings.storage_addr
+                else None
+            )
+            dispatcher = Dispatcher(settings.org_id, channel, ledger, compute, base.js, storage)
             follower = Follower(
                 uow,
                 channel or "mychannel",

@@ -21,6 +21,9 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.compute.v1 import compute_service_pb2 as compute_api
 from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
 from tessera.compute.v1 import work_pb2
+from tessera.storage.v1 import storage_pb2
+from tessera.storage.v1 import storage_service_pb2 as storage_api
+from tessera.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from services.kit import subjects
 from services.kit.errors import status_details
@@ -51,12 +54,14 @@ class Dispatcher:
         ledger: asset_grpc.AssetServiceStub,
         compute: compute_grpc.ComputeServiceStub | None,
         js: JetStreamContext | None,
+        storage: storage_grpc.StorageServiceStub | None = None,
     ) -> None:
         self.org = org
         self.channel = channel
         self.ledger = ledger
         self.compute = compute
         self.js = js
+        self.storage = storage
 
     async def handle(self, event: ev.Event) -> list[Decision]:
         """Act on one event; returns what was decided."""
@@ -65,6 +70,8 @@ class Dispatcher:
             return await self._function(event.function.key)
         if kind == "compute_task":
             return await self._task(event, event.compute_task)
+        if kind == "model" and event.event_kind == ev.EVENT_ASSET_DISABLED and event.model.owner == self.org:
+            return await self._delete_model(event.model.key)
         if kind == "compute_plan" and event.compute_plan.status in PLAN_ENDED:
             return await self._publish(
                 "teardown",
@@ -80,6 +87,21 @@ class Dispatcher:
             subjects.work_subject(self.org, kind), message.SerializeToString(), headers={"Nats-Msg-Id": msg_id}
         )
         return [Decision(kind, msg_id.split(":", 1)[1])]
+
+    async def _delete_model(self, key: str) -> list[Decision]:
+        """A disabled model's bytes are deleted from this organization's storage (Substra does the same)."""
+        if self.storage is None:
+            return []
+        request = storage_api.DeleteFileRequest(
+            ref=storage_pb2.FileRef(kind=storage_pb2.FILE_KIND_MODEL, asset_key=key)
+        )
+        try:
+            await self.storage.DeleteFile(request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return []
+        return [Decision("delete-model", key)]
 
     async def _function(self, key: str) -> list[Decision]:
         function = (await self.ledger.GetFunction(asset_api.GetFunctionRequest(key=key))).function

@@ -14,6 +14,7 @@ class EventSettings(CommonSettings):
     service_name: str = env("TESSERA_SERVICE_NAME", "event", "Name used in logs and traces.")
     asset_addr: str = env("ASSET_ADDR", "", "gRPC address of the ledger.")
     compute_addr: str = env("COMPUTE_ADDR", "", "gRPC address of this organization's compute service.")
+    storage_addr: str = env("STORAGE_ADDR", "", "gRPC address of this organization's storage service.")
     follow_enabled: bool = env("TESSERA_FOLLOW_ENABLED", True, "Follow the ledger and turn events into work.")
     retry_seconds: float = env("TESSERA_RETRY_SECONDS", 1.0, "Pause before reconnecting to the ledger.")
     public_url: str = env("TESSERA_PUBLIC_URL", "", "This organization's gateway URL, registered in the ledger.")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.kit import db, logs, settings, telemetry
-from services.kit import nats as kit_nats
 from services.kit.server import GrpcServer, authenticator_from
 
 S = TypeVar("S", bound=settings.CommonSettings)
@@ -61,6 +60,8 @@ async def jetstream(config: settings.CommonSettings, server: GrpcServer, streams
     """A NATS connection and JetStream context with ``streams`` declared, or (None, None) without NATS."""
     if not config.nats_url:
         return None, None
+    from services.kit import nats as kit_nats  # imported on use: services without NATS stay smaller
+
     connection = await kit_nats.connect(config.nats_url, config.service_name)
     js = connection.jetstream()
     for stream in streams:
@@ -80,10 +81,16 @@ class Foundation:
 
 
 async def foundation(
-    config: settings.CommonSettings, schema: str, migrations: Path, streams: Sequence[StreamSpec] = ()
+    config: settings.CommonSettings,
+    schema: str,
+    migrations: Path,
+    streams: Sequence[StreamSpec] = (),
+    *,
+    use_nats: bool = True,
 ) -> Foundation:
-    """Server with identity from the settings, migrated database, NATS with ``streams`` declared."""
+    """Server with identity from the settings, migrated database, NATS with ``streams`` declared
+    (unless the service does not use NATS at all)."""
     server = GrpcServer(config, authenticator_from(config))
     engine = await database(config, schema, migrations, server)
-    connection, js = await jetstream(config, server, streams)
+    connection, js = await jetstream(config, server, streams) if use_nats else (None, None)
     return Foundation(server=server, engine=engine, nats=connection, js=js)

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import orm
 from sqlalchemy.engine import Engine, make_url
 
@@ -60,6 +58,9 @@ def migrate(engine: Engine, schema: str, script_location: Path) -> None:
 
     An advisory lock keyed on the schema name serializes replicas that start together.
     """
+    from alembic import command  # imported on use: only needed while migrating, at start
+    from alembic.config import Config
+
     lock_key = zlib.crc32(schema.encode())
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": lock_key})

@@ -35,7 +35,7 @@ async def build(settings: StorageSettings) -> GrpcServer:
     swept = await asyncio.to_thread(blobs.sweep_staging, settings.staging_max_age)
     if swept:
         log.info("removed %d staged uploads left by an earlier process", swept)
-    base = await app.foundation(settings, SCHEMA, MIGRATIONS)
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, use_nats=False)  # storage publishes nothing
     ledger = None
     if settings.asset_addr:
         channel = client.channel(settings.asset_addr, credentials_from(settings))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 
+import grpc
 import numpy as np
 import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 from tessera.compute.v1 import compute_service_pb2 as compute_api
 from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
@@ -194,3 +196,40 @@ def test_replaying_the_event_history_from_zero_changes_nothing(setup, network):
     # ...and the ledger saw no new transition: nothing was built or run again.
     new = org1.ledger.QueryEvents(api.QueryEventsRequest(after_position=head, page_size=100)).events
     assert [e for e in new if e.asset_kind in (res.ASSET_COMPUTE_TASK, res.ASSET_FUNCTION)] == []
+
+
+def test_transient_outputs_are_disabled_once_their_consumers_end(setup):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    first, second = _chain(plan, [f["train"], f["train"]], dm, samples)
+    first.outputs["model"].transient = True
+    _plan(org1, [first, second])
+    assert wait_plan_final(org1, plan).status == res.PLAN_STATUS_DONE
+
+    def output_model(task_key):
+        (asset,) = org1.ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=task_key)).assets
+        return asset.model
+
+    disabled = wait_for(
+        lambda: (m := output_model(first.key)) and not m.HasField("address") and m, what="the transient model disabled"
+    )
+    events = org1.ledger.QueryEvents(api.QueryEventsRequest(asset_key=disabled.key, page_size=10)).events
+    assert [e.event_kind for e in events][-1] == ev.EVENT_ASSET_DISABLED
+    # Its bytes are gone from the owner's storage (410 at the gateway); the last model stays.
+    wait_for(
+        lambda: (
+            grpc_code_of(download, org1.storage, storage_pb2.FILE_KIND_MODEL, disabled.key)
+            == grpc.StatusCode.FAILED_PRECONDITION
+        ),
+        what="the model's file disabled",
+    )
+    kept = output_model(second.key)
+    assert kept.HasField("address") and download(org1.storage, storage_pb2.FILE_KIND_MODEL, kept.key)
+
+
+def grpc_code_of(call, *args):
+    try:
+        call(*args)
+    except grpc.RpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
