@@ -38,6 +38,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.kit.client import sync_channel
 from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
+from tools.bench.bench_ledger import percentile, ready_function
 from tools.devnet.embedded import EmbeddedPostgres, free_port, stop_process, wait_for_port
 
 ORG = "BenchOrgMSP"
@@ -47,33 +48,6 @@ CHANNEL = "mychannel"
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 500
 MS = 1000.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _addressable() -> res.Addressable:
-    return res.Addressable(checksum="0" * 64, storage_address="http://bench.test/file/")
-
-
-def _function(stub) -> str:
-    key = str(uuid.uuid4())
-    stub.RegisterFunction(
-        api.RegisterFunctionRequest(
-            key=key,
-            name="bench",
-            description=_addressable(),
-            archive=_addressable(),
-            permissions=res.NewPermissions(public=True),
-            inputs={"models": res.FunctionInput(kind=res.ASSET_MODEL, optional=True, multiple=True)},
-            outputs={"model": res.FunctionOutput(kind=res.ASSET_MODEL)},
-        )
-    )
-    for action in (res.FUNCTION_ACTION_BUILDING, res.FUNCTION_ACTION_READY):
-        stub.ApplyFunctionAction(api.ApplyFunctionActionRequest(function_key=key, action=action))
-    return key
 
 
 def _task_specs(plan_key: str, function_key: str, n: int, width: int = 10) -> list[dict]:
@@ -188,7 +162,7 @@ def run(small: bool, clients: int) -> dict:
             wait_for_port("127.0.0.1", http_port, 60, gateway)
             stub = api_grpc.AssetServiceStub(sync_channel(f"127.0.0.1:{grpc_port}", OrgCredentials(ORG, SECRET)))
             stub.RegisterOrganization(api.RegisterOrganizationRequest())
-            function_key = _function(stub)
+            function_key = ready_function(stub)
             base = f"http://127.0.0.1:{http_port}"
             token = httpx.post(f"{base}/api-token-auth/", data={"username": USER, "password": PASSWORD}).json()
             headers = {"Authorization": f"Token {token['token']}", "Accept": "application/json;version=0.0"}
@@ -286,11 +260,11 @@ def report(results: dict) -> str:
         p50_http, p50_grpc = statistics.median(http), statistics.median(grpc_)
         overhead = f"+{(p50_http - p50_grpc) * MS:.2f} ms ({p50_http / p50_grpc:.2f}x)"
         lines.append(
-            f"| {label} | gateway (HTTP) | {len(http)} | {p50_http * MS:.2f} | {_percentile(http, 0.99) * MS:.2f} | "
+            f"| {label} | gateway (HTTP) | {len(http)} | {p50_http * MS:.2f} | {percentile(http, 0.99) * MS:.2f} | "
             f"{overhead} |"
         )
         lines.append(
-            f"| {label} | ledger (gRPC) | {len(grpc_)} | {p50_grpc * MS:.2f} | {_percentile(grpc_, 0.99) * MS:.2f} | |"
+            f"| {label} | ledger (gRPC) | {len(grpc_)} | {p50_grpc * MS:.2f} | {percentile(grpc_, 0.99) * MS:.2f} | |"
         )
     lines.append("")
     lines.append(

@@ -41,7 +41,7 @@ WIDTH = 10  # parallel chains in the registered plans
 BATCH = 500
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -50,7 +50,8 @@ def _addressable() -> res.Addressable:
     return res.Addressable(checksum="0" * 64, storage_address="http://bench.test/file/")
 
 
-def _function(stub) -> str:
+def ready_function(stub) -> str:
+    """A public function, taken through its build to READY by hand (no compute involved)."""
     key = str(uuid.uuid4())
     stub.RegisterFunction(
         api.RegisterFunctionRequest(
@@ -128,7 +129,7 @@ def run(small: bool) -> dict:
             wait_for_port("127.0.0.1", port, 60, ledger)
             stub = api_grpc.AssetServiceStub(sync_channel(f"127.0.0.1:{port}", OrgCredentials(ORG, SECRET)))
             stub.RegisterOrganization(api.RegisterOrganizationRequest())
-            function_key = _function(stub)
+            function_key = ready_function(stub)
             register_plan(stub, function_key, 200)  # warm-up: connections, caches
             results: dict = {"sizes": sizes}
             for n in sizes:
@@ -181,17 +182,17 @@ def report(results: dict) -> str:
         r = results[n]
         lines.append(
             f"| register plan, batches of {BATCH} | {n} | {r['wall']:.2f} | {r['wall'] / n * ms:.3f} | "
-            f"{statistics.median(r['calls']) * ms:.1f} | {_percentile(r['calls'], 0.99) * ms:.1f} |"
+            f"{statistics.median(r['calls']) * ms:.1f} | {percentile(r['calls'], 0.99) * ms:.1f} |"
         )
     lt = results["list"]
     lines.append(
         f"| list 100 tasks of the {big}-task plan (filtered) | 100 | - | - | "
-        f"{statistics.median(lt) * ms:.1f} | {_percentile(lt, 0.99) * ms:.1f} |"
+        f"{statistics.median(lt) * ms:.1f} | {percentile(lt, 0.99) * ms:.1f} |"
     )
     c = results["chain"]
     lines.append(
         f"| chain EXECUTING→DONE, one call per action | {c['n']} | {c['wall']:.2f} | {c['wall'] / c['n'] * ms:.3f} | "
-        f"{statistics.median(c['calls']) * ms:.1f} | {_percentile(c['calls'], 0.99) * ms:.1f} |"
+        f"{statistics.median(c['calls']) * ms:.1f} | {percentile(c['calls'], 0.99) * ms:.1f} |"
     )
     per_task_ratio = (results[big]["wall"] / big) / (results[small]["wall"] / small)
     lines.append("")
