@@ -21,8 +21,8 @@ from services.kit.client import sync_channel
 from services.kit.identity import OrgCredentials
 from services.storage.client import upload_requests
 from tests.conftest import running_network
-from tests.execution import flassets
 from tools.devnet.network import Network
+from tools.samples import flassets
 
 TIMEOUT = 180.0
 

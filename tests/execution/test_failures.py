@@ -20,8 +20,8 @@ from tessera.event.v1 import event_service_pb2_grpc as event_grpc
 from tessera.storage.v1 import storage_pb2
 
 from services.kit.client import sync_channel
-from tests.execution import flassets
 from tests.execution.conftest import download, orgs_of, wait_for, wait_function_ready, wait_plan_final
+from tools.samples import flassets
 
 DATA_IN = {
     "opener": res.FunctionInput(kind=res.ASSET_DATA_MANAGER),

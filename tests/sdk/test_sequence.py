@@ -22,8 +22,8 @@ import requests
 import substra
 from substra.sdk import exceptions, models, schemas
 
-from tests.execution import flassets
 from tests.sdk.conftest import sdk_client
+from tools.samples import flassets
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -215,7 +215,7 @@ def federated(world):
 
 
 def _expected(world) -> dict:
-    """The numpy version of what the functions compute (tests/execution/flassets.py)."""
+    """The numpy version of what the functions compute (tools/samples/flassets.py)."""
     o1, o2 = world.org1, world.org2
     train = {org: np.concatenate([world.rows[org]["a"], world.rows[org]["b"]]).mean(axis=0) for org in (o1, o2)}
     aggregate = np.mean([train[o1], train[o2]], axis=0)

@@ -23,9 +23,9 @@ from substrafl.experiment import execute_experiment
 from substrafl.strategies import FedAvg
 
 from tests.conftest import REPO
-from tests.execution import flassets
 from tests.sdk import numpy_algo
 from tests.sdk.conftest import sdk_client
+from tools.samples import flassets
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -3,7 +3,8 @@
 The functions follow the substratools 1.0.0 contract (contract §9): a Dockerfile with an exec-form
 ENTRYPOINT naming the function, a script that registers functions and calls ``tools.execute()``.
 The model is a mean vector: training averages its data into the incoming model, aggregation
-averages models, prediction subtracts the model, testing scores ``1 / (1 + mean squared error)``.
+averages models, prediction subtracts the model, testing scores ``1 / (1 + mean squared error)``;
+``step`` is a trivial function for chains (the previous model plus one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def _load(path):
 def _save(vector, path):
     with open(path, "w") as f:
         json.dump([float(x) for x in vector], f)
+
+
+@tools.register
+def step(inputs, outputs, task_properties):
+    models = inputs.get("models") or []
+    if isinstance(models, str):
+        models = [models]
+    previous = _load(models[0]) if models else np.zeros(3)
+    _save(previous + 1.0, outputs["model"])
 
 
 @tools.register

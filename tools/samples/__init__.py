@@ -1,0 +1,1 @@
+"""Sample Substra assets (substratools functions, openers, data) shared by tests and benchmarks."""
