@@ -20,7 +20,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.errors import HttpError
+from gateway.errors import HttpError, json_object
 from gateway.upstreams import Principal
 from gateway.users import API, Accounts, now
 
@@ -99,12 +99,7 @@ class LoginThrottle:
 async def _credentials(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise HttpError(400, "JSON parse error") from None
-        if not isinstance(data, dict):
-            raise HttpError(400, "expected a JSON object")
+        data = await json_object(request)
         return {k: v for k, v in data.items() if isinstance(v, str)}
     form = await request.form(max_files=0, max_fields=10)
     return {k: v for k, v in form.items() if isinstance(v, str)}

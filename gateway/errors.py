@@ -9,6 +9,7 @@ Nothing branches on message text: the code, then the ``ErrorInfo`` reason, decid
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -63,6 +64,17 @@ class HttpError(Exception):
     def response(self) -> JSONResponse:
         """The JSON response."""
         return JSONResponse({"detail": self.detail, **self.extra}, status_code=self.status, headers=self.headers)
+
+
+async def json_object(request) -> dict:
+    """The request's JSON body, which must be an object; 400 with a detail otherwise."""
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise HttpError(400, "JSON parse error") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "expected a JSON object")
+    return data
 
 
 def http_status(details: StatusDetails) -> int:

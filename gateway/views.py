@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tessera.asset.v1 import asset_service_pb2 as api
 
-from gateway.errors import HttpError
+from gateway.errors import HttpError, json_object
 from gateway.settings import GatewaySettings
 from gateway.transcoder import page_links
 from gateway.upstreams import Principal, Upstreams
@@ -66,12 +65,7 @@ class Views:
         """``POST /data_sample/bulk_update/``: link data samples to more data managers."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            try:
-                data = json.loads(await request.body() or b"{}")
-            except ValueError:
-                raise HttpError(400, "JSON parse error") from None
-            if not isinstance(data, dict):
-                raise HttpError(400, "expected a JSON object")
+            data = await json_object(request)
             managers, samples = _str_list(data, "data_manager_keys"), _str_list(data, "data_sample_keys")
         else:
             form = await request.form(max_files=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.kit.settings import CommonSettings, env
+from services.kit.settings import CommonSettings, env, parse_peers
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,4 @@ class ComputeSettings(CommonSettings):
 
     def peer_addresses(self) -> dict[str, str]:
         """Storage address by organization, this one's included."""
-        peers = {}
-        for part in self.peers.split(","):
-            org, _, addr = part.partition("=")
-            if org.strip() and addr.strip():
-                peers[org.strip()] = addr.strip()
-        if self.org_id and self.storage_addr:
-            peers[self.org_id] = self.storage_addr
-        return peers
+        return parse_peers(self.peers, self.org_id, self.storage_addr)

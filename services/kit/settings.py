@@ -74,6 +74,18 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     return cls(**values)
 
 
+def parse_peers(spec: str, own_org: str = "", own_addr: str = "") -> dict[str, str]:
+    """``'org2=host:port,org3=host:port'`` as a dict, with this organization's own address added."""
+    peers = {}
+    for part in spec.split(","):
+        org, _, addr = part.partition("=")
+        if org.strip() and addr.strip():
+            peers[org.strip()] = addr.strip()
+    if own_org and own_addr:
+        peers[own_org] = own_addr
+    return peers
+
+
 def describe(cls: type) -> list[tuple[str, str, str]]:
     """Rows of (variable, default, help) for documentation and ``--help`` output."""
     rows = []
