@@ -27,6 +27,15 @@ extraEnv are set on the container directly.
 {{- with .Values.channels -}}
 {{- $_ := set $data "TESSERA_CHANNELS" . -}}
 {{- end -}}
+{{- with .Values.publicUrl -}}
+{{- $_ := set $data "TESSERA_PUBLIC_URL" . -}}
+{{- end -}}
+{{- with .Values.peers -}}
+{{- $_ := set $data "TESSERA_PEERS" . -}}
+{{- end -}}
+{{- with .Values.modelExportChannels -}}
+{{- $_ := set $data "TESSERA_MODEL_EXPORT_CHANNELS" . -}}
+{{- end -}}
 {{- range $k, $v := .Values.otel -}}
 {{- if not (hasPrefix "OTEL_" $k) -}}
 {{- fail (printf "otel.%s: keys of otel must be OTEL_* variable names" $k) -}}
