@@ -128,3 +128,21 @@ def test_the_trace_continues_across_the_call_and_reaches_the_logs(ledger):
     assert rpc_lines and rpc_lines[0]["trace_id"] == format(trace_id, "032x")
     assert rpc_lines[0]["code"] == "OK" and rpc_lines[0]["org"] == "org2"
     logging.getLogger().handlers.clear()
+
+
+def test_aio_channels_present_the_credential_on_streaming_calls_too(ledger):
+    """grpc.aio files one interceptor under one call kind only: a server stream must carry the credential."""
+    import asyncio
+
+    from services.kit.client import channel
+
+    async def first_event():
+        async with channel(ledger.addr, OrgCredentials(org_id="org1", secret=SECRETS["org1"])) as aio:
+            stub = api_grpc.AssetServiceStub(aio)
+            async for reply in stub.SubscribeEvents(api.SubscribeEventsRequest(after_position=0), timeout=10):
+                return reply.event
+
+    with contextlib.suppress(grpc.RpcError):  # at least one event exists, whichever test ran first
+        _stub(ledger, "org1").RegisterOrganization(api.RegisterOrganizationRequest())
+    event = asyncio.run(first_event())
+    assert event.position == 1 and event.channel == "mychannel"
