@@ -1,7 +1,8 @@
 """Files for compute: download from this organization's or a peer's storage, upload outputs.
 
-Downloads stream to a temporary file, are checked against the ledger's checksum (salted with the
-task key for models, domain §1.9), then renamed into place; nothing half-written is ever used.
+Downloads stream to a temporary file (with storage's own client), are checked against the
+ledger's checksum (salted with the task key for models, domain §1.9), then renamed into place;
+nothing half-written is ever used.
 Models are cached by key, so a model consumed by many tasks is fetched once.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -19,15 +19,14 @@ from tessera.storage.v1 import storage_pb2, storage_service_pb2, storage_service
 from services.kit import client
 from services.kit.errors import FailedPrecondition, NotFound
 from services.kit.identity import OrgCredentials
-
-CHUNK = 1 << 20
+from services.storage.client import ChecksumMismatch, chunks_of, download_to, upload_requests
 
 
 def file_checksum(path: Path, salt: str = "") -> str:
     """sha256 of the file's bytes followed by ``salt``."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        while block := stream.read(CHUNK):
+        for block in chunks_of(stream):
             digest.update(block)
     digest.update(salt.encode())
     return digest.hexdigest()
@@ -72,17 +71,15 @@ class Files:
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         request = storage_service_pb2.DownloadRequest(ref=storage_pb2.FileRef(kind=kind, asset_key=asset_key))
-        digest = hashlib.sha256()
         try:
-            with open(partial, "wb") as out:
-                async for reply in self._stub(owner, creds).Download(request):
-                    if reply.WhichOneof("payload") == "chunk":
-                        out.write(reply.chunk)
-                        digest.update(reply.chunk)
-            digest.update(salt.encode())
-            if checksum and digest.hexdigest() != checksum:
-                raise FailedPrecondition(f"checksum mismatch for {asset_key} from {owner}", reason="CHECKSUM_MISMATCH")
+            await download_to(
+                self._stub(owner, creds), request, partial, expected_checksum=checksum or None, salt=salt.encode()
+            )
             partial.replace(dest)
+        except ChecksumMismatch as exc:
+            raise FailedPrecondition(
+                f"checksum mismatch for {asset_key} from {owner}", reason="CHECKSUM_MISMATCH"
+            ) from exc
         finally:
             partial.unlink(missing_ok=True)
         return dest
@@ -106,23 +103,15 @@ class Files:
         self, creds: OrgCredentials, path: Path, kind: int, asset_key: str, *, salt: str = "", filename: str = ""
     ) -> storage_pb2.FileInfo:
         """Store a local file in this organization's storage; returns its record."""
-        size = path.stat().st_size
-
-        async def requests() -> AsyncIterator[storage_service_pb2.UploadRequest]:
-            yield storage_service_pb2.UploadRequest(
-                metadata=storage_service_pb2.UploadMetadata(
-                    kind=kind,
-                    asset_key=asset_key,
-                    expected_size=size,
-                    filename=filename or path.name,
-                    checksum_salt=salt,
-                )
-            )
-            with open(path, "rb") as stream:
-                while block := stream.read(CHUNK):
-                    yield storage_service_pb2.UploadRequest(chunk=block)
-
-        reply = await self._stub(self.org, creds).Upload(requests())
+        metadata = storage_service_pb2.UploadMetadata(
+            kind=kind,
+            asset_key=asset_key,
+            expected_size=path.stat().st_size,
+            filename=filename or path.name,
+            checksum_salt=salt,
+        )
+        with open(path, "rb") as stream:
+            reply = await self._stub(self.org, creds).Upload(upload_requests(metadata, stream))
         return reply.file
 
     async def exists(self, creds: OrgCredentials, owner: str, kind: int, asset_key: str) -> bool:
