@@ -13,10 +13,10 @@ from tessera.event.v1 import event_service_pb2_grpc as api_grpc
 from tessera.event.v1 import news_feed_pb2
 
 from services.event.tables import FeedEventRow
-from services.kit import pagination
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 from services.kit.identity import current_caller
+from services.kit.pagination import paginate
 
 REPLAY_BATCH = 100
 PLAN_ENDINGS = ("PLAN_STATUS_DONE", "PLAN_STATUS_FAILED", "PLAN_STATUS_CANCELED")
@@ -24,14 +24,6 @@ PLAN_ENDINGS = ("PLAN_STATUS_DONE", "PLAN_STATUS_FAILED", "PLAN_STATUS_CANCELED"
 
 def _event(row: FeedEventRow) -> ev.Event:
     return json_format.ParseDict(row.event, ev.Event())
-
-
-def _page(session, request, query, convert, default_size=100, max_size=1000):
-    page = pagination.page_request(request, default_size, max_size)
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    pagination.check_in_range(page, total, bool(request.page))
-    rows = session.scalars(query.offset(page.offset).limit(page.size)).all()
-    return [convert(row) for row in rows], pagination.next_token(page, total), total
 
 
 def news_item(event: ev.Event) -> news_feed_pb2.NewsFeedItem:
@@ -69,10 +61,12 @@ class EventService(api_grpc.EventServiceServicer):
                 query = query.where(t.asset_key == request.asset_key)
             if request.event_kind:
                 query = query.where(t.event_kind == request.event_kind)
-            return _page(session, request, query.order_by(t.position), _event)
+            return paginate(session, request, query.order_by(t.position), _event)
 
-        events, token, total = await self._reads.run(run)
-        return api.ListEventsResponse(events=events, next_page_token=token, total_size=total)
+        page = await self._reads.run(run)
+        return api.ListEventsResponse(
+            events=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
 
     async def SubscribeEvents(self, request, context):
         """The feed after the cursor, then live, in the ledger's order."""
@@ -117,7 +111,9 @@ class EventService(api_grpc.EventServiceServicer):
                 query = query.where(t.timestamp >= request.timestamp_after.ToDatetime(dt.UTC))
             if request.HasField("timestamp_before"):
                 query = query.where(t.timestamp <= request.timestamp_before.ToDatetime(dt.UTC))
-            return _page(session, request, query.order_by(t.position.desc()), lambda row: news_item(_event(row)))
+            return paginate(session, request, query.order_by(t.position.desc()), lambda row: news_item(_event(row)))
 
-        items, token, total = await self._reads.run(run)
-        return api.ListNewsFeedResponse(items=items, next_page_token=token, total_size=total)
+        page = await self._reads.run(run)
+        return api.ListNewsFeedResponse(
+            items=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )

@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy as sa
 from google.protobuf.message import Message
 
 from services.kit.errors import InvalidArgument, NotFound
@@ -73,3 +76,29 @@ def check_in_range(page: PageRequest, total: int, numbered: bool) -> None:
     """A numbered page past the last one does not exist (the first page always does)."""
     if numbered and page.offset > 0 and page.offset >= total:
         raise NotFound("Invalid page.", reason="INVALID_PAGE")
+
+
+@dataclass
+class Page:
+    """One page of results, with what a list response carries besides the items."""
+
+    items: list[Any]
+    next_page_token: str
+    total_size: int
+
+
+def paginate(
+    session,
+    request: Message,
+    query: sa.Select,
+    convert: Callable[[Any], Any],
+    *,
+    default_size: int = 100,
+    max_size: int = 1000,
+) -> Page:
+    """Count, then fetch one page of ``query`` (already filtered and ordered) for a list request."""
+    page = page_request(request, default_size, max_size)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    check_in_range(page, total, bool(request.page))
+    rows = session.execute(query.offset(page.offset).limit(page.size)).scalars().all()
+    return Page([convert(row) for row in rows], next_token(page, total), total)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,15 +31,7 @@ from services.asset.store.tables import (
 )
 from services.kit import pagination
 from services.kit.errors import InvalidArgument
-
-
-@dataclass
-class Page:
-    """One page of results."""
-
-    items: list[Any]
-    next_page_token: str
-    total_size: int
+from services.kit.pagination import Page, paginate
 
 
 def _in(column, values) -> Any | None:
@@ -113,23 +103,6 @@ def _ordering(raw: str, allowed: dict[str, Any], default: str, tiebreak: Any, me
         raise InvalidArgument.on("ordering", f"must be one of {', '.join(sorted(allowed))}{extra} (optionally with -)")
     order = column.desc().nulls_last() if descending else column.asc().nulls_last()
     return [order, tiebreak.desc() if descending else tiebreak.asc()]
-
-
-def paginate(
-    session: Session,
-    request: Message,
-    query: sa.Select,
-    convert: Callable[[Any], Any],
-    *,
-    default_size: int = 100,
-    max_size: int = 1000,
-) -> Page:
-    """Count, then fetch one page of ``query`` (already filtered and ordered)."""
-    page = pagination.page_request(request, default_size, max_size)
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    pagination.check_in_range(page, total, bool(request.page))
-    rows = session.execute(query.offset(page.offset).limit(page.size)).scalars().all()
-    return Page([convert(row) for row in rows], pagination.next_token(page, total), total)
 
 
 def _where(query: sa.Select, *conditions) -> sa.Select:
