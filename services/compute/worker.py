@@ -97,7 +97,8 @@ class Worker:
         self._ledgers: dict[str, api_grpc.AssetServiceStub] = {}
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
-        self._queued_at: dict[str, float] = {}
+        self._queued_at: dict[str, float] = {}  # task key → when its work was last queued or received
+        self._stranded_since: dict[str, float] = {}  # task key → when reconciliation first saw it idle
         self._subscriptions: list = []
         self._cache_locks: dict[str, asyncio.Lock] = {}
 
@@ -276,11 +277,24 @@ class Worker:
     # ----------------------------------------------------------------------------------------- run
     async def _on_run(self, data: bytes) -> None:
         work = work_pb2.RunTask.FromString(data)
-        if work.compute_task_key in self.running:
-            self.stats.skipped.append(f"run:{work.compute_task_key}:already-running")
+        key = work.compute_task_key
+        self._queued_at[key] = time.monotonic()
+        if key in self.running:
+            self.stats.skipped.append(f"run:{key}:already-running")
             return
+        # Claimed before the first await: a second delivery of the same task (a re-queue, a redelivery)
+        # handled on another slot meanwhile must see it taken, not run it a second time.
+        running = Running(key, "", "", work.channel, dt.datetime.now(dt.UTC))
+        self.running[key] = running
+        try:
+            await self._claimed_run(work, running)
+        finally:
+            self.running.pop(key, None)
+
+    async def _claimed_run(self, work: work_pb2.RunTask, running: Running) -> None:
         ledger = self.ledger(work.channel)
         task = (await ledger.GetTask(api.GetTaskRequest(key=work.compute_task_key))).task
+        running.plan_key, running.function_key = task.compute_plan_key, task.function_key
         if task.worker != self.org or task.status not in (
             res.STATUS_WAITING_FOR_EXECUTOR_SLOT,
             res.STATUS_EXECUTING,
@@ -301,13 +315,8 @@ class Worker:
             ledger.ApplyTaskAction(api.ApplyTaskActionRequest(task_key=task.key, action=res.TASK_ACTION_EXECUTING))
         ):
             return
-        running = Running(task.key, task.compute_plan_key, task.function_key, work.channel, dt.datetime.now(dt.UTC))
-        self.running[task.key] = running
         self.stats.runs_started += 1
-        try:
-            await self._run(ledger, work.channel, task, running)
-        finally:
-            self.running.pop(task.key, None)
+        await self._run(ledger, work.channel, task, running)
 
     async def _run(self, ledger, channel: str, task: res.ComputeTask, running: Running) -> None:
         steps: dict[str, int] = {}
@@ -561,12 +570,15 @@ class Worker:
     async def reconcile(self, channels: list[str] | None = None) -> list[str]:
         """Re-queue this worker's tasks the ledger says are runnable or running but nothing runs.
 
-        A task handled in the last ``ack_wait`` seconds is left alone: its message may still be
-        in flight. Returns the re-queued task keys.
+        A task queued or received in the last ``ack_wait`` seconds is left alone, and so is one first
+        seen idle less than ``ack_wait`` ago: its message may still be in flight. Returns the re-queued
+        task keys.
         """
         if self.js is None:
             return []
         requeued = []
+        horizon = time.monotonic() - self.settings.ack_wait
+        self._queued_at = {key: at for key, at in self._queued_at.items() if at > horizon}  # bounded
         for channel in channels or Channels.parse(self.settings.channels).of(self.org) or [""]:
             reply = await self.ledger(channel).ListTasks(
                 api.ListTasksRequest(
@@ -576,9 +588,19 @@ class Worker:
                 )
             )
             now = time.monotonic()
+            listed = {task.key for task in reply.tasks}
+            for key in [k for k in self._stranded_since if k not in listed]:
+                del self._stranded_since[key]  # it moved on
             for task in reply.tasks:
                 if task.key in self.running or now - self._queued_at.get(task.key, -1e9) < self.settings.ack_wait:
                     continue
+                # Only a task still idle an ack_wait after it was first seen idle: a task that just became
+                # runnable has its work message in flight from the event service, and a second copy would
+                # only be skipped (the worker claims a task once) after costing a ledger round trip.
+                since = self._stranded_since.setdefault(task.key, now)
+                if now - since < self.settings.ack_wait:
+                    continue
+                del self._stranded_since[task.key]
                 self._queued_at[task.key] = now
                 message = work_pb2.RunTask(
                     compute_task_key=task.key, compute_plan_key=task.compute_plan_key, channel=channel

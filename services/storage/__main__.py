@@ -2,15 +2,20 @@
 
 import ctypes
 
-# glibc's malloc, set before anything allocates much. Every file chunk is a short-lived 256 KiB buffer:
-# - a fixed mmap threshold (256 KiB) keeps them out of the heap (the default threshold rises to the
-#   largest freed block, after which each thread's arena keeps megabytes it never returns);
+# glibc's malloc, set before anything allocates much. Every file chunk is a short-lived 256 KiB buffer
+# (gRPC's received messages, the encoded messages sent):
+# - a fixed mmap threshold of 1 MiB keeps them in the heap, where freed chunks are reused at once; below
+#   it (the previous setting, 256 KiB) each chunk was a fresh mmap whose pages the kernel faults in and
+#   zeroes, which cost more than a third of the service's CPU per byte;
+# - a trim threshold of 2 MiB returns the heap's free top to the system promptly (the default grows);
 # - at most two arenas, instead of eight per core, for gRPC's, asyncio's and the database's threads.
-# Measured with 256 KiB chunks (1 GiB up and down): a peak of 102-103 MB instead of 112-126 MB.
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+# Measured (1 GiB up and down, docs/benchmarks.md): peak 94-96 MB, against 112-126 MB with glibc's
+# defaults.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 try:
     _libc = ctypes.CDLL(None)
-    _libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+    _libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    _libc.mallopt(M_TRIM_THRESHOLD, 2 << 20)
     _libc.mallopt(M_ARENA_MAX, 2)
 except (OSError, AttributeError):  # not glibc: its defaults apply
     pass

@@ -31,7 +31,9 @@ async def build(settings: StorageSettings) -> GrpcServer:
     """Everything storage needs, wired together; the caller starts the returned server."""
     if not settings.org_id:
         raise SettingsError("TESSERA_ORG_ID is required: storage holds one organization's files")
-    blobs = await asyncio.to_thread(FilesystemStore, settings.storage_root, durable=settings.durable)
+    blobs = await asyncio.to_thread(
+        FilesystemStore, settings.storage_root, durable=settings.durable, direct=settings.direct_io
+    )
     swept = await asyncio.to_thread(blobs.sweep_staging, settings.staging_max_age)
     if swept:
         log.info("removed %d staged uploads left by an earlier process", swept)

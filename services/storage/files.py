@@ -1,9 +1,10 @@
 """What storage does with files, between the gRPC handlers and the blob store: uploads (validated,
 streamed, hashed, checked, committed), lookups, deletion, and the removal of unreferenced blobs.
 
-No whole file is ever held in memory: an upload keeps at most the chunk being received and the
-chunk being written (the write of chunk *n* overlaps the receipt of chunk *n + 1*); a download reads
-one chunk ahead. Blocking work (disk, hashing, database) runs in worker threads.
+No whole file is ever held in memory: an upload keeps at most the batch of chunks being gathered and
+the batch being written (:data:`IO_BYTES` each; writing batch *n* overlaps the receipt of batch
+*n + 1*); a download reads one block ahead. Blocking work (disk, hashing, database) runs in worker
+threads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_FILENAME = 255
 MAX_SALT = 256
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+IO_BYTES = 1 << 20
+"""Bytes per disk operation: uploads hand chunks to a worker thread (hash, ``writev``) and downloads read
+the blob in blocks of this size, so that the event loop pays one thread hand-off per MiB rather than per
+chunk (docs/benchmarks.md)."""
 
 
 class DataLoss(DomainError):
@@ -207,17 +212,21 @@ class Files:
         return reader
 
     @staticmethod
-    async def chunks(reader: BlobReader, offset: int, chunk_bytes: int) -> AsyncIterator[bytes]:
-        """The bytes from ``offset`` in chunks, reading the next chunk while the current one is sent."""
-        pending = asyncio.ensure_future(asyncio.to_thread(reader.read, offset, chunk_bytes))
+    async def chunks(reader: BlobReader, offset: int, chunk_bytes: int) -> AsyncIterator[memoryview]:
+        """The bytes from ``offset`` in chunks of ``chunk_bytes``. The disk is read :data:`IO_BYTES` at a
+        time on a worker thread, one block ahead of the chunks being sent."""
+        block_bytes = max(IO_BYTES, chunk_bytes)
+        pending = asyncio.ensure_future(asyncio.to_thread(reader.read, offset, block_bytes))
         try:
             while True:
-                data = await pending
-                if not data:
+                block = await pending
+                if not block:
                     return
-                offset += len(data)
-                pending = asyncio.ensure_future(asyncio.to_thread(reader.read, offset, chunk_bytes))
-                yield data
+                offset += len(block)
+                pending = asyncio.ensure_future(asyncio.to_thread(reader.read, offset, block_bytes))
+                view = memoryview(block)
+                for start in range(0, len(view), chunk_bytes):
+                    yield view[start : start + chunk_bytes]
         finally:
             pending.cancel()
 
@@ -267,11 +276,13 @@ class Upload:
         self.spec = spec
         self._writer = writer
         self._received = 0
+        self._batch: list[bytes] = []  # chunks received and not yet handed to a worker thread
+        self._batched = 0
         self._pending: asyncio.Future | None = None
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, chunks: list[bytes]) -> None:
         try:
-            self._writer.write(data)
+            self._writer.write_all(chunks)
         except OSError as exc:
             if exc.errno in DISK_FULL:
                 raise _storage_full(exc) from None
@@ -281,6 +292,13 @@ class Upload:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+    async def _flush(self) -> None:
+        """Hand the gathered chunks to a worker thread once the previous batch is written."""
+        await self._drain()
+        batch, self._batch, self._batched = self._batch, [], 0
+        if batch:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
 
     async def write(self, chunk: bytes) -> None:
         """Accept the next chunk: limits are checked before any byte is written."""
@@ -295,11 +313,14 @@ class Upload:
                 reason="SIZE_MISMATCH",
                 violations=[FieldViolation("metadata.expected_size", f"{self._received} bytes received so far")],
             )
-        await self._drain()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunk))
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        if self._batched >= IO_BYTES:
+            await self._flush()
 
     async def finish(self) -> StoredFile:
         """Check size, checksum and (for archives) content; store the file; return it."""
+        await self._flush()
         await self._drain()
         spec = self.spec
         if spec.expected_size is not None and self._received != spec.expected_size:
@@ -358,6 +379,7 @@ class Upload:
 
     def abort(self) -> None:
         """Drop the staged bytes (waits for a write in progress on a worker thread)."""
+        self._batch, self._batched = [], 0
         pending, self._pending = self._pending, None
         if pending is not None:
             if pending.done() and not pending.cancelled():

@@ -40,6 +40,11 @@ class StorageSettings(CommonSettings):
     durable: bool = env(
         "TESSERA_STORAGE_FSYNC", True, "fsync each file and its folder before an upload succeeds (off: tests only)."
     )
+    direct_io: bool = env(
+        "TESSERA_STORAGE_DIRECT_IO",
+        True,
+        "Write and read blobs with O_DIRECT, bypassing the page cache (ignored where the filesystem lacks it).",
+    )
     staging_max_age: float = env(
         "TESSERA_STAGING_MAX_AGE", 3600.0, "Seconds after which a staged upload left by a crash is removed at start."
     )

@@ -168,6 +168,56 @@ def test_killing_compute_mid_task_still_completes_each_task_once(setup, network)
     assert len(outputs) == 1
 
 
+def _publish_run_twice_over(network, org, task_key: str, plan: str, copies: int) -> None:
+    """Put ``copies`` extra RunTask messages for ``task_key`` on the organization's work queue at once,
+    each with its own message id (so that JetStream keeps them all): what a re-queue by the reconciler
+    and a redelivery look like to the workers, here all together."""
+    import asyncio
+
+    from tessera.compute.v1 import work_pb2
+
+    from services.kit import nats as kit_nats
+    from services.kit import subjects
+    from tools.devnet.network import CHANNEL
+
+    message = work_pb2.RunTask(compute_task_key=task_key, compute_plan_key=plan, channel=CHANNEL)
+
+    async def publish() -> None:
+        connection = await kit_nats.connect(network.nats.url, "test-duplicates")
+        try:
+            js = connection.jetstream()
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        subjects.work_subject(org.id, "run"),
+                        message.SerializeToString(),
+                        headers={"Nats-Msg-Id": f"test-duplicate:{task_key}:{copy}"},
+                    )
+                    for copy in range(copies)
+                )
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(publish())
+
+
+def test_a_task_delivered_many_times_at_once_runs_once(setup, network):
+    """Every slot that receives a copy of a task's work while another slot handles it must leave it alone:
+    a second run would register the task's output twice (refused) and fail a task that succeeded."""
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["train"], f["train"]], dm, samples)
+    _plan(org1, tasks)
+    _publish_run_twice_over(network, org1, tasks[0].key, plan, copies=24)
+    final = wait_plan_final(org1, plan)
+    assert final.status == res.PLAN_STATUS_DONE, final
+    assert [_done_events(org1, t.key) for t in tasks] == [1, 1]
+    for task in tasks:
+        outputs = org1.ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=task.key)).assets
+        assert len(outputs) == 1
+
+
 def test_replaying_the_event_history_from_zero_changes_nothing(setup, network):
     org1, dm, samples, f = setup
     plan = str(uuid.uuid4())

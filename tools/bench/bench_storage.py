@@ -6,6 +6,8 @@ Every party is its own process, so that each one's peak memory is its own (``VmH
 * the gRPC client (this module with ``--grpc-client``, through ``services.storage.client.FastCalls``):
   one Upload of the file (read from disk in 256 KiB chunks; the service hashes, writes, fsyncs and
   commits it), then one Download into a file;
+* gRPC alone (``--transport-server``, ``--transport-client``): the same chunk streams from memory to
+  memory, without disk, hashing, database or service code: the ceiling of the transport itself;
 * the baseline (``--raw-sink`` and ``--raw-send``): the same bytes read from the same file, sent over a
   plain loopback TCP socket and written to a file by the receiver, once with an fsync before the
   receiver acknowledges (to compare with Upload, which is durable when it returns) and once without
@@ -113,6 +115,69 @@ def grpc_client(addr: str, path: str, out: str, chunk_bytes: int) -> int:
     return 0
 
 
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def transport_server(chunk_bytes: int) -> int:
+    """gRPC alone: an aio server whose Upload discards the chunks and whose Download sends N bytes from
+    memory (no disk, no hashing, no database, no interceptors): the ceiling of the transport here."""
+    import asyncio
+
+    import grpc
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+
+        async def upload(requests, context):
+            received = 0
+            async for chunk in requests:
+                received += len(chunk)
+            return str(received).encode()
+
+        async def download(request, context):
+            block = os.urandom(chunk_bytes)
+            for _ in range(int(request) // chunk_bytes):
+                yield block
+
+        handlers = {
+            "Upload": grpc.stream_unary_rpc_method_handler(
+                upload, request_deserializer=_identity, response_serializer=_identity
+            ),
+            "Download": grpc.unary_stream_rpc_method_handler(
+                download, request_deserializer=_identity, response_serializer=_identity
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Transport", handlers),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(port, flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+    return 0
+
+
+def transport_client(port: int, size: int, chunk_bytes: int) -> int:
+    """Upload ``size`` bytes from memory, then download as many; print the seconds of each."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    upload = channel.stream_unary("/bench.Transport/Upload", _identity, _identity)
+    download = channel.unary_stream("/bench.Transport/Download", _identity, _identity)
+    upload(iter([b"warm-up"]))
+    block = os.urandom(chunk_bytes)
+    started = time.perf_counter()
+    upload(block for _ in range(size // chunk_bytes))
+    upload_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    received = sum(len(chunk) for chunk in download(str(size).encode()))
+    download_seconds = time.perf_counter() - started
+    assert received == size
+    print(json.dumps({"upload": upload_seconds, "download": download_seconds}), flush=True)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ orchestration
 def _child(*args: str) -> list[str]:
     return [sys.executable, "-m", "tools.bench.bench_storage", *args]
@@ -150,6 +215,24 @@ def _grpc_round(addr: str, source: Path, folder: Path, chunk_bytes: int) -> dict
         return json.loads(result.stdout)
     finally:
         out.unlink(missing_ok=True)
+
+
+def _transport_round(size: int, chunk_bytes: int) -> dict:
+    server = subprocess.Popen(
+        _child("--transport-server", str(chunk_bytes)), cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = server.stdout.readline().strip()
+        client = subprocess.run(
+            _child("--transport-client", port, str(size), str(chunk_bytes)), cwd=REPO, capture_output=True, text=True
+        )
+        if client.returncode:
+            raise RuntimeError(client.stderr)
+        return json.loads(client.stdout)
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
 
 
 class _Service:
@@ -228,6 +311,7 @@ def run(size_mib: int, rounds: int, sweep: bool, chunk_bytes: int = 256 << 10) -
                             "raw_fsync": _raw_round(source, folder, fsync=True),
                             "raw": _raw_round(source, folder, fsync=False),
                             "grpc": _grpc_round(service.addr, source, folder, chunk_bytes),
+                            "transport": _transport_round(size_mib * MIB, chunk_bytes),
                         }
                     )
                 results["service_peak_kb"] = service.peak_kb()
@@ -259,6 +343,8 @@ def report(results: dict) -> str:
     raw = rate([r["raw"]["seconds"] for r in rounds])
     up = rate([r["grpc"]["upload"] for r in rounds])
     down = rate([r["grpc"]["download"] for r in rounds])
+    bare_up = rate([r["transport"]["upload"] for r in rounds])
+    bare_down = rate([r["transport"]["download"] for r in rounds])
     client_mb = max(r["grpc"]["peak_kb"] for r in rounds) / 1024
     raw_mb = max(max(r["raw"]["peak_kb"], r["raw_fsync"]["peak_kb"]) for r in rounds) / 1024
     service_mb = results["service_peak_kb"] / 1024
@@ -273,6 +359,13 @@ def report(results: dict) -> str:
         f"| raw loopback socket copy, file → socket → file | {raw:.0f} | 1.00 | {raw_mb:.0f} | - |",
         f"| gRPC Download (into a file) | {down:.0f} | {down / raw:.2f} | service {service_mb:.0f} | "
         f"client {client_mb:.0f} |",
+        "",
+        "gRPC alone, memory to memory (no disk, no hash, no service code), same chunks, same rounds:",
+        "",
+        "| path | MB/s | vs raw socket copy (with fsync / without) |",
+        "|---|---|---|",
+        f"| client stream (as Upload) | {bare_up:.0f} | {bare_up / raw_fsync:.2f} / {bare_up / raw:.2f} |",
+        f"| server stream (as Download) | {bare_down:.0f} | {bare_down / raw_fsync:.2f} / {bare_down / raw:.2f} |",
         "",
         f"Service resident size after start-up, before any transfer: {results['service_started_kb'] / 1024:.0f} MB; "
         f"peak over the whole run: {service_mb:.0f} MB. Client peak: {client_mb:.0f} MB.",
@@ -306,11 +399,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fsync", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw-send", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--transport-server", nargs=1, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--transport-client", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.raw_sink:
         return raw_sink(args.raw_sink[0], args.fsync)
     if args.raw_send:
         return raw_send(int(args.raw_send[0]), args.raw_send[1])
+    if args.transport_server:
+        return transport_server(args.transport_server[0])
+    if args.transport_client:
+        return transport_client(*args.transport_client)
     if args.grpc_client:
         addr, path, out, chunk = args.grpc_client
         return grpc_client(addr, path, out, int(chunk))

@@ -88,8 +88,9 @@ def test_files_without_asset_and_data_samples_never_leave(net):
     owner, peer = net.storage("org1"), net.storage("org1", ORG2)
     loose = upload(owner, b"scratch", meta(res.FILE_KIND_LOGS))
     assert denied(download, peer, file_id=loose.file_id) == "PERMISSION_DENIED"
-    sample = upload(owner, function_archive(), meta(res.FILE_KIND_DATA_SAMPLE, new_key()))
-    assert download(owner, file_id=sample.file_id)[1] == function_archive()  # the owner's compute reads it
+    archive = function_archive()
+    sample = upload(owner, archive, meta(res.FILE_KIND_DATA_SAMPLE, new_key()))
+    assert download(owner, file_id=sample.file_id)[1] == archive  # the owner's compute reads it
     assert denied(download, peer, file_id=sample.file_id) == "DATA_SAMPLE_PRIVATE"
     assert denied(peer.StatFile, api.StatFileRequest(file_id=sample.file_id)) == "DATA_SAMPLE_PRIVATE"
 
