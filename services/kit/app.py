@@ -42,12 +42,23 @@ def main(settings_cls: type[S], build: Callable[[S], Awaitable[GrpcServer]]) -> 
         raise SystemExit(1) from None
 
 
-async def database(config: settings.CommonSettings, schema: str, migrations: Path, server: GrpcServer):
-    """The service's engine, after its migrations ran; disposed when ``server`` stops."""
+async def database(
+    config: settings.CommonSettings,
+    schema: str,
+    migrations: Path,
+    server: GrpcServer,
+    *,
+    migrate_in_child: bool = False,
+):
+    """The service's engine, after its migrations ran (in a child interpreter with ``migrate_in_child``);
+    disposed when ``server`` stops."""
     if not config.database_url:
         raise settings.SettingsError("TESSERA_DATABASE_URL is required")
     engine = db.create_engine(config.database_url, schema)
-    await asyncio.to_thread(db.migrate, engine, schema, migrations)
+    if migrate_in_child:
+        await asyncio.to_thread(db.migrate_in_child, config.database_url, schema, migrations)
+    else:
+        await asyncio.to_thread(db.migrate, engine, schema, migrations)
 
     async def dispose() -> None:
         engine.dispose()
@@ -87,10 +98,11 @@ async def foundation(
     streams: Sequence[StreamSpec] = (),
     *,
     use_nats: bool = True,
+    migrate_in_child: bool = False,
 ) -> Foundation:
     """Server with identity from the settings, migrated database, NATS with ``streams`` declared
     (unless the service does not use NATS at all)."""
     server = GrpcServer(config, authenticator_from(config))
-    engine = await database(config, schema, migrations, server)
+    engine = await database(config, schema, migrations, server, migrate_in_child=migrate_in_child)
     connection, js = await jetstream(config, server, streams) if use_nats else (None, None)
     return Foundation(server=server, engine=engine, nats=connection, js=js)

@@ -37,7 +37,9 @@ async def build(settings: StorageSettings) -> GrpcServer:
     swept = await asyncio.to_thread(blobs.sweep_staging, settings.staging_max_age)
     if swept:
         log.info("removed %d staged uploads left by an earlier process", swept)
-    base = await app.foundation(settings, SCHEMA, MIGRATIONS, use_nats=False)  # storage publishes nothing
+    # Storage publishes nothing (no NATS) and migrates in a child process (Alembic never resident): the data
+    # path keeps its memory for transfers (docs/benchmarks.md).
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, use_nats=False, migrate_in_child=True)
     ledger = None
     if settings.asset_addr:
         channel = client.channel(settings.asset_addr, credentials_from(settings))

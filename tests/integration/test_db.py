@@ -72,3 +72,24 @@ def test_serialization_failures_are_retried_until_both_transactions_commit(datab
     assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT n FROM counter WHERE id = 1"))) == 2
     assert len(attempts) >= 3  # at least one retry happened
     engine.dispose()
+
+
+def test_a_child_interpreter_runs_the_migrations_and_reports_their_failure(database_url, tmp_path):
+    schema = "storage_child"
+    db.migrate_in_child(database_url, schema, STORAGE_MIGRATIONS)
+    db.migrate_in_child(database_url, schema, STORAGE_MIGRATIONS)  # idempotent
+    engine = db.create_engine(database_url, schema)
+    with engine.connect() as conn:
+        tables = set(
+            conn.execute(
+                sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+            ).scalars()
+        )
+    engine.dispose()
+    assert {"files", "alembic_version"} <= tables
+
+    # A failure in the child surfaces with the child's own error, not as a silent success.
+    broken = tmp_path / "no-migrations-here"
+    broken.mkdir()
+    with pytest.raises(RuntimeError, match="migrating schema storage_child failed"):
+        db.migrate_in_child(database_url, schema, broken)
