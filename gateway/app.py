@@ -232,7 +232,13 @@ def create_app(settings: GatewaySettings) -> Starlette:
             TokenEndpoints(
                 accounts, authenticator, LoginThrottle(settings.login_rate), settings.token_lifetime_minutes
             ),
-            Uploads(upstreams, settings.base_url(), settings.max_upload_bytes, settings.max_json_bytes),
+            Uploads(
+                upstreams,
+                settings.base_url(),
+                settings.max_upload_bytes,
+                settings.max_json_bytes,
+                settings.servermedias_root,
+            ),
             downloads,
             Views(settings, upstreams, authenticator.authenticate, downloads.export_enabled),
             health,

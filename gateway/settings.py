@@ -56,6 +56,11 @@ class GatewaySettings(CommonSettings):
         (),
         "Channels whose users may download models (Substra's model_export_enabled), comma-separated.",
     )
+    servermedias_root: str = env(
+        "TESSERA_SERVERMEDIAS_ROOT",
+        "",
+        "Folder on this server under which data samples may be registered by path (local=False); empty: refused.",
+    )
     version: str = env("TESSERA_VERSION", "0.1.0", "Version reported by /info/.")
 
     def upstreams(self) -> dict[str, str]:

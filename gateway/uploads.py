@@ -5,7 +5,8 @@ sha256 computed by storage), with backpressure and a size limit; the ``json`` pa
 spec. Once every part is stored, the asset is registered in the ledger with the files'
 checksums and their addresses on this gateway; if registration fails the stored files are
 deleted. Keys of data managers, functions and data samples are made here, before the upload,
-so files are stored under their asset's key.
+so files are stored under their asset's key. ``POST /data_sample/`` also takes a JSON body naming
+folders on this server (``local=False``), packed and stored the same way (:mod:`gateway.servermedias`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2, storage_service_pb2
 
-from gateway.errors import HttpError, rpc_error_response
+from gateway import servermedias
+from gateway.errors import HttpError, json_object, rpc_error_response
 from gateway.multipart import PartData, PartEnd, PartStart, parts
 from gateway.render import Renderer
 from gateway.transcoder import parse_into
@@ -121,11 +123,19 @@ class Received:
 class Uploads:
     """The three multipart registration endpoints."""
 
-    def __init__(self, upstreams: Upstreams, base_url: str, max_file_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        base_url: str,
+        max_file_bytes: int,
+        max_json_bytes: int,
+        servermedias_root: str = "",
+    ) -> None:
         self._upstreams = upstreams
         self._base_url = base_url.rstrip("/")
         self._max_file = max_file_bytes
         self._max_json = max_json_bytes
+        self._servermedias_root = servermedias_root
 
     # ------------------------------------------------------------------------------------ plumbing
     async def _receive(self, request: Request, principal: Principal, ref_of) -> Received:
@@ -239,32 +249,57 @@ class Uploads:
         return JSONResponse(Renderer(str(request.base_url)).message(reply.function), status_code=201)
 
     async def data_samples(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
-        """``POST /data_sample/``: ``json`` ``{"data_manager_keys"}`` and one archive part per sample."""
+        """``POST /data_sample/``: ``json`` ``{"data_manager_keys"}`` and one archive part per sample, or a
+        JSON body naming server-side folders (:mod:`gateway.servermedias`)."""
         if not request.headers.get("content-type", "").startswith("multipart/"):
-            raise HttpError(
-                400,
-                "data samples are registered by uploading them (multipart, the SDK's local=True); "
-                "server-side paths are not supported",
-            )
+            return await self._server_samples(request, principal)
         keys: dict[str, str] = {}
 
         def ref_of(part: str) -> storage_pb2.FileRef:
             if part in keys:
                 raise HttpError(400, f"file part {part!r} appears twice")
             keys[part] = str(uuid.uuid4())
-            return storage_pb2.FileRef(kind=storage_pb2.FILE_KIND_DATA_SAMPLE, asset_key=keys[part])
+            return _sample_ref(keys[part])
 
         received = await self._receive(request, principal, ref_of)
         async with self._cleanup_on_error(received, principal):
-            spec = _spec_object(received)
-            managers = spec.get("data_manager_keys")
-            if not isinstance(managers, list) or not managers or not all(isinstance(k, str) for k in managers):
-                raise HttpError(400, "data_manager_keys: a non-empty list of data manager keys is required")
+            managers = _managers(_spec_object(received))
             if not received.files:
                 raise HttpError(400, "at least one data sample archive is required")
             for stored in received.files:
                 if not is_archive(stored.head):
                     raise HttpError(400, f"{stored.part}: a data sample must be a zip or tar archive")
+        return await self._register_samples(request, principal, received, managers)
+
+    async def _server_samples(self, request: Request, principal: Principal) -> JSONResponse:
+        """``add_data_sample(s)(local=False)``: each named folder packed and stored, then registered."""
+        spec = await json_object(request)
+        managers = _managers(spec)
+        folders = servermedias.sample_folders(spec, self._servermedias_root)
+        received = Received(spec=spec)
+        async with self._cleanup_on_error(received, principal):
+            for folder in folders:
+                received.files.append(await self._store_folder(folder, principal))
+        return await self._register_samples(request, principal, received, managers)
+
+    async def _store_folder(self, folder, principal: Principal) -> StoredFile:
+        upload = _Upload(self._upstreams, principal, _sample_ref(str(uuid.uuid4())), f"{folder.name}.tar", folder.name)
+        loop = asyncio.get_running_loop()
+
+        def push(data: bytes) -> None:  # on the packing thread: wait until the upload took the bytes
+            asyncio.run_coroutine_threadsafe(upload.write(data, self._max_file), loop).result()
+
+        try:
+            await asyncio.to_thread(servermedias.pack, folder, push)
+            return await upload.finish()
+        except BaseException:
+            upload.cancel()
+            raise
+
+    async def _register_samples(
+        self, request: Request, principal: Principal, received: Received, managers: list[str]
+    ) -> JSONResponse:
+        async with self._cleanup_on_error(received, principal):
             message = api.RegisterDataSamplesRequest(
                 data_samples=[
                     api.NewDataSample(
@@ -285,6 +320,17 @@ class Uploads:
                 return rpc_error_response(exc, list_conflicts=True)
         renderer = Renderer(str(request.base_url))
         return JSONResponse([renderer.message(sample) for sample in reply.data_samples], status_code=201)
+
+
+def _sample_ref(key: str) -> storage_pb2.FileRef:
+    return storage_pb2.FileRef(kind=storage_pb2.FILE_KIND_DATA_SAMPLE, asset_key=key)
+
+
+def _managers(spec: dict) -> list[str]:
+    managers = spec.get("data_manager_keys")
+    if not isinstance(managers, list) or not managers or not all(isinstance(k, str) for k in managers):
+        raise HttpError(400, "data_manager_keys: a non-empty list of data manager keys is required")
+    return managers
 
 
 def _refs(kinds: dict[str, int], key: str):

@@ -146,6 +146,13 @@ def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset
     )
 
 
+def servermedias_root(folder: Path) -> Path:
+    """The folder MyOrg1MSP's gateway serves server-side data samples from."""
+    root = folder / "servermedias"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 def write_users(path: Path, org_index: int) -> tuple[User, User]:
     """The users file of an organization: an admin, a user, and a user without channel."""
     admin = User(f"org{org_index}-admin", f"admin-password-{org_index}")
@@ -196,9 +203,11 @@ def net(postgres, tmp_path_factory):
             for index, (org, storage, event) in enumerate(zip(ORGS, storages, events, strict=True), 1):
                 admin, user = write_users(folder / f"users-{org}.json", index)
                 database_url = postgres.url(f"gw_{org.lower()}_{suffix}")
+                # Only the first organization lets users register server-side folders (local=False).
+                media = {"servermedias_root": str(servermedias_root(folder))} if index == 1 else {}
                 settings = gateway_settings(
                     org, ports[org], folder, database_url, ledger.addr, peers, storage_addr=storage.addr,
-                    event_addr=event.addr,
+                    event_addr=event.addr, **media,
                 )  # fmt: skip
                 gateway = GatewayThread(settings).__enter__()
                 threads.append(gateway)

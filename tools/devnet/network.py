@@ -62,6 +62,7 @@ class Organization:
     storage: str
     compute: str
     event: str
+    servermedias: str  # folders under it may be registered as data samples by path (the SDK's local=False)
 
 
 @dataclass
@@ -165,10 +166,18 @@ class Network:
                 # Users of the dev network may download (export) models, Substra's model_export_enabled.
                 "TESSERA_MODEL_EXPORT_CHANNELS": CHANNEL,
             }
+            media = self.state_dir / "servermedias" / org
             for name in ORG_SERVICES:
                 env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}", **self.extra_env.get(name, {})}
                 if name == "gateway":
-                    env.update({"TESSERA_HTTP_ADDR": addrs[name], "TESSERA_USERS_FILE": str(users_file)})
+                    media.mkdir(parents=True, exist_ok=True)
+                    env.update(
+                        {
+                            "TESSERA_HTTP_ADDR": addrs[name],
+                            "TESSERA_USERS_FILE": str(users_file),
+                            "TESSERA_SERVERMEDIAS_ROOT": str(media),
+                        }
+                    )
                     module = "gateway"
                 else:
                     env["TESSERA_GRPC_ADDR"] = addrs[name]
@@ -183,6 +192,7 @@ class Network:
                     storage=addrs["storage"],
                     compute=addrs["compute"],
                     event=addrs["event"],
+                    servermedias=str(media),
                 )
             )
 

@@ -7,4 +7,7 @@ tessera-common library chart (charts/tessera-common).
 {{- define "gateway.config" -}}
 TESSERA_HTTP_ADDR: {{ printf "0.0.0.0:%v" .Values.containerPort | quote }}
 TESSERA_USERS_FILE: {{ printf "/etc/tessera/users/%s" .Values.users.key | quote }}
+{{- if .Values.servermedias.existingClaim }}
+TESSERA_SERVERMEDIAS_ROOT: {{ .Values.servermedias.mountPath | quote }}
+{{- end }}
 {{- end -}}
