@@ -119,6 +119,23 @@ def _pwrite_fully(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
+def _without_direct(fd: int) -> None:
+    """Turn ``O_DIRECT`` off on ``fd`` (its later reads and writes go through the page cache)."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+
+
+def _write_block(fd: int, view: memoryview, offset: int) -> None:
+    """A direct block write; a filesystem that accepted ``O_DIRECT`` at open but refuses it now (EINVAL, as some
+    layered filesystems do) gets the block, and the rest of the file, through the page cache instead."""
+    try:
+        _pwrite_fully(fd, view, offset)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        _without_direct(fd)
+        _pwrite_fully(fd, view, offset)
+
+
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -190,7 +207,7 @@ class _FsWriter:
             view = view[taken:]
             if self._filled == DIRECT_BLOCK:
                 self._settle()  # the other block is free once its write is done
-                self._in_flight = _DISK.submit(_pwrite_fully, self._fd, memoryview(block), self._flushed)
+                self._in_flight = _DISK.submit(_write_block, self._fd, memoryview(block), self._flushed)
                 self._flushed += DIRECT_BLOCK
                 self._blocks.reverse()
                 self._filled = 0
@@ -208,7 +225,7 @@ class _FsWriter:
             if self._blocks:
                 self._settle()
                 if self._filled:  # the tail is not a whole block: it goes through the page cache
-                    fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                    _without_direct(self._fd)
                     _pwrite_fully(self._fd, memoryview(self._blocks[0])[: self._filled], self._flushed)
                 self._release_blocks()
             if self._durable:
@@ -279,7 +296,14 @@ class _FsReader:
             buffer = self._buffers[self._turn]
             self._turn ^= 1
             view = memoryview(buffer)[: span + (-span) % ALIGN]
-            got = os.preadv(self._fd, [view], start)
+            try:
+                got = os.preadv(self._fd, [view], start)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _without_direct(self._fd)  # accepted at open, refused now: read through the cache from here on
+                self._buffers = []
+                return os.pread(self._fd, length, offset)
             return view[offset - start : min(got, span)]
 
     def close(self) -> None:

@@ -167,3 +167,38 @@ def test_abort_during_a_direct_write_waits_for_it_and_leaves_nothing(tmp_path):
     assert store.staged_count() == 0
     with pytest.raises(ValueError):
         writer.write(b"more")
+
+
+def test_a_filesystem_that_refuses_direct_io_after_open_gets_buffered_io(tmp_path, monkeypatch):
+    """Some layered filesystems accept O_DIRECT at open and refuse the I/O (EINVAL). No such filesystem exists on
+    this machine, so the system calls are made to answer EINVAL while the descriptor still has O_DIRECT."""
+    import errno
+    import fcntl
+
+    store = FilesystemStore(tmp_path)
+    if not _direct_in_use(store):
+        pytest.skip("this filesystem refuses O_DIRECT at open already: the buffered path is tested above")
+    real_pwrite, real_preadv = os.pwrite, os.preadv
+
+    def refusing(real):
+        def call(fd, *args):
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, *args)
+
+        return call
+
+    monkeypatch.setattr(os, "pwrite", refusing(real_pwrite))
+    monkeypatch.setattr(os, "preadv", refusing(real_preadv))
+    data = os.urandom(2 * BLOCK + 77)
+    writer = store.stage()
+    writer.write(data)
+    digest, _ = writer.finish()
+    store.commit(writer, digest)
+    assert store.blob_path(digest).read_bytes() == data
+    reader = store.open(digest)
+    try:
+        assert bytes(reader.read(BLOCK - 3, 10)) == data[BLOCK - 3 : BLOCK + 7]
+        assert bytes(reader.read(2 * BLOCK, BLOCK)) == data[2 * BLOCK :]
+    finally:
+        reader.close()
