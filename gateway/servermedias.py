@@ -93,8 +93,8 @@ def pack(folder: Path, push: Callable[[bytes], None]) -> None:
     thread). Only directories and regular files are packed."""
     with io.BufferedWriter(_Sink(push), PACK_BUFFER) as out, tarfile.open(fileobj=out, mode="w|") as tar:
         for current, directories, files in os.walk(folder):
-            directories.sort()
-            for name in sorted(directories) + sorted(files):
+            directories.sort()  # in place: os.walk descends in this order
+            for name in [*directories, *sorted(files)]:
                 path = Path(current) / name
                 mode = path.lstat().st_mode
                 relative = path.relative_to(folder).as_posix()

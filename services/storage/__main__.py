@@ -4,13 +4,13 @@ import ctypes
 
 # glibc's malloc, set before anything allocates much. Every file chunk is a short-lived 256 KiB buffer
 # (gRPC's received messages, the encoded messages sent):
-# - a fixed mmap threshold of 1 MiB keeps them in the heap, where freed chunks are reused at once; below
-#   it (the previous setting, 256 KiB) each chunk was a fresh mmap whose pages the kernel faults in and
-#   zeroes, which cost more than a third of the service's CPU per byte;
+# - a fixed mmap threshold of 1 MiB keeps them in the heap, where freed chunks are reused at once; at
+#   256 KiB (the previous setting) each chunk was a fresh mmap whose pages the kernel faults in and
+#   zeroes: in a bare gRPC harness that alone halved a download's rate (~970 → ~480 MB/s);
 # - a trim threshold of 2 MiB returns the heap's free top to the system promptly (the default grows);
 # - at most two arenas, instead of eight per core, for gRPC's, asyncio's and the database's threads.
-# Measured (1 GiB up and down, docs/benchmarks.md): peak 94-96 MB, against 112-126 MB with glibc's
-# defaults.
+# Measured (1 GiB up and down, three rounds): peak 94-96 MB, against 99-116 MB with a 16 MiB threshold
+# at the same speed (docs/benchmarks.md).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 try:
     _libc = ctypes.CDLL(None)

@@ -30,10 +30,10 @@ BLOBS = "blobs"
 STAGED_SUFFIX = ".part"
 IOV_MAX = 1024  # buffers per writev(2) (Linux's limit)
 DIRECT_BLOCK = 1 << 20
+"""Bytes per direct (``O_DIRECT``) write or read: a multiple of every device's logical block size."""
+ALIGN = 4096  # alignment of direct I/O offsets and lengths (covers 512-byte and 4 KiB sectors)
 _DISK = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage-disk")
 """Direct block writes, so that an upload hashes (and gathers) one block while the other is written."""
-ALIGN = 4096  # alignment of direct I/O offsets and lengths (covers 512-byte and 4 KiB sectors)
-"""Bytes per direct (``O_DIRECT``) write: a multiple of every device's logical block size."""
 
 
 class BlobWriter(Protocol):
@@ -136,6 +136,20 @@ def _write_block(fd: int, view: memoryview, offset: int) -> None:
         _pwrite_fully(fd, view, offset)
 
 
+def _open(path: Path, flags: int, direct: bool) -> tuple[int, bool]:
+    """Open ``path``, with ``O_DIRECT`` when ``direct`` and the filesystem takes it; return the descriptor
+    and whether it is direct."""
+    if direct and hasattr(os, "O_DIRECT"):
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o600), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            if flags & os.O_CREAT:
+                path.unlink(missing_ok=True)  # some filesystems create the file before refusing the flag
+    return os.open(path, flags, 0o600), False
+
+
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -150,10 +164,10 @@ class _FsWriter:
     With ``direct``, the bytes bypass the page cache (``O_DIRECT``): they are gathered in aligned blocks
     of :data:`DIRECT_BLOCK` bytes, each written straight to the device on a disk thread when it is full
     while the next one fills (two blocks per upload), and the tail that does not fill a block is written
-    through the cache by :meth:`finish`. A blob is written once
-    and read rarely, so caching it on the way in only evicts what other files need; and writing through
-    a reused buffer keeps the service's memory (page cache included) flat whatever the upload's size.
-    Filesystems without ``O_DIRECT`` (tmpfs) get ordinary writes.
+    through the cache by :meth:`finish`. A blob is written once and read rarely, so caching it on the way
+    in only evicts what other files need; and writing through a reused buffer keeps the service's memory
+    (page cache included) flat whatever the upload's size. Filesystems without ``O_DIRECT`` (tmpfs) get
+    ordinary writes.
     """
 
     def __init__(self, path: Path, durable: bool, direct: bool = False) -> None:
@@ -162,20 +176,10 @@ class _FsWriter:
         self._durable = durable
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()  # a write may run on a worker thread while the call is cancelled
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd: int | None = None
-        self._blocks: list[mmap.mmap] = []
-        if direct and hasattr(os, "O_DIRECT"):
-            try:
-                self._fd = os.open(path, flags | os.O_DIRECT, 0o600)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                path.unlink(missing_ok=True)
-            else:  # page-aligned, as O_DIRECT requires
-                self._blocks = [mmap.mmap(-1, DIRECT_BLOCK), mmap.mmap(-1, DIRECT_BLOCK)]
-        if self._fd is None:
-            self._fd = os.open(path, flags, 0o600)
+        fd, direct = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, direct)
+        self._fd: int | None = fd
+        # Page-aligned (mmap), as O_DIRECT requires.
+        self._blocks = [mmap.mmap(-1, DIRECT_BLOCK), mmap.mmap(-1, DIRECT_BLOCK)] if direct else []
         self._filled = 0  # bytes gathered in the current block
         self._flushed = 0  # bytes handed to the disk
         self._in_flight: Future | None = None  # the write of the other block
@@ -263,18 +267,9 @@ class _FsReader:
     aligned blocks, into two alternating buffers); see :meth:`read` for what that means to callers."""
 
     def __init__(self, path: Path, direct: bool = False) -> None:
-        self._fd: int | None = None
-        self._buffers: list[mmap.mmap] = []
-        if direct and hasattr(os, "O_DIRECT"):
-            try:
-                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-            else:
-                self._buffers = [mmap.mmap(-1, DIRECT_BLOCK + ALIGN), mmap.mmap(-1, DIRECT_BLOCK + ALIGN)]
-        if self._fd is None:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd, direct = _open(path, os.O_RDONLY | os.O_CLOEXEC, direct)
+        self._fd: int | None = fd
+        self._buffers = [mmap.mmap(-1, DIRECT_BLOCK + ALIGN), mmap.mmap(-1, DIRECT_BLOCK + ALIGN)] if direct else []
         self.size = os.fstat(self._fd).st_size
         self._lock = threading.Lock()
         self._turn = 0

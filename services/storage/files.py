@@ -35,7 +35,7 @@ MAX_FILENAME = 255
 MAX_SALT = 256
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 IO_BYTES = 1 << 20
-"""Bytes per disk operation: uploads hand chunks to a worker thread (hash, ``writev``) and downloads read
+"""Bytes per disk operation: uploads hand chunks to a worker thread (hash, write) and downloads read
 the blob in blocks of this size, so that the event loop pays one thread hand-off per MiB rather than per
 chunk (docs/benchmarks.md)."""
 

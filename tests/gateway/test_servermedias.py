@@ -90,6 +90,13 @@ def test_what_is_refused_and_that_nothing_is_left(net, media, tmp_path):
     escaping = _folder(root, f"esc-{uuid.uuid4().hex[:6]}", {"a.txt": b"a"})
     (escaping / "secret").symlink_to("/etc/hostname")
     before = c1.get_dataset(dm).data_sample_keys
+    blobs = root.parent / "storage" / net.org1.id / "blobs"  # MyOrg1MSP's storage root (tests/gateway/conftest.py)
+
+    def stored_blobs() -> set[Path]:
+        return {p for p in blobs.rglob("*") if p.is_file()}
+
+    blobs_before = stored_blobs()
+    assert blobs_before  # the right folder: the dataset's opener and description are in it already
 
     def refused(body: dict) -> str:
         reply = requests.post(url, json={"data_manager_keys": [dm], **body}, headers=auth, timeout=30)
@@ -110,6 +117,9 @@ def test_what_is_refused_and_that_nothing_is_left(net, media, tmp_path):
     reply = requests.post(url, json={"path": str(good), "data_manager_keys": [str(uuid.uuid4())]}, headers=auth,
                           timeout=30)  # fmt: skip
     assert reply.status_code == 404
+    # What was stored for the refused registrations (the first folder of a refused pair, the folder of the
+    # unknown data manager) was deleted again: storage holds no new bytes.
+    assert stored_blobs() == blobs_before
 
 
 def test_an_organization_without_a_media_root_refuses_server_paths(net, tmp_path):
