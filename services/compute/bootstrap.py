@@ -3,11 +3,13 @@ clients and executor → worker → servicer → server."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tessera.compute.v1 import compute_service_pb2 as api
 from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
+from services.compute import isolation
 from services.compute.executor import LocalExecutor
 from services.compute.files import Files
 from services.compute.server import ComputeService
@@ -31,8 +33,15 @@ async def build(settings: ComputeSettings) -> GrpcServer:
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
     worker = None
     if settings.worker_enabled and settings.asset_addr:
+        limits = settings.limits()
+        uids = isolation.UidPool(settings.sandbox_uid_base, settings.sandbox_uid_count)
+        await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
+        executor = LocalExecutor(
+            work_dir, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
+        )
         files = Files(settings.org_id, settings.peer_addresses(), work_dir / "cache")
-        worker = Worker(settings, credentials_from(settings), files, LocalExecutor(), base.js)
+        jails = isolation.OneShot(limits, uids)
+        worker = Worker(settings, credentials_from(settings), files, executor, base.js, jails)
         await worker.start()
         base.server.on_stop(worker.stop)
     base.server.add(api_grpc.add_ComputeServiceServicer_to_server, ComputeService(settings, worker), SERVICE)

@@ -4,8 +4,10 @@ The archive is fetched, checked against the ledger's checksum, unpacked safely, 
 Dockerfile read for the exec-form ENTRYPOINT. By default the task runs on the compute service's
 own interpreter, which has substratools. When the Dockerfile pip-installs packages that this
 interpreter does not already provide, a virtualenv (with the service's site packages visible) is
-made once per archive and those packages are installed into it from wheels only: no Dockerfile
-command and no package build script ever runs on the host.
+made once per set of requirements and those packages are installed into it from wheels only: no
+Dockerfile command and no package build script ever runs. Unpacking happens in compute (checked,
+bounded, no links out); making the virtualenv and pip run in a jail of their own (ADR 0007), whose
+only writable folder is the virtualenv and which has the network to reach the package index.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from services.compute.isolation import Mount, OneShot
 from services.kit.errors import InvalidArgument, ResourceExhausted
 from services.storage import archives
 
@@ -142,7 +145,9 @@ def missing(requirements: list[str]) -> list[str]:
     return wanted
 
 
-async def prepare(archive: Path, functions_dir: Path, checksum: str, log: Path, timeout: float) -> FunctionCode:
+async def prepare(
+    archive: Path, functions_dir: Path, checksum: str, log: Path, timeout: float, jails: OneShot
+) -> FunctionCode:
     """Unpack ``archive`` (once per checksum) and make its environment; BuildError on user mistakes."""
     target = functions_dir / checksum
     code = target / "code"
@@ -167,39 +172,36 @@ async def prepare(archive: Path, functions_dir: Path, checksum: str, log: Path, 
     if packages:
         # One virtualenv per set of requirements: functions that need the same packages share it.
         digest = hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:24]
-        python = await _virtualenv(functions_dir / "venvs" / digest, packages, log, timeout)
+        python = await _virtualenv(functions_dir / "venvs" / digest, packages, code, log, timeout, jails)
     marker.touch()
     return FunctionCode(directory=code, entrypoint=entrypoint, python=python)
-
-
-async def _run(command: list[str], log: Path, timeout: float) -> int:
-    with open(log, "ab") as out:
-        process = await asyncio.create_subprocess_exec(*command, stdout=out, stderr=asyncio.subprocess.STDOUT)
-        try:
-            return await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            return -1
 
 
 _VENV_LOCKS: dict[Path, asyncio.Lock] = {}
 
 
-async def _virtualenv(venv: Path, packages: list[str], log: Path, timeout: float) -> str:
+async def _virtualenv(venv: Path, packages: list[str], code: Path, log: Path, timeout: float, jails: OneShot) -> str:
     async with _VENV_LOCKS.setdefault(venv, asyncio.Lock()):  # functions sharing requirements share it
-        return await _make_virtualenv(venv, packages, log, timeout)
+        return await _make_virtualenv(venv, packages, code, log, timeout, jails)
 
 
-async def _make_virtualenv(venv: Path, packages: list[str], log: Path, timeout: float) -> str:
+async def _make_virtualenv(
+    venv: Path, packages: list[str], code: Path, log: Path, timeout: float, jails: OneShot
+) -> str:
     python = venv / "bin" / "python"
     if (venv / ".ready").exists():
         return str(python)
     shutil.rmtree(venv, ignore_errors=True)  # what an interrupted attempt left
-    if await _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], log, timeout):
+    venv.mkdir(parents=True)
+    # The archive's own wheels (file: requirements) are read from its unpacked code, read-only.
+    mounts = [Mount(venv, str(venv), writable=True), Mount(code, str(code))]
+    create = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
+    if await jails.run(create, log=log, timeout=timeout, mounts=mounts):
+        shutil.rmtree(venv, ignore_errors=True)
         raise BuildError("could not create the function's virtualenv")
     install = [str(python), "-m", "pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check"]
-    if await _run([*install, *packages], log, timeout):
+    install += ["--no-cache-dir", *packages]
+    if await jails.run(install, log=log, timeout=timeout, mounts=mounts, network=True):
         shutil.rmtree(venv, ignore_errors=True)
         raise BuildError(f"pip could not install {' '.join(packages)} (see the build logs)")
     (venv / ".ready").touch()

@@ -1,45 +1,83 @@
-"""The executor interface, and the local implementation that runs a task as a subprocess.
+"""The executor interface, and the local implementation: warm runners in bubblewrap jails.
 
-A :class:`PreparedTask` says what to run (command, working directory, environment, limits);
-:meth:`Executor.start` turns it into an :class:`Execution` that can be awaited or canceled.
-The Kubernetes executor (a pod per task, see ARCHITECTURE.md §7) implements the same interface.
+A :class:`TaskSpec` says what to run (the function's code and entrypoint, the input files, the
+outputs expected, the limits); :meth:`Executor.start` turns it into an :class:`Execution` that can
+be awaited or canceled, and whose result hands back the outputs as files that only compute can
+write. The Kubernetes executor (a pod per compute plan and function, ARCHITECTURE.md §7) implements
+the same interface with the same runner program.
+
+Locally, one runner (:mod:`services.compute.runner`) lives in one jail per (compute plan, function)
+and runs that plan's tasks of that function one after another, as Substra keeps one pod per plan
+and function. A runner's view of the organization is its own folder::
+
+    <work>/runners/<id>/work/        a copy of the function's code, the runner's cwd   (rw: /tessera/work)
+    <work>/runners/<id>/in/<task>/   the task's inputs, hard links into the cache      (ro: /tessera/in)
+    <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
+
+Inputs are staged for a task just before it runs and removed just after, so a runner never sees
+another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
+out of the jail's reach (regular files only, links refused) before anyone reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import errno
+import json
+import logging
 import os
-import resource
+import shutil
 import signal
+import stat
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from services.compute import isolation, layout
+from services.compute.isolation import Jail, Limits, Mount, UidPool
+
+log = logging.getLogger("tessera.compute.executor")
+
 
 @dataclass(frozen=True)
-class PreparedTask:
-    """Everything needed to start one task or build step."""
+class TaskInput:
+    """One ``--inputs`` entry: a cached file or folder."""
+
+    identifier: str
+    path: Path
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to run one task."""
 
     key: str
-    command: list[str]
-    cwd: Path
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
+    plan_key: str
+    function_key: str
+    code: Path  # the function's unpacked archive
+    python: str  # the interpreter of its environment
+    entrypoint: list[str]
+    inputs: list[TaskInput]
+    outputs: dict[str, str]  # identifier → file name
+    rank: int = 0
     timeout: float = 3600.0
-    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    """How an execution ended."""
+    """How an execution ended, and what it left."""
 
     exit_code: int | None
     timed_out: bool = False
     canceled: bool = False
     seconds: float = 0.0
+    error: str = ""
+    outputs: dict[str, Path] = field(default_factory=dict)  # identifier → a file only compute can write
+    log_path: Path | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -58,73 +96,398 @@ class Execution(Protocol):
 
 
 class Executor(Protocol):
-    """Starts prepared tasks somewhere: local subprocesses, Kubernetes pods..."""
+    """Runs tasks somewhere: local jails, Kubernetes pods..."""
 
-    async def start(self, task: PreparedTask) -> Execution:
+    async def start(self, task: TaskSpec) -> Execution:
         """Start ``task`` and return its handle."""
 
+    async def release(self, plan_key: str) -> None:
+        """The plan has ended: stop what was kept warm for it."""
 
-def _child_setup(memory_bytes: int) -> None:  # runs between fork and exec
-    os.setsid()  # its own process group: cancel and timeout kill the whole tree
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the compute service
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    def forget(self, task_key: str) -> None:
+        """Drop what a finished task left (its outputs were read)."""
+
+    async def close(self) -> None:
+        """Stop everything."""
+
+
+def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
+    """Copy the regular file ``name`` of an open folder to ``dest``; False when it is missing, a link,
+    a folder or anything but a regular file (the folder is the jail's: nothing in it is trusted)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EACCES, errno.ENOTDIR):
+            return False
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        with open(dest, "wb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise OSError(errno.EFBIG, f"{name} is larger than {max_bytes} bytes")
+                out.write(chunk)
+        return True
+    finally:
+        os.close(fd)
+
+
+def open_folder(parent: Path, name: str) -> int | None:
+    """An fd on ``parent/name`` when it is a real folder (not a link), else None."""
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(parent_fd)
+
+
+def link_tree(source: Path, dest: Path) -> None:
+    """``dest`` mirrors ``source`` with hard links (copies across file systems); links are skipped."""
+    if source.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copyfile(source, dest)
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(source):
+        if entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+            link_tree(Path(entry.path), dest / entry.name)
+
+
+class WarmRunner:
+    """One runner process in its jail, serving one (compute plan, function)."""
+
+    def __init__(self, executor: LocalExecutor, spec: TaskSpec) -> None:
+        self.executor = executor
+        self.group = (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+        self.plan_key = spec.plan_key
+        self.id = uuid.uuid4().hex[:12]
+        self.root = executor.work_dir / "runners" / self.id
+        self.uid = executor.uids.acquire()
+        self.process: asyncio.subprocess.Process | None = None
+        self.results: asyncio.StreamReader | None = None
+        self.idle_since = time.monotonic()
+        self.served = 0
+        self.dead = False
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "out"
+
+    def _chown(self, path: Path) -> None:
+        if isolation.privileged():
+            os.chown(path, self.uid, self.uid)
+
+    async def start(self, spec: TaskSpec) -> None:
+        """Lay out the runner's folders and start its jail."""
+        await asyncio.to_thread(self._lay_out, spec)
+        limits = self.executor.limits
+        mounts = [
+            *isolation.runtime_mounts(),
+            *self._environment_mounts(spec.python),
+            Mount(self.root / "work", "/tessera/work", writable=True),
+            Mount(self.inbox, "/tessera/in"),
+            Mount(self.outbox, "/tessera/out", writable=True),
+        ]
+        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd="/tessera/work", cpu_seconds=2 * limits.cpu_seconds)
+        read_fd, write_fd = os.pipe()
+        command = isolation.runner_command(
+            spec.python,
+            "serve",
+            self.uid,
+            "--results",
+            str(write_fd),
+            "--retire-cpu",
+            str(limits.cpu_seconds),
+            "--",
+            *spec.entrypoint,
+        )
+        try:
+            with open(self.root / "runner.log", "ab") as runner_log:
+                self.process = await asyncio.create_subprocess_exec(
+                    *isolation.argv(jail, command),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=runner_log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    pass_fds=(write_fd,),
+                    preexec_fn=isolation.child_setup(jail),
+                )
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        self.results = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(self.results), os.fdopen(read_fd, "rb", buffering=0)
+        )
+
+    def _environment_mounts(self, python: str) -> list[Mount]:
+        """A function's own virtualenv (made by the build) is visible read-only, where it was made."""
+        venv = Path(python).parent.parent
+        functions = self.executor.work_dir / "functions"
+        if venv.is_relative_to(functions):
+            return [Mount(venv, str(venv))]
+        return []
+
+    def _lay_out(self, spec: TaskSpec) -> None:
+        self.root.mkdir(parents=True)
+        self.root.chmod(0o755)
+        shutil.copytree(spec.code, self.root / "work", symlinks=False)
+        for path in [self.root / "work", *(self.root / "work").rglob("*")]:
+            if not path.is_symlink():
+                self._chown(path)
+        self.inbox.mkdir(mode=0o755)
+        self.outbox.mkdir(mode=0o755)  # only compute creates entries here: the jail cannot swap a task's folder
+
+    def stage(self, spec: TaskSpec) -> list[str]:
+        """Put ``spec``'s inputs in the inbox, make its outbox, write its arguments; returns the
+        runner's arguments for the task."""
+        inbox, outbox = self.inbox / spec.key, self.outbox / spec.key
+        shutil.rmtree(inbox, ignore_errors=True)
+        shutil.rmtree(outbox, ignore_errors=True)
+        inbox.mkdir(mode=0o755)
+        outbox.mkdir(mode=0o700)
+        self._chown(outbox)
+        inputs = []
+        for index, item in enumerate(spec.inputs):
+            name = f"{index}-{item.path.name}"
+            link_tree(item.path, inbox / name)
+            inputs.append(layout.input_entry(item.identifier, f"/tessera/in/{spec.key}/{name}", item.multiple))
+        outputs = [
+            layout.input_entry(identifier, f"/tessera/out/{spec.key}/{filename}", False)
+            for identifier, filename in sorted(spec.outputs.items())
+        ]
+        arguments = inbox / "arguments.txt"
+        arguments.write_text(layout.arguments(spec.rank, inputs, outputs))
+        return [f"@/tessera/in/{spec.key}/arguments.txt"]
+
+    def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path | None]:
+        """Copy the task's outputs and log out of the jail's reach, into ``dest``."""
+        dest.mkdir(parents=True, exist_ok=True)
+        outputs: dict[str, Path] = {}
+        log_path = None
+        folder = open_folder(self.outbox, spec.key)
+        if folder is None:
+            return outputs, log_path
+        try:
+            limit = self.executor.limits.file_bytes
+            for identifier, filename in spec.outputs.items():
+                target = dest / "outputs" / filename
+                if safe_copy(folder, filename, target, limit):
+                    outputs[identifier] = target
+            if safe_copy(folder, layout.TASK_LOG, dest / layout.TASK_LOG, limit):
+                log_path = dest / layout.TASK_LOG
+        finally:
+            os.close(folder)
+        return outputs, log_path
+
+    def unstage(self, key: str) -> None:
+        """Remove a task's inputs and outputs from the runner's view."""
+        shutil.rmtree(self.inbox / key, ignore_errors=True)
+        shutil.rmtree(self.outbox / key, ignore_errors=True)
+
+    async def run(self, args: list[str], key: str, timeout: float) -> dict:
+        """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``)."""
+        command = {"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+        while True:
+            line = await asyncio.wait_for(self.results.readline(), timeout)
+            if not line:
+                code = await self.process.wait()
+                return {"task": key, "ok": False, "error": self._death(code), "retire": True}
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue  # not the runner's words: whatever wrote them, the answer is still awaited
+            if answer.get("task") == key:
+                return answer
+
+    @staticmethod
+    def _death(code: int | None) -> str:
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            hint = " (a limit of the sandbox: CPU time)" if -code == signal.SIGXCPU else ""
+            return f"the task's process was killed by {name}{hint}"
+        return f"the task's runner exited with status {code}"
+
+    async def stop(self) -> None:
+        """Kill the jail (every process in it) and free the runner's uid and folders."""
+        if self.dead:
+            return
+        self.dead = True
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await self.process.wait()
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+        self.executor.uids.release(self.uid)
 
 
 class LocalExecution:
-    """A task running as a local process group."""
+    """A task handed to a warm runner."""
 
-    GRACE = 3.0
-
-    def __init__(self, process: asyncio.subprocess.Process, task: PreparedTask) -> None:
-        self._process = process
-        self._task = task
-        self._started = time.monotonic()
+    def __init__(self, executor: LocalExecutor, spec: TaskSpec) -> None:
+        self._executor = executor
+        self._spec = spec
+        self._runner: WarmRunner | None = None
         self._canceled = False
-
-    def _kill(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._process.pid, sig)
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._execute())
 
     async def wait(self) -> ExecutionResult:
-        try:
-            code = await asyncio.wait_for(self._process.wait(), self._task.timeout)
-        except TimeoutError:
-            await self._stop()
-            return ExecutionResult(self._process.returncode, timed_out=True, seconds=self._elapsed())
-        return ExecutionResult(code, canceled=self._canceled, seconds=self._elapsed())
+        return await asyncio.shield(self._task)
 
     async def cancel(self) -> None:
         self._canceled = True
-        await self._stop()
+        if self._runner is not None:
+            await self._runner.stop()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._task
 
-    async def _stop(self) -> None:
-        self._kill(signal.SIGTERM)
+    async def _execute(self) -> ExecutionResult:
+        spec, executor = self._spec, self._executor
+        runner = await executor.runner_for(spec)
+        self._runner = runner
+        dest = executor.results_dir(spec.key)
+        shutil.rmtree(dest, ignore_errors=True)
+        timed_out = False
         try:
-            await asyncio.wait_for(self._process.wait(), self.GRACE)
-        except TimeoutError:
-            self._kill(signal.SIGKILL)
-            await self._process.wait()
+            args = await asyncio.to_thread(runner.stage, spec)
+            if self._canceled:
+                raise asyncio.CancelledError
+            try:
+                answer = await runner.run(args, spec.key, spec.timeout)
+            except TimeoutError:
+                timed_out = True
+                answer = {"ok": False, "error": f"timed out after {spec.timeout:g} s", "retire": True}
+                await runner.stop()
+            except (BrokenPipeError, ConnectionResetError):
+                code = await runner.process.wait()
+                answer = {"ok": False, "error": runner._death(code), "retire": True}
+            outputs, log_path = await asyncio.to_thread(runner.collect, spec, dest)
+        except asyncio.CancelledError:
+            await runner.stop()
+            return ExecutionResult(None, canceled=True, seconds=self._elapsed())
+        except BaseException:
+            await runner.stop()
+            raise
+        finally:
+            if not runner.dead:
+                await asyncio.to_thread(runner.unstage, spec.key)
+        await executor.give_back(runner, retire=bool(answer.get("retire")) or self._canceled)
+        return ExecutionResult(
+            0 if answer.get("ok") else 1,
+            timed_out=timed_out,
+            canceled=self._canceled,
+            seconds=self._elapsed(),
+            error=answer.get("error", ""),
+            outputs=outputs,
+            log_path=log_path,
+        )
 
     def _elapsed(self) -> float:
         return time.monotonic() - self._started
 
 
 class LocalExecutor:
-    """Runs each task as a subprocess in its sandbox directory, output captured to its log file."""
+    """Runs tasks in warm runners, one jail per (compute plan, function), kept while they serve."""
 
-    async def start(self, task: PreparedTask) -> LocalExecution:
-        task.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(task.log_path, "ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                *task.command,
-                cwd=task.cwd,
-                env=task.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=lambda: _child_setup(task.memory_bytes),
-            )
-        return LocalExecution(process, task)
+    def __init__(
+        self, work_dir: Path, limits: Limits, uids: UidPool, *, idle_seconds: float = 60.0, max_idle: int = 8
+    ) -> None:
+        self.work_dir = work_dir
+        self.limits = limits
+        self.uids = uids
+        self.idle_seconds = idle_seconds
+        self.max_idle = max_idle
+        self._idle: list[WarmRunner] = []
+        self._busy: set[WarmRunner] = set()
+        self._reaper: asyncio.Task | None = None
+        self.runners_started = 0
+        shutil.rmtree(work_dir / "runners", ignore_errors=True)  # what a previous process left
+        shutil.rmtree(work_dir / "results", ignore_errors=True)
+
+    def results_dir(self, task_key: str) -> Path:
+        return self.work_dir / "results" / task_key
+
+    async def start(self, task: TaskSpec) -> LocalExecution:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="runner-reaper")
+        return LocalExecution(self, task)
+
+    async def runner_for(self, spec: TaskSpec) -> WarmRunner:
+        """An idle runner of the task's plan and function, or a new one."""
+        group = (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+        for runner in self._idle:
+            if runner.group == group and runner.process is not None and runner.process.returncode is None:
+                self._idle.remove(runner)
+                self._busy.add(runner)
+                return runner
+        runner = WarmRunner(self, spec)
+        self._busy.add(runner)
+        try:
+            await runner.start(spec)
+        except BaseException:
+            self._busy.discard(runner)
+            await runner.stop()
+            raise
+        self.runners_started += 1
+        return runner
+
+    async def give_back(self, runner: WarmRunner, *, retire: bool) -> None:
+        """A runner's task is over: keep it warm for its plan's next task, or stop it."""
+        self._busy.discard(runner)
+        if retire or runner.dead or runner.process.returncode is not None:
+            await runner.stop()
+            return
+        runner.idle_since = time.monotonic()
+        runner.served += 1
+        self._idle.append(runner)
+        while len(self._idle) > self.max_idle:
+            await self._idle.pop(0).stop()
+
+    async def release(self, plan_key: str) -> None:
+        for runner in [r for r in self._idle if r.plan_key == plan_key]:
+            self._idle.remove(runner)
+            await runner.stop()
+
+    def forget(self, task_key: str) -> None:
+        shutil.rmtree(self.results_dir(task_key), ignore_errors=True)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, min(5.0, self.idle_seconds / 2)))
+            horizon = time.monotonic() - self.idle_seconds
+            for runner in [r for r in self._idle if r.idle_since < horizon]:
+                self._idle.remove(runner)
+                await runner.stop()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for runner in [*self._idle, *self._busy]:
+            await runner.stop()
+        self._idle.clear()
+        self._busy.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.compute.isolation import MIB, Limits
 from services.kit.settings import CommonSettings, env, parse_peers
 
 
@@ -25,10 +26,33 @@ class ComputeSettings(CommonSettings):
     )
     task_timeout: float = env("TESSERA_TASK_TIMEOUT", 3600.0, "Seconds a task may run before it is killed.")
     build_timeout: float = env("TESSERA_BUILD_TIMEOUT", 1800.0, "Seconds a function build may take.")
-    memory_limit_mb: int = env("TESSERA_TASK_MEMORY_MB", 0, "Address-space limit of a task process (0: none).")
+    memory_limit_mb: int = env("TESSERA_TASK_MEMORY_MB", 2048, "Address-space limit of each process of a jail.")
+    cpu_seconds: int = env("TESSERA_TASK_CPU_SECONDS", 3600, "CPU seconds a task's processes may use each.")
+    processes: int = env("TESSERA_TASK_PROCESSES", 64, "Processes and threads a jail may have at once.")
+    open_files: int = env("TESSERA_TASK_OPEN_FILES", 1024, "Open files per process of a jail.")
+    file_size_mb: int = env("TESSERA_TASK_FILE_MB", 4096, "Largest file a jail may write (outputs included).")
+    tmp_mb: int = env("TESSERA_TASK_TMP_MB", 256, "Size of a jail's private /tmp and /dev/shm (memory).")
+    sandbox_uid_base: int = env(
+        "TESSERA_SANDBOX_UID_BASE", 200000, "First uid of the jails' pool (compute as root); one pool per organization."
+    )
+    sandbox_uid_count: int = env("TESSERA_SANDBOX_UID_COUNT", 256, "How many uids the pool holds (one per live jail).")
+    runner_idle_seconds: float = env(
+        "TESSERA_RUNNER_IDLE_SECONDS", 60.0, "Seconds a warm runner waits for its plan's next task before it stops."
+    )
     ack_wait: float = env("TESSERA_ACK_WAIT", 30.0, "Seconds before an unacknowledged work message is redelivered.")
     reconcile_every: float = env("TESSERA_RECONCILE_SECONDS", 30.0, "Period of the ledger/running reconciliation.")
     worker_enabled: bool = env("TESSERA_WORKER_ENABLED", True, "Consume work messages (off: API only).")
+
+    def limits(self) -> Limits:
+        """The limits of every jail (refused at start when one is not positive)."""
+        return Limits(
+            memory_bytes=self.memory_limit_mb * MIB,
+            cpu_seconds=self.cpu_seconds,
+            processes=self.processes,
+            open_files=self.open_files,
+            file_bytes=self.file_size_mb * MIB,
+            tmp_bytes=self.tmp_mb * MIB,
+        )
 
     def peer_addresses(self) -> dict[str, str]:
         """Storage address by organization, this one's included."""

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -29,9 +28,10 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.compute.v1 import work_pb2
 from tessera.storage.v1 import storage_pb2
 
-from services.compute import build, sandbox
-from services.compute.executor import Execution, Executor, PreparedTask
+from services.compute import build, layout
+from services.compute.executor import Execution, ExecutionResult, Executor, TaskInput, TaskSpec
 from services.compute.files import Files, file_checksum
+from services.compute.isolation import OneShot
 from services.compute.settings import ComputeSettings
 from services.kit import client, subjects
 from services.kit.errors import status_details
@@ -80,12 +80,14 @@ class Worker:
         files: Files,
         executor: Executor,
         js: JetStreamContext | None,
+        jails: OneShot,
     ) -> None:
         self.settings = settings
         self.org = settings.org_id
         self._creds = base_creds
         self.files = files
         self.executor = executor
+        self.jails = jails
         self.js = js
         self.work_dir = Path(settings.work_dir)
         self.running: dict[str, Running] = {}
@@ -162,6 +164,7 @@ class Worker:
         for subscription in self._subscriptions:  # so that the connection drains at once
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+        await self.executor.close()
         await self.files.close()
 
     async def _consume(self, kind: str, handler) -> None:
@@ -271,7 +274,7 @@ class Worker:
                 except grpc.aio.AioRpcError as exc:
                     raise build.BuildError(f"cannot fetch the archive: {status_details(exc).message}") from exc
             return await build.prepare(
-                archive, self.work_dir / "functions", checksum, logs, self.settings.build_timeout
+                archive, self.work_dir / "functions", checksum, logs, self.settings.build_timeout, self.jails
             )
 
     # ----------------------------------------------------------------------------------------- run
@@ -320,7 +323,7 @@ class Worker:
 
     async def _run(self, ledger, channel: str, task: res.ComputeTask, running: Running) -> None:
         steps: dict[str, int] = {}
-        box: sandbox.Sandbox | None = None
+        result: ExecutionResult | None = None
         try:
             running.step = "download_function"
             t0 = time.perf_counter()
@@ -331,26 +334,26 @@ class Worker:
 
             running.step = "prepare_inputs"
             t0 = time.perf_counter()
-            box = sandbox.Sandbox.create(self.work_dir, task.key, code.directory)
-            await self._prepare_inputs(ledger, channel, task, box)
-            box.declare_outputs(task)
-            box.write_arguments(task.rank)
+            inputs = await self._prepare_inputs(ledger, channel, task)
             steps["prepare_inputs"] = int((time.perf_counter() - t0) * 1e6)
 
             running.step = "task_execution"
             t0 = time.perf_counter()
             if running.canceled:
                 return
-            prepared = PreparedTask(
+            spec = TaskSpec(
                 key=task.key,
-                command=sandbox.command(code.entrypoint, code.python, box.arguments),
-                cwd=box.code,
-                log_path=box.log_path,
-                env=self._environment(box),
+                plan_key=task.compute_plan_key,
+                function_key=task.function_key,
+                code=code.directory,
+                python=code.python,
+                entrypoint=code.entrypoint,
+                inputs=inputs,
+                outputs=layout.output_files(task),
+                rank=task.rank,
                 timeout=self.settings.task_timeout,
-                memory_bytes=self.settings.memory_limit_mb * 1024 * 1024,
             )
-            running.execution = await self.executor.start(prepared)
+            running.execution = await self.executor.start(spec)
             # The steps so far are recorded while the function runs, off the plan's critical path.
             early = asyncio.create_task(self._profile_steps(ledger, task.key, dict(steps)))
             early.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if we fail
@@ -360,14 +363,12 @@ class Worker:
                 log.info("task %s canceled while running", task.key)
                 return
             if not result.succeeded:
-                reason = "timed out" if result.timed_out else f"exited with status {result.exit_code}"
-                with open(box.log_path, "a") as out:
-                    out.write(f"\n[tessera] the task {reason}\n")
+                reason = result.error or f"exited with status {result.exit_code}"
                 raise UserError(reason)
 
             running.step = "save_outputs"
             t0 = time.perf_counter()
-            await self._save_outputs(ledger, channel, task, box)
+            await self._save_outputs(ledger, channel, task, result)
             steps["save_outputs"] = int((time.perf_counter() - t0) * 1e6)
             await early
             await self._profile_steps(ledger, task.key, {s: steps[s] for s in ("task_execution", "save_outputs")})
@@ -377,9 +378,11 @@ class Worker:
                 self.stats.runs_done += 1
         except (UserError, build.BuildError) as exc:
             log.info("task %s failed: %s", task.key, exc)
-            logs = box.log_path if box is not None else None
-            if isinstance(exc, build.BuildError) and box is None:
+            logs = None
+            if isinstance(exc, build.BuildError):
                 logs = self.work_dir / "builds" / f"{task.function_key}.log"
+            elif result is not None:
+                logs = self._failure_log(task.key, result, str(exc))
             await self._report_failure(channel, task.key, res.FAILED_ASSET_COMPUTE_TASK, res.EXECUTION_ERROR, logs)
         except asyncio.CancelledError:
             raise
@@ -392,30 +395,22 @@ class Worker:
             log.exception("task %s: internal error", task.key)
             await self._report_failure(channel, task.key, res.FAILED_ASSET_COMPUTE_TASK, res.INTERNAL_ERROR, None)
         finally:
-            if box is not None:
-                shutil.rmtree(box.code, ignore_errors=True)
+            self.executor.forget(task.key)
 
-    def _environment(self, box: sandbox.Sandbox) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(box.code),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "LANG": "C.UTF-8",
-        }
-        # The service's own interpreter serves tasks: keep its import path (it has substratools).
-        if "PYTHONPATH" in os.environ:
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        return env
+    def _failure_log(self, key: str, result: ExecutionResult, reason: str) -> Path:
+        """The task's log (compute's own copy) with why it failed appended."""
+        path = result.log_path or self.executor.results_dir(key) / layout.TASK_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as out:
+            out.write(f"\n[tessera] the task failed: {reason}\n")
+        return path
 
-    async def _prepare_inputs(self, ledger, channel: str, task: res.ComputeTask, box: sandbox.Sandbox) -> None:
+    async def _prepare_inputs(self, ledger, channel: str, task: res.ComputeTask) -> list[TaskInput]:
         creds = self.creds(channel)
         assets = (await ledger.GetTaskInputAssets(api.GetTaskInputAssetsRequest(key=task.key, page_size=1000))).assets
         specs = task.function.inputs
         cache = self.work_dir / "cache"
+        inputs = []
         for asset in assets:
             multiple = specs[asset.identifier].multiple
             which = asset.WhichOneof("asset")
@@ -431,10 +426,10 @@ class Worker:
                             opener,
                             checksum=asset.data_manager.opener.checksum,
                         )
-                box.add_input(asset.identifier, opener, False)
+                inputs.append(TaskInput(asset.identifier, opener, False))
             elif which == "data_sample":
                 folder = await self._data_sample(creds, asset.data_sample, cache)
-                box.add_input(asset.identifier, folder, multiple)
+                inputs.append(TaskInput(asset.identifier, folder, multiple))
             elif which == "model":
                 model = asset.model
                 if not model.HasField("address"):
@@ -442,7 +437,8 @@ class Worker:
                 path = await self.files.cached_model(
                     creds, model.owner, model.key, model.address.checksum, model.compute_task_key
                 )
-                box.add_input(asset.identifier, path, multiple)
+                inputs.append(TaskInput(asset.identifier, path, multiple))
+        return inputs
 
     def _lock(self, path: Path) -> asyncio.Lock:
         """One lock per cached file: concurrent tasks wait for the first one's download."""
@@ -466,21 +462,22 @@ class Worker:
         (folder / ".ready").touch()
         return folder / "data"
 
-    async def _save_outputs(self, ledger, channel: str, task: res.ComputeTask, box: sandbox.Sandbox) -> None:
+    async def _save_outputs(self, ledger, channel: str, task: res.ComputeTask, result: ExecutionResult) -> None:
         creds = self.creds(channel)
         existing = (
             await ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=task.key, page_size=1000))
         ).assets
         done = {a.identifier for a in existing}  # a restarted task keeps what it already registered
-        for identifier, path in box.outputs.items():
+        for identifier in sorted(task.outputs):
             if identifier in done:
                 continue
-            if not path.is_file():
-                raise UserError(f"the output {identifier!r} was not written")
+            path = result.outputs.get(identifier)
+            if path is None:
+                raise UserError(f"the output {identifier!r} was not written (or is not a regular file)")
             kind = task.function.outputs[identifier].kind
             if kind == res.ASSET_PERFORMANCE:
                 try:
-                    value = sandbox.read_performance(path)
+                    value = layout.read_performance(path)
                 except (ValueError, KeyError) as exc:
                     raise UserError(f"the performance output {identifier!r} is not valid: {exc}") from exc
                 await self._settle(
@@ -545,6 +542,7 @@ class Worker:
             if running.plan_key == work.compute_plan_key and running.execution is not None:
                 running.canceled = True
                 await running.execution.cancel()
+        await self.executor.release(work.compute_plan_key)
 
     async def cancel(self, task_key: str) -> bool:
         """Stop a task of this worker now (the ledger has already recorded it CANCELED)."""

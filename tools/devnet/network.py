@@ -165,6 +165,8 @@ class Network:
                 "TESSERA_PUBLIC_URL": f"http://{addrs['gateway']}",
                 # Users of the dev network may download (export) models, Substra's model_export_enabled.
                 "TESSERA_MODEL_EXPORT_CHANNELS": CHANNEL,
+                # Each organization's jails run as uids of its own (when the network runs as root).
+                "TESSERA_SANDBOX_UID_BASE": str(200000 + 1000 * index),
             }
             media = self.state_dir / "servermedias" / org
             for name in ORG_SERVICES:

@@ -1,0 +1,195 @@
+"""The task runner: the first process of every jail (standard library only; it runs inside).
+
+It starts as the jail's root only when compute runs as root, and then its first act is to switch to
+the jail's unprivileged uid (``--uid``), before anything else is imported or run. Two modes:
+
+``runner.py exec --uid U -- COMMAND...``
+    Switch uid, then replace itself with COMMAND (a build step).
+
+``runner.py serve --uid U --results FD [--retire-cpu S] -- ENTRYPOINT...``
+    A warm runner for one (compute plan, function): it reads one JSON command per line on stdin,
+    ``{"task": KEY, "args": [...], "log": PATH}``, runs the task with ``ENTRYPOINT + args``, its
+    output going to PATH, and answers one JSON line on the results pipe:
+    ``{"task": KEY, "ok": BOOL, "error": TEXT, "retire": BOOL}``. End of input stops it.
+
+    When the entrypoint is ``python SCRIPT ...`` the script is loaded once: the runner replaces
+    ``substratools.execute`` with a loop that runs each task in turn, so the interpreter,
+    substratools and the function's module stay loaded between the tasks. Any other entrypoint is
+    started once per task, inside the same jail.
+
+    A task that fails ends the runner after its answer (the next task gets a fresh one), and so does
+    one after which the runner has used ``--retire-cpu`` seconds of CPU: the jail's hard CPU limit is
+    twice that, so every task starts with at least its own budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def switch_uid(uid: int) -> None:
+    """Become ``uid`` with no group and no capability left (a no-op when not root)."""
+    if os.getuid() != 0 and os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise SystemExit("runner: could not switch uid")
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:") and int(line.split()[1], 16) != 0:
+                raise SystemExit("runner: capabilities remain after the uid switch")
+
+
+def _arguments(argv: list[str]) -> tuple[str, dict[str, str], list[str]]:
+    mode, rest = argv[0], argv[1:]
+    options = {}
+    while rest and rest[0] != "--":
+        options[rest[0].lstrip("-")] = rest[1]
+        rest = rest[2:]
+    return mode, options, rest[1:]
+
+
+class Serve:
+    """The command loop of a warm runner."""
+
+    def __init__(self, results_fd: int, entrypoint: list[str], retire_cpu: float) -> None:
+        self.results = os.fdopen(results_fd, "w", buffering=1)
+        self.entrypoint = entrypoint
+        self.retire_cpu = retire_cpu
+        self.commands = sys.stdin
+        self.current: dict | None = None
+
+    def next_command(self) -> dict | None:
+        line = self.commands.readline()
+        if not line.strip():
+            return None
+        return json.loads(line)
+
+    def cpu_used(self) -> float:
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def answer(self, ok: bool, error: str = "") -> bool:
+        """Report the current task; True when the runner must stop after it."""
+        retire = not ok or self.cpu_used() >= self.retire_cpu
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.results.write(json.dumps({"task": self.current["task"], "ok": ok, "error": error, "retire": retire}))
+        self.results.write("\n")
+        self.results.flush()
+        return retire
+
+    def redirect_output(self) -> None:
+        """The current task's log becomes stdout and stderr (an existing link is refused)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(self.current["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def outcome(self, call) -> tuple[bool, str]:
+        """Run ``call`` as the current task, its output in the task's log: (succeeded, error)."""
+        import logging
+        import traceback
+
+        self.redirect_output()
+        logging.getLogger("substratools").handlers.clear()  # substratools adds one per execute
+        try:
+            call()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) or exc.code is None else 1
+            return (False, f"exited with status {code}") if code else (True, "")
+        except BaseException as exc:  # noqa: BLE001 - the user's failure, reported as the task's
+            traceback.print_exc()
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, ""
+
+    def loop(self) -> None:
+        self.current = self.next_command()
+        if self.current is None:
+            return
+        program = self.entrypoint
+        if len(program) >= 2 and os.path.basename(program[0]).startswith("python") and program[1].endswith(".py"):
+            self.in_process(program[1], program[2:])
+        else:
+            self.per_process(program)
+
+    def per_process(self, program: list[str]) -> None:
+        import subprocess
+
+        if os.path.basename(program[0]).startswith("python"):
+            program = [sys.executable, "-u", *program[1:]]  # the environment's interpreter, as the build chose
+
+        def call():
+            code = subprocess.call([*program, *self.current["args"]], stdin=subprocess.DEVNULL)
+            if code:
+                raise SystemExit(code)
+
+        while self.current is not None:
+            if self.answer(*self.outcome(call)):
+                return
+            self.current = self.next_command()
+
+    def in_process(self, script: str, fixed: list[str]) -> None:
+        import runpy
+
+        script = os.path.abspath(script)
+        sys.path.insert(0, os.path.dirname(script))
+        state = {"looping": False, "pending": True}  # pending: the current task awaits its answer
+        try:
+            import substratools
+            from substratools import function as functions
+        except ImportError:
+            substratools = None
+
+        if substratools is not None:
+            original = functions.execute
+
+            def looping_execute(sysargs=None):
+                """Run the current task, then every next one, inside the script's own call."""
+                state["looping"] = True
+                while True:
+                    args = [*fixed, *self.current["args"]]
+                    stop = self.answer(*self.outcome(lambda args=args: original(sysargs=args)))
+                    state["pending"] = False
+                    self.current = None if stop else self.next_command()
+                    if self.current is None:
+                        raise SystemExit(0)
+                    state["pending"] = True
+
+            functions.execute = looping_execute
+            substratools.execute = looping_execute
+
+        while self.current is not None:
+            sys.argv = [script, *fixed, *self.current["args"]]
+            result = self.outcome(lambda: runpy.run_path(script, run_name="__main__"))
+            if state["looping"]:
+                if state["pending"]:  # the script failed around the loop, not inside a task
+                    self.answer(*result)
+                return
+            if self.answer(*result):
+                return
+            self.current = self.next_command()  # a script that does not call execute runs again
+
+
+def main(argv: list[str]) -> None:
+    mode, options, command = _arguments(argv)
+    switch_uid(int(options["uid"]))
+    if mode == "exec":
+        os.execvp(command[0], command)
+    elif mode == "serve":
+        Serve(int(options["results"]), command, float(options.get("retire-cpu", "1e9"))).loop()
+    else:
+        raise SystemExit(f"runner: unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
