@@ -40,6 +40,11 @@ from services.compute import isolation, layout
 from services.compute.isolation import Jail, Limits, Mount, UidPool
 
 log = logging.getLogger("tessera.compute.executor")
+SIGNAL_HINTS = {
+    "SIGXCPU": " (it used up its CPU time limit)",
+    "SIGKILL": " (a limit of the sandbox, or its timeout)",
+    "SIGSEGV": " (a crash in native code, or its memory limit)",
+}
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,24 @@ def link_tree(source: Path, dest: Path) -> None:
             link_tree(Path(entry.path), dest / entry.name)
 
 
+def _jail_namespace(bwrap_pid: int) -> str | None:
+    """The pid namespace of the jail whose outer bwrap is ``bwrap_pid`` (that of its init child)."""
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+        return os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
+    except OSError:
+        return None
+
+
+def _namespace_pid(pid: str) -> int:
+    """A process's pid inside its own (innermost) pid namespace."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return -1
+
+
 class WarmRunner:
     """One runner process in its jail, serving one (compute plan, function)."""
 
@@ -182,6 +205,7 @@ class WarmRunner:
         self.idle_since = time.monotonic()
         self.served = 0
         self.dead = False
+        self.namespace: str | None = None  # the jail's pid namespace, once known
 
     @property
     def inbox(self) -> Path:
@@ -227,6 +251,7 @@ class WarmRunner:
                     stdout=runner_log,
                     stderr=asyncio.subprocess.STDOUT,
                     pass_fds=(write_fd,),
+                    env=isolation.BWRAP_ENV,
                     preexec_fn=isolation.child_setup(jail),
                 )
         finally:
@@ -297,6 +322,38 @@ class WarmRunner:
             os.close(folder)
         return outputs, log_path
 
+    def sweep(self) -> int:
+        """Kill every process left in the jail but its init and the runner; how many were killed.
+
+        A task's leftovers (a double-forked, setsid, SIGTERM-ignoring child) must not outlive it
+        while its runner waits for the next task. Found from outside, by pid namespace, so that a
+        task that tampered with its runner's memory cannot hide them."""
+        if self.namespace is None:
+            self.namespace = _jail_namespace(self.process.pid)
+            if self.namespace is None:
+                return 0
+        killed = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") != self.namespace:
+                    continue
+                inner = _namespace_pid(entry.name)
+                if inner in (1, 2):  # bwrap's init and the runner
+                    continue
+                pidfd = os.pidfd_open(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+            finally:
+                os.close(pidfd)
+        return killed
+
     def unstage(self, key: str) -> None:
         """Remove a task's inputs and outputs from the runner's view."""
         shutil.rmtree(self.inbox / key, ignore_errors=True)
@@ -321,10 +378,11 @@ class WarmRunner:
 
     @staticmethod
     def _death(code: int | None) -> str:
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            hint = " (a limit of the sandbox: CPU time)" if -code == signal.SIGXCPU else ""
-            return f"the task's process was killed by {name}{hint}"
+        """Why a runner died, in words (bwrap reports a death by signal N as 128 + N)."""
+        signum = -code if code is not None and code < 0 else (code - 128 if code and code > 128 else 0)
+        if signum in signal.Signals._value2member_map_:
+            name = signal.Signals(signum).name
+            return f"the task's process was killed by {name}{SIGNAL_HINTS.get(name, '')}"
         return f"the task's runner exited with status {code}"
 
     async def stop(self) -> None:
@@ -384,6 +442,9 @@ class LocalExecution:
             except (BrokenPipeError, ConnectionResetError):
                 code = await runner.process.wait()
                 answer = {"ok": False, "error": runner._death(code), "retire": True}
+            # Leftover processes go before the outputs are read: nothing writes them meanwhile.
+            if not runner.dead and await asyncio.to_thread(runner.sweep):
+                log.info("task %s left processes behind in its jail; they were killed", spec.key)
             outputs, log_path = await asyncio.to_thread(runner.collect, spec, dest)
         except asyncio.CancelledError:
             await runner.stop()

@@ -70,6 +70,8 @@ NETWORK_ENV = (
 # Passed into every jail when the service has them: numeric libraries misbehave on some CPUs otherwise.
 PASSED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MIB = 1024 * 1024
+# bwrap's own environment: the service's (secrets file paths, database URL...) never reaches a jail.
+BWRAP_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -95,15 +97,16 @@ class Limits:
     def apply(self, cpu_seconds: int | None = None) -> None:
         """Set the rlimits of the calling process (between fork and exec)."""
         cpu = cpu_seconds or self.cpu_seconds
-        for kind, value in (
-            (resource.RLIMIT_AS, self.memory_bytes),
-            (resource.RLIMIT_CPU, cpu),
-            (resource.RLIMIT_NPROC, self.processes),
-            (resource.RLIMIT_NOFILE, self.open_files),
-            (resource.RLIMIT_FSIZE, self.file_bytes),
-            (resource.RLIMIT_CORE, 0),
+        for kind, soft, hard in (
+            (resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes),
+            # SIGXCPU at the limit (its log then says why), SIGKILL a second later if it is ignored.
+            (resource.RLIMIT_CPU, cpu, cpu + 1),
+            (resource.RLIMIT_NPROC, self.processes, self.processes),
+            (resource.RLIMIT_NOFILE, self.open_files, self.open_files),
+            (resource.RLIMIT_FSIZE, self.file_bytes, self.file_bytes),
+            (resource.RLIMIT_CORE, 0, 0),
         ):
-            resource.setrlimit(kind, (value, value))
+            resource.setrlimit(kind, (soft, hard))
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,12 @@ def argv(jail: Jail, command: list[str]) -> list[str]:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user", "--disable-userns"]
-    created: set[str] = set()
+    # The private /tmp first: a mount below it (an interpreter under /tmp) must land on it, not under it.
+    tmp = str(jail.limits.tmp_bytes)
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", tmp, "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", tmp, "--tmpfs", "/dev/shm"]
+    created: set[str] = {"/proc", "/dev", "/tmp", "/dev/shm"}
     for link in SYSTEM_LINKS:
         if os.path.islink(link):
             args += ["--symlink", os.readlink(link), link]
@@ -225,10 +233,6 @@ def argv(jail: Jail, command: list[str]) -> list[str]:
                 created.add(parent)
         args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         created.add(mount.target)
-    tmp = str(jail.limits.tmp_bytes)
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", tmp, "--tmpfs", "/tmp"]
-    args += ["--perms", "1777", "--size", tmp, "--tmpfs", "/dev/shm"]
     for name, value in sorted(environment(jail).items()):
         args += ["--setenv", name, value]
     args += ["--chdir", jail.cwd, "--", *command]
@@ -288,7 +292,9 @@ def check() -> None:
 
     jail = Jail(mounts=runtime_mounts(), limits=Limits(), uid=UidPool(60000, 1).acquire())
     command = runner_command(sys.executable, "exec", jail.uid, "--", sys.executable, "-c", "pass")
-    result = subprocess.run(argv(jail, command), capture_output=True, timeout=60, preexec_fn=child_setup(jail))
+    result = subprocess.run(
+        argv(jail, command), capture_output=True, timeout=60, env=BWRAP_ENV, preexec_fn=child_setup(jail)
+    )
     if result.returncode != 0:
         raise SandboxUnavailable(f"bwrap cannot start a jail here: {result.stderr.decode(errors='replace')[-500:]}")
 
@@ -341,6 +347,7 @@ class OneShot:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,
+                    env=BWRAP_ENV,
                     preexec_fn=child_setup(jail),
                 )
             try:

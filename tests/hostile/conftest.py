@@ -1,0 +1,36 @@
+"""A two-organization network whose jails have tight limits, for the hostile-function suite."""
+
+from __future__ import annotations
+
+import pytest
+from tessera.asset.v1 import asset_service_pb2 as api
+
+from tests.conftest import running_network
+from tests.execution.conftest import orgs_of, wait_for
+
+# Small enough that every probe is quick and bounded, large enough for numpy and substratools.
+LIMITS = {
+    "TESSERA_TASK_MEMORY_MB": "1024",
+    "TESSERA_TASK_CPU_SECONDS": "4",
+    "TESSERA_TASK_PROCESSES": "24",
+    "TESSERA_TASK_FILE_MB": "8",
+    "TESSERA_TASK_TMP_MB": "8",
+    "TESSERA_TASK_TIMEOUT": "15",
+    "TESSERA_ACK_WAIT": "20",
+}
+
+
+@pytest.fixture(scope="package")
+def network(postgres, tmp_path_factory):
+    yield from running_network(postgres, tmp_path_factory, extra_env={"compute": LIMITS})
+
+
+@pytest.fixture(scope="package")
+def orgs(network):
+    clients = orgs_of(network)
+    wait_for(
+        lambda: len(clients[0].ledger.ListOrganizations(api.ListOrganizationsRequest()).organizations) == 2,
+        timeout=30,
+        what="organizations registered",
+    )
+    return clients

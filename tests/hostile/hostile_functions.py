@@ -1,0 +1,171 @@
+"""A partner's function as a hostile partner would write it: each registered function tries one
+attack from inside its task and writes what it managed into its output model (a JSON report), so
+that the tests can assert, from outside, that every attempt was contained.
+
+``targets.json`` (written into the archive by the test) names what to go after: the organization's
+secret files, its caches, every service address, the database's files and port.
+"""
+
+HOSTILE = r'''
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import substratools as tools
+
+TARGETS = json.loads((Path(__file__).parent / "targets.json").read_text())
+
+
+def _report(outputs, data):
+    with open(outputs["model"], "w") as out:
+        json.dump(data, out)
+
+
+def _error(call):
+    try:
+        call()
+        return "OK"
+    except BaseException as exc:
+        return type(exc).__name__
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        f.read(16)
+
+
+def _task_arguments():
+    """The task's own input and output paths, from the substratools arguments file."""
+    arguments = next(a[1:] for a in sys.argv if a.startswith("@"))
+    lines = Path(arguments).read_text().splitlines()
+    return json.loads(lines[lines.index("--inputs") + 1]), json.loads(lines[lines.index("--outputs") + 1])
+
+
+@tools.register
+def snoop(inputs, outputs, task_properties):
+    files = {path: _error(lambda p=path: _read(p)) for path in TARGETS["files"]}
+    listing = {}
+    for folder in ["/", "/tessera", "/tessera/in", "/tessera/out", "/etc", TARGETS["state_dir"], TARGETS["work_dir"]]:
+        try:
+            listing[folder] = sorted(os.listdir(folder))
+        except BaseException as exc:
+            listing[folder] = type(exc).__name__
+    _report(outputs, {
+        "files": files,
+        "listing": listing,
+        "environment": sorted(os.environ),
+        "uid": os.getuid(),
+        "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "host_init": _error(lambda: _read("/proc/1/environ")),
+    })
+
+
+@tools.register
+def connect(inputs, outputs, task_properties):
+    result = {}
+    for address in TARGETS["addresses"]:
+        host, port = address.rsplit(":", 1)
+        result[address] = _error(lambda: socket.create_connection((host, int(port)), timeout=2).close())
+    result["unix:postgres"] = _error(
+        lambda: socket.socket(socket.AF_UNIX).connect(TARGETS["postgres_socket"])
+    )
+    _report(outputs, result)
+
+
+@tools.register
+def tamper(inputs, outputs, task_properties):
+    task_inputs, _ = _task_arguments()
+    result = {}
+    for entry in task_inputs:
+        path = Path(entry["value"])
+        target = path / "data.csv" if path.is_dir() else path
+        result[f"append:{entry['id']}"] = _error(lambda t=target: open(t, "a").write("\n# injected\n"))
+        result[f"chmod:{entry['id']}"] = _error(lambda t=target: os.chmod(t, 0o777))
+        result[f"unlink:{entry['id']}"] = _error(lambda t=target: os.unlink(t))
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    result["site-packages"] = _error(lambda: open(os.path.join(site, "injected.pth"), "w").write("import os\n"))
+    result["interpreter"] = _error(lambda: open(sys.executable, "ab"))
+    result["runner"] = _error(lambda: open("/tessera/runner.py", "a").write("# injected\n"))
+    result["usr"] = _error(lambda: open("/usr/injected", "w"))
+    _report(outputs, result)
+
+
+@tools.register
+def linger(inputs, outputs, task_properties):
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)  # " + TARGETS["marker"]
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", code])
+        os._exit(0)
+    os.waitpid(child, 0)
+    time.sleep(0.5)
+    _report(outputs, {"spawned": True})
+
+
+@tools.register
+def hog_memory(inputs, outputs, task_properties):
+    blob = bytearray(3 * 1024**3)
+    _report(outputs, {"allocated": len(blob)})
+
+
+@tools.register
+def fork_bomb(inputs, outputs, task_properties):
+    children, failure = [], None
+    for _ in range(100):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            failure = exc.errno
+            break
+        if pid == 0:
+            time.sleep(5)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    _report(outputs, {"forked": len(children), "errno": failure})
+
+
+@tools.register
+def spin(inputs, outputs, task_properties):
+    while True:
+        pass
+
+
+@tools.register
+def hang(inputs, outputs, task_properties):
+    time.sleep(600)
+
+
+@tools.register
+def fill(inputs, outputs, task_properties):
+    def fill_tmp():
+        with open("/tmp/filler", "wb") as out:
+            for _ in range(64):
+                out.write(b"x" * (1 << 20))
+                out.flush()
+
+    def big_output():
+        with open(Path(outputs["model"]).with_name("big"), "wb") as out:
+            for _ in range(64):
+                out.write(b"x" * (1 << 20))
+                out.flush()
+
+    _report(outputs, {"tmp": _error(fill_tmp), "big_file": _error(big_output)})
+
+
+@tools.register
+def link_out(inputs, outputs, task_properties):
+    # A link to a file that exists in the jail and on the host: compute's own environment, if followed.
+    os.symlink("/proc/self/environ", outputs["model"])
+
+
+tools.execute()
+'''
