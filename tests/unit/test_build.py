@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from services.compute.build import BuildError, missing, pip_requirements
-from services.compute.sandbox import command
 
 SUBSTRAFL_STYLE = """FROM python:3.11-slim
 RUN python3.11 -m venv /home/user/venv
@@ -37,8 +36,3 @@ def test_what_the_service_interpreter_provides_is_not_installed_again():
 def test_requirement_files_outside_the_archive_are_refused(tmp_path, dockerfile):
     with pytest.raises(BuildError):
         pip_requirements(dockerfile, tmp_path)
-
-
-def test_the_entrypoint_interpreter_becomes_the_chosen_python(tmp_path):
-    cmd = command(["python3.11", "function.py", "--function-name", "train"], "/venv/bin/python", tmp_path / "args.txt")
-    assert cmd == ["/venv/bin/python", "-u", "function.py", "--function-name", "train", f"@{tmp_path / 'args.txt'}"]

@@ -1,0 +1,148 @@
+"""The local executor on its own: warm runners in real jails, no network of services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.compute.executor import LocalExecutor, TaskInput, TaskSpec
+from services.compute.isolation import Limits, UidPool
+from tools.samples import flassets
+
+
+@pytest.fixture
+def assets(tmp_path) -> dict:
+    code = tmp_path / "code"
+    flassets.write(code / "function.py", flassets.FUNCTIONS)
+    opener = flassets.write(tmp_path / "cache" / "opener" / "__init__.py", flassets.OPENER)
+    samples = []
+    for index, value in enumerate((1.0, 3.0)):
+        rows = "\n".join(",".join([f"{value}"] * 3) for _ in range(2))
+        samples.append(flassets.write(tmp_path / "cache" / f"sample{index}" / "data.csv", rows + "\n").parent)
+    return {"code": code, "opener": opener, "samples": samples, "work": tmp_path / "work"}
+
+
+def _spec(assets, key: str, function: str = "train", plan: str = "plan-1", models: list[Path] = ()) -> TaskSpec:
+    inputs = [TaskInput("opener", assets["opener"])]
+    inputs += [TaskInput("datasamples", s, True) for s in assets["samples"]]
+    inputs += [TaskInput("models", m, True) for m in models]
+    return TaskSpec(
+        key=key,
+        plan_key=plan,
+        function_key=f"f-{function}",
+        code=assets["code"],
+        python=sys.executable,
+        entrypoint=["python3", "function.py", "--function-name", function],
+        inputs=inputs,
+        outputs={"model": "model.model"},
+        rank=int(key.rsplit("-", 1)[-1]) if key[-1].isdigit() else 0,
+        timeout=60,
+    )
+
+
+def _executor(assets) -> LocalExecutor:
+    assets["work"].mkdir(exist_ok=True)
+    return LocalExecutor(assets["work"], Limits(), UidPool(250000, 8), idle_seconds=30)
+
+
+def test_a_plan_s_tasks_of_one_function_share_one_runner(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            results, previous = [], []
+            for index in range(3):
+                spec = _spec(assets, f"task-{index}", models=previous)
+                result = await (await executor.start(spec)).wait()
+                assert result.succeeded, result.error
+                kept = assets["work"].parent / f"model-{index}"
+                kept.write_bytes(result.outputs["model"].read_bytes())
+                results.append((result, result.log_path.read_text()))
+                executor.forget(spec.key)
+                previous = [kept]
+            return results, executor.runners_started
+        finally:
+            await executor.close()
+
+    results, started = asyncio.run(scenario())
+    assert started == 1
+    # The mean of the data (2.0), then averaged with the previous model: still 2.0 every round.
+    for index, (_result, log) in enumerate(results):
+        assert f"train rank {index}: 4 rows" in log
+        assert all(f"train rank {other}:" not in log for other in range(3) if other != index)
+    model = json.loads((assets["work"].parent / "model-2").read_text())
+    assert np.allclose(model, [2.0, 2.0, 2.0])
+
+
+def test_a_failed_task_ends_its_runner_and_the_next_one_gets_a_fresh_one(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            failed = await (await executor.start(_spec(assets, "task-0", "explode"))).wait()
+            again = await (await executor.start(_spec(assets, "task-1", "explode"))).wait()
+            fine = await (await executor.start(_spec(assets, "task-2"))).wait()
+            return failed, again, fine, executor.runners_started
+        finally:
+            await executor.close()
+
+    failed, again, fine, started = asyncio.run(scenario())
+    assert not failed.succeeded and "RuntimeError: this function fails on purpose" in failed.error
+    assert "Traceback" in failed.log_path.read_text()
+    assert not again.succeeded
+    assert fine.succeeded
+    assert started == 3  # each explode ended its runner; train is another function
+
+
+def test_ending_the_plan_stops_its_jails_and_frees_their_folders(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            result = await (await executor.start(_spec(assets, "task-0"))).wait()
+            assert result.succeeded
+            (runner,) = executor._idle
+            pid = runner.process.pid
+            await executor.release("plan-1")
+            return pid, runner.root
+        finally:
+            await executor.close()
+
+    pid, root = asyncio.run(scenario())
+    assert not Path(f"/proc/{pid}").exists()
+    assert not root.exists()
+
+
+def test_a_canceled_task_stops_at_once(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            execution = await executor.start(_spec(assets, "task-0", "sleep"))
+            await asyncio.sleep(1.5)
+            started = asyncio.get_running_loop().time()
+            await execution.cancel()
+            result = await execution.wait()
+            return result, asyncio.get_running_loop().time() - started
+        finally:
+            await executor.close()
+
+    result, seconds = asyncio.run(scenario())
+    assert result.canceled and not result.succeeded
+    assert seconds < 5
+
+
+def test_outputs_are_owned_by_compute_not_the_jail(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            return await (await executor.start(_spec(assets, "task-0"))).wait()
+        finally:
+            await executor.close()
+
+    result = asyncio.run(scenario())
+    assert result.succeeded
+    assert result.outputs["model"].stat().st_uid == os.geteuid()
+    assert not result.outputs["model"].is_relative_to(assets["work"] / "runners")

@@ -1,0 +1,79 @@
+"""The jail's command line: what a task sees, what it may use (no jail is started here)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.compute import isolation
+from services.compute.isolation import Jail, Limits, Mount
+
+
+def _jail(**overrides) -> Jail:
+    options = {"mounts": [Mount(Path("/srv/in"), "/tessera/in")], "limits": Limits(), "uid": 200001}
+    return Jail(**{**options, **overrides})
+
+
+def test_a_task_has_no_network_and_a_build_may_have_it():
+    assert "--unshare-net" in isolation.argv(_jail(), ["true"])
+    assert "--unshare-net" not in isolation.argv(_jail(network=True), ["true"])
+
+
+def test_the_service_environment_never_reaches_the_jail(monkeypatch):
+    monkeypatch.setenv("TESSERA_ORG_SECRETS_FILE", "/secret/org-secrets.json")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.example/simple")
+    task = isolation.argv(_jail(), ["true"])
+    assert "--clearenv" in task
+    assert not any("TESSERA" in arg or "/secret/" in arg for arg in task)
+    assert "PIP_INDEX_URL" not in task
+    assert "PIP_INDEX_URL" in isolation.argv(_jail(network=True), ["true"])  # builds reach the index
+
+
+def test_mounts_are_read_only_unless_writable_and_land_after_the_private_tmp():
+    jail = _jail(mounts=[Mount(Path("/srv/in"), "/tmp/clone/in"), Mount(Path("/srv/out"), "/tessera/out", True)])
+    args = isolation.argv(jail, ["true"])
+    tmpfs = args.index("/tmp", args.index("--tmpfs") - 3)
+    read_only = args.index("--ro-bind", tmpfs)
+    assert args[read_only + 1 : read_only + 3] == ["/srv/in", "/tmp/clone/in"]
+    writable = args.index("--bind")
+    assert args[writable + 1 : writable + 3] == ["/srv/out", "/tessera/out"]
+    # Folders a mount needs are made traversable (bwrap's default would be 0700 for the jail's uid).
+    assert args[args.index("/tmp/clone") - 2 : args.index("/tmp/clone")] == ["0755", "--dir"]
+
+
+def test_privileges_are_dropped_by_the_runner_or_by_a_user_namespace(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    as_root = isolation.argv(_jail(), ["true"])
+    assert "CAP_SETUID" in as_root and "--unshare-user" not in as_root
+    monkeypatch.setattr(os, "geteuid", lambda: 10001)
+    as_user = isolation.argv(_jail(), ["true"])
+    assert "--unshare-user" in as_user and "--disable-userns" in as_user and "--cap-add" not in as_user
+
+
+@pytest.mark.parametrize("name", ["memory_bytes", "cpu_seconds", "processes", "open_files", "file_bytes", "tmp_bytes"])
+def test_no_limit_can_be_switched_off(name):
+    with pytest.raises(ValueError, match=name):
+        Limits(**{name: 0})
+
+
+def test_the_interpreter_is_visible_but_not_the_repository():
+    targets = {m.target for m in isolation.runtime_mounts()}
+    assert sys.prefix in targets or sys.prefix.startswith("/usr")
+    repository = Path(isolation.__file__).resolve().parents[2]
+    # Neither the repository nor a folder holding it (a virtualenv inside it is only itself).
+    assert not any(repository.is_relative_to(target) for target in targets)
+    assert all(m.writable is False for m in isolation.runtime_mounts())
+
+
+def test_uids_are_handed_out_once_each(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    pool = isolation.UidPool(300000, 2)
+    first, second = pool.acquire(), pool.acquire()
+    assert {first, second} == {300000, 300001}
+    with pytest.raises(isolation.SandboxUnavailable):
+        pool.acquire()
+    pool.release(first)
+    assert pool.acquire() == first
