@@ -9,3 +9,8 @@
 - :mod:`~gateway.users`, :mod:`~gateway.auth`, :mod:`~gateway.tables`: users, tokens, login.
 - :mod:`~gateway.policies`: identity rules on transcoded calls; :mod:`~gateway.openapi`: the document.
 """
+
+import os
+
+# Set before grpc is imported, as for the services (see services/__init__.py).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")

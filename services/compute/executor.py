@@ -385,18 +385,22 @@ class WarmRunner:
             return f"the task's process was killed by {name}{SIGNAL_HINTS.get(name, '')}"
         return f"the task's runner exited with status {code}"
 
-    async def stop(self) -> None:
-        """Kill the jail (every process in it) and free the runner's uid and folders."""
-        if self.dead:
-            return
-        self.dead = True
-        if self.process is not None:
+    async def kill(self) -> None:
+        """Kill the jail (every process in it); its folders stay until :meth:`stop`."""
+        if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await self.process.wait()
-            if self.process.stdin is not None:
-                self.process.stdin.close()
+
+    async def stop(self) -> None:
+        """Kill the jail and free the runner's uid and folders."""
+        if self.dead:
+            return
+        self.dead = True
+        await self.kill()
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
         await asyncio.to_thread(shutil.rmtree, self.root, True)
         self.executor.uids.release(self.uid)
 
@@ -438,12 +442,12 @@ class LocalExecution:
             except TimeoutError:
                 timed_out = True
                 answer = {"ok": False, "error": f"timed out after {spec.timeout:g} s", "retire": True}
-                await runner.stop()
+                await runner.kill()  # the log written so far is still collected below
             except (BrokenPipeError, ConnectionResetError):
                 code = await runner.process.wait()
                 answer = {"ok": False, "error": runner._death(code), "retire": True}
             # Leftover processes go before the outputs are read: nothing writes them meanwhile.
-            if not runner.dead and await asyncio.to_thread(runner.sweep):
+            if runner.process.returncode is None and await asyncio.to_thread(runner.sweep):
                 log.info("task %s left processes behind in its jail; they were killed", spec.key)
             outputs, log_path = await asyncio.to_thread(runner.collect, spec, dest)
         except asyncio.CancelledError:

@@ -141,6 +141,7 @@ def spin(inputs, outputs, task_properties):
 
 @tools.register
 def hang(inputs, outputs, task_properties):
+    print("waiting forever", flush=True)
     time.sleep(600)
 
 
