@@ -16,7 +16,7 @@ from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks
+from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.common import Context, validate_key
 from services.asset.events import Hub
 from services.asset.store.queries import Queries
@@ -240,6 +240,18 @@ class AssetService(api_grpc.AssetServiceServicer):
     async def ApplyTaskAction(self, request, context):
         await self._write(lambda ctx: tasks.apply_action(ctx, request.task_key, request.action, request.reason))
         return api.ApplyTaskActionResponse()
+
+    async def StartTask(self, request, context):
+        started = await self._write(lambda ctx: work.start_task(ctx, request.task_key))
+        return api.StartTaskResponse(
+            task=started.task,
+            started=started.started,
+            input_assets=started.inputs,
+            registered_outputs=started.registered,
+        )
+
+    async def CompleteTask(self, request, context):
+        return api.CompleteTaskResponse(task=await self._write(lambda ctx: work.complete_task(ctx, request)))
 
     async def GetTaskInputAssets(self, request, context):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))

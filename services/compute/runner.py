@@ -28,9 +28,23 @@ import json
 import os
 import sys
 
+CLONE_NEWUSER = 0x10000000
+PR_SET_DUMPABLE = 4
+CAPSET = {"x86_64": 126, "aarch64": 91}  # capset(2): glibc does not export it
+CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _capabilities(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    return -1
+
 
 def switch_uid(uid: int) -> None:
-    """Become ``uid`` with no group and no capability left (a no-op when not root)."""
+    """Become ``uid`` with no group and no capability left, alone in a user namespace of its own that
+    may hold no other (a no-op when not root: bwrap made that namespace already)."""
     if os.getuid() != 0 and os.geteuid() != 0:
         return
     os.setgroups([])
@@ -38,10 +52,32 @@ def switch_uid(uid: int) -> None:
     os.setresuid(uid, uid, uid)
     if os.getuid() != uid or os.geteuid() != uid:
         raise SystemExit("runner: could not switch uid")
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:") and int(line.split()[1], 16) != 0:
-                raise SystemExit("runner: capabilities remain after the uid switch")
+    _own_user_namespace(uid)
+    if _capabilities("CapEff") != 0 or _capabilities("CapPrm") != 0:
+        raise SystemExit("runner: capabilities remain after the uid switch")
+
+
+def _own_user_namespace(uid: int) -> None:
+    """Enter a new user namespace mapping ``uid`` to itself, forbid any namespace below it, then drop
+    the capabilities that entering it gave (they hold only inside it, but a task needs none)."""
+    import ctypes
+    import platform
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # The uid switch made the process undumpable, which gives its /proc files to root: writing its
+    # own maps needs them to be its own again (no other process of this uid exists outside the jail).
+    libc.prctl(PR_SET_DUMPABLE, 1)
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        raise SystemExit(f"runner: unshare(CLONE_NEWUSER) failed: {os.strerror(ctypes.get_errno())}")
+    for name, text in (("uid_map", f"{uid} {uid} 1\n"), ("setgroups", "deny"), ("gid_map", f"{uid} {uid} 1\n")):
+        with open(f"/proc/self/{name}", "w") as out:
+            out.write(text)
+    with open("/proc/sys/user/max_user_namespaces", "w") as out:
+        out.write("0")
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty, both 32-bit halves
+    if libc.syscall(CAPSET[platform.machine()], header, data) != 0:
+        raise SystemExit(f"runner: capset failed: {os.strerror(ctypes.get_errno())}")
 
 
 def _arguments(argv: list[str]) -> tuple[str, dict[str, str], list[str]]:

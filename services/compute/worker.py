@@ -296,32 +296,25 @@ class Worker:
 
     async def _claimed_run(self, work: work_pb2.RunTask, running: Running) -> None:
         ledger = self.ledger(work.channel)
-        task = (await ledger.GetTask(api.GetTaskRequest(key=work.compute_task_key))).task
+        try:
+            # One ledger transaction: the task becomes EXECUTING (or stays so, a restart) and comes back with
+            # its inputs; a task that is not ours, not runnable or already final is refused, and skipped.
+            start = await ledger.StartTask(api.StartTaskRequest(task_key=work.compute_task_key))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (*SETTLED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
+                self.stats.skipped.append(f"run:{work.compute_task_key}:{exc.code().name}")
+                return
+            raise
+        task = start.task
         running.plan_key, running.function_key = task.compute_plan_key, task.function_key
-        if task.worker != self.org or task.status not in (
-            res.STATUS_WAITING_FOR_EXECUTOR_SLOT,
-            res.STATUS_EXECUTING,
-        ):
-            self.stats.skipped.append(f"run:{task.key}:{res.ComputeTaskStatus.Name(task.status)}")
-            return
-        plan = (await ledger.GetComputePlan(api.GetComputePlanRequest(key=task.compute_plan_key))).compute_plan
-        if plan.HasField("cancelation_date") or plan.HasField("failure_date"):
-            await self._settle(
-                ledger.ApplyTaskAction(
-                    api.ApplyTaskActionRequest(
-                        task_key=task.key, action=res.TASK_ACTION_CANCELED, reason="compute plan is not runnable"
-                    )
-                )
-            )
-            return
-        if task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT and not await self._settle(
-            ledger.ApplyTaskAction(api.ApplyTaskActionRequest(task_key=task.key, action=res.TASK_ACTION_EXECUTING))
-        ):
+        if not start.started:
+            self.stats.skipped.append(f"run:{task.key}:plan-not-runnable")
             return
         self.stats.runs_started += 1
-        await self._run(ledger, work.channel, task, running)
+        await self._run(ledger, work.channel, start, running)
 
-    async def _run(self, ledger, channel: str, task: res.ComputeTask, running: Running) -> None:
+    async def _run(self, ledger, channel: str, start: api.StartTaskResponse, running: Running) -> None:
+        task = start.task
         steps: dict[str, int] = {}
         result: ExecutionResult | None = None
         try:
@@ -334,7 +327,7 @@ class Worker:
 
             running.step = "prepare_inputs"
             t0 = time.perf_counter()
-            inputs = await self._prepare_inputs(ledger, channel, task)
+            inputs = await self._prepare_inputs(channel, task, start.input_assets)
             steps["prepare_inputs"] = int((time.perf_counter() - t0) * 1e6)
 
             running.step = "task_execution"
@@ -354,9 +347,6 @@ class Worker:
                 timeout=self.settings.task_timeout,
             )
             running.execution = await self.executor.start(spec)
-            # The steps so far are recorded while the function runs, off the plan's critical path.
-            early = asyncio.create_task(self._profile_steps(ledger, task.key, dict(steps)))
-            early.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if we fail
             result = await running.execution.wait()
             steps["task_execution"] = int((time.perf_counter() - t0) * 1e6)
             if running.canceled or result.canceled:
@@ -368,13 +358,11 @@ class Worker:
 
             running.step = "save_outputs"
             t0 = time.perf_counter()
-            await self._save_outputs(ledger, channel, task, result)
+            completion = await self._save_outputs(channel, task, result, set(start.registered_outputs))
             steps["save_outputs"] = int((time.perf_counter() - t0) * 1e6)
-            await early
-            await self._profile_steps(ledger, task.key, {s: steps[s] for s in ("task_execution", "save_outputs")})
-            if await self._settle(
-                ledger.ApplyTaskAction(api.ApplyTaskActionRequest(task_key=task.key, action=res.TASK_ACTION_DONE))
-            ):
+            completion.profiling_steps.extend(api.TaskProfilingStep(step=s, duration=d) for s, d in steps.items())
+            # One ledger transaction: outputs, profiling and DONE together.
+            if await self._settle(ledger.CompleteTask(completion)):
                 self.stats.runs_done += 1
         except (UserError, build.BuildError) as exc:
             log.info("task %s failed: %s", task.key, exc)
@@ -405,9 +393,8 @@ class Worker:
             out.write(f"\n[tessera] the task failed: {reason}\n")
         return path
 
-    async def _prepare_inputs(self, ledger, channel: str, task: res.ComputeTask) -> list[TaskInput]:
+    async def _prepare_inputs(self, channel: str, task: res.ComputeTask, assets) -> list[TaskInput]:
         creds = self.creds(channel)
-        assets = (await ledger.GetTaskInputAssets(api.GetTaskInputAssetsRequest(key=task.key, page_size=1000))).assets
         specs = task.function.inputs
         cache = self.work_dir / "cache"
         inputs = []
@@ -462,14 +449,15 @@ class Worker:
         (folder / ".ready").touch()
         return folder / "data"
 
-    async def _save_outputs(self, ledger, channel: str, task: res.ComputeTask, result: ExecutionResult) -> None:
+    async def _save_outputs(
+        self, channel: str, task: res.ComputeTask, result: ExecutionResult, registered: set[str]
+    ) -> api.CompleteTaskRequest:
+        """Upload the models, read the performances; what the ledger records when the task completes.
+        Outputs an earlier attempt registered are kept (a restart)."""
         creds = self.creds(channel)
-        existing = (
-            await ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=task.key, page_size=1000))
-        ).assets
-        done = {a.identifier for a in existing}  # a restarted task keeps what it already registered
+        completion = api.CompleteTaskRequest(task_key=task.key)
         for identifier in sorted(task.outputs):
-            if identifier in done:
+            if identifier in registered:
                 continue
             path = result.outputs.get(identifier)
             if path is None:
@@ -478,16 +466,10 @@ class Worker:
             if kind == res.ASSET_PERFORMANCE:
                 try:
                     value = layout.read_performance(path)
-                except (ValueError, KeyError) as exc:
+                except (ValueError, KeyError, TypeError) as exc:
                     raise UserError(f"the performance output {identifier!r} is not valid: {exc}") from exc
-                await self._settle(
-                    ledger.RegisterPerformance(
-                        api.RegisterPerformanceRequest(
-                            compute_task_key=task.key,
-                            compute_task_output_identifier=identifier,
-                            performance_value=value,
-                        )
-                    )
+                completion.performances.append(
+                    api.TaskPerformance(compute_task_output_identifier=identifier, performance_value=value)
                 )
                 continue
             model_key = str(uuid.uuid4())
@@ -498,18 +480,12 @@ class Worker:
                 checksum=file_checksum(path, salt=task.key),
                 storage_address=f"{self.settings.public_url.rstrip('/')}/model/{model_key}/file/",
             )
-            await ledger.RegisterModels(
-                api.RegisterModelsRequest(
-                    models=[
-                        api.NewModel(
-                            key=model_key,
-                            compute_task_key=task.key,
-                            compute_task_output_identifier=identifier,
-                            address=address,
-                        )
-                    ]
+            completion.models.append(
+                api.NewModel(
+                    key=model_key, compute_task_key=task.key, compute_task_output_identifier=identifier, address=address
                 )
             )
+        return completion
 
     async def _report_failure(
         self, channel: str, key: str, asset_type: int, error_type: int, logs: Path | None
@@ -525,10 +501,6 @@ class Worker:
                 )
             )
         await self._settle(ledger.RegisterFailureReport(request))
-
-    async def _profile_steps(self, ledger, key: str, steps: dict[str, int]) -> None:
-        for step, micros in steps.items():
-            await self._profile(ledger, key, step, micros)
 
     async def _profile(self, ledger, key: str, step: str, micros: int) -> None:
         await self._settle(

@@ -163,6 +163,31 @@ def fill(inputs, outputs, task_properties):
 
 
 @tools.register
+def escape(inputs, outputs, task_properties):
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def unshare(flag):
+        if libc.unshare(flag) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+
+    result = {
+        "user namespace": _error(lambda: unshare(0x10000000)),
+        "mount namespace": _error(lambda: unshare(0x00020000)),
+        "network namespace": _error(lambda: unshare(0x40000000)),
+        "setuid root": _error(lambda: os.setuid(0)),
+        "signal init": _error(lambda: os.kill(1, signal.SIGKILL)),
+        "sysrq": _error(lambda: open("/proc/sysrq-trigger", "w").write("h")),
+        "kernel log": _error(lambda: _read("/dev/kmsg")),
+    }
+    with open("/proc/self/status") as status:
+        capabilities = [line.split()[1] for line in status if line.startswith(("CapEff", "CapPrm"))]
+    _report(outputs, {"attempts": result, "capabilities": capabilities,
+                      "uid_map": Path("/proc/self/uid_map").read_text().split()})
+
+
+@tools.register
 def link_out(inputs, outputs, task_properties):
     # A link to a file that exists in the jail and on the host: compute's own environment, if followed.
     os.symlink("/proc/self/environ", outputs["model"])

@@ -33,7 +33,19 @@ DATA_IN = {
 MODEL_OUT = {"model": res.FunctionOutput(kind=res.ASSET_MODEL)}
 PUBLIC = res.NewPermissions(public=True)
 MARKER = f"tessera-linger-{uuid.uuid4().hex}"
-ATTACKS = ("snoop", "connect", "tamper", "linger", "hog_memory", "fork_bomb", "spin", "hang", "fill", "link_out")
+ATTACKS = (
+    "snoop",
+    "connect",
+    "tamper",
+    "linger",
+    "hog_memory",
+    "fork_bomb",
+    "spin",
+    "hang",
+    "fill",
+    "link_out",
+    "escape",
+)
 
 
 def _targets(network, org1_id: str, private_sample: str) -> dict:
@@ -226,3 +238,13 @@ def test_an_output_that_links_elsewhere_is_refused(setup):
     assert task.status == res.STATUS_FAILED and task.error_type == res.EXECUTION_ERROR
     assert "not a regular file" in logs
     _still_serves(setup)
+
+
+def test_no_privilege_can_be_regained(setup):
+    task, report, _ = _attack(setup, "escape")
+    assert task.status == res.STATUS_DONE
+    assert all(outcome != "OK" for outcome in report["attempts"].values()), report["attempts"]
+    assert report["capabilities"] == ["0000000000000000", "0000000000000000"]
+    # Its own user namespace, mapping one unprivileged uid (the host's full map would be "0 0 4294967295").
+    inner, outer, count = report["uid_map"]
+    assert inner == outer and int(inner) >= 1000 and count == "1"

@@ -13,7 +13,7 @@ from services.asset.domain.common import Context, Violations, allows, timestamp,
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 
-def _executing_task_of_worker(ctx: Context, key: str, path: str) -> res.ComputeTask:
+def executing_task_of_worker(ctx: Context, key: str, path: str) -> res.ComputeTask:
     task = tasks.get_task(ctx, validate_key(path, key))
     if task.worker != ctx.org:
         raise PermissionDenied(f"only the worker {task.worker} may register outputs of task {task.key}")
@@ -46,7 +46,7 @@ def register_models(ctx: Context, new_models: list[api.NewModel]) -> list[res.Mo
     if len(set(keys)) != len(keys):
         v.add("models", "keys must be unique")
     v.raise_if_any()
-    task = _executing_task_of_worker(ctx, new_models[0].compute_task_key, "models[0].compute_task_key")
+    task = executing_task_of_worker(ctx, new_models[0].compute_task_key, "models[0].compute_task_key")
     existing = ctx.store.get_models(keys)
     if existing:
         raise AlreadyExists("models already exist", metadata={"keys": ",".join(sorted(existing))})
@@ -94,7 +94,7 @@ def get_model(ctx: Context, key: str) -> res.Model:
 
 def register_performance(ctx: Context, request: api.RegisterPerformanceRequest) -> res.Performance:
     """Register the value of a performance output of an executing task (worker only)."""
-    task = _executing_task_of_worker(ctx, request.compute_task_key, "compute_task_key")
+    task = executing_task_of_worker(ctx, request.compute_task_key, "compute_task_key")
     identifier = request.compute_task_output_identifier
     spec = task.function.outputs.get(identifier)
     if spec is None or spec.kind != res.ASSET_PERFORMANCE:
@@ -134,7 +134,7 @@ def register_failure_report(ctx: Context, request: api.RegisterFailureReportRequ
         owner=ctx.org,
     )
     if request.asset_type == res.FAILED_ASSET_COMPUTE_TASK:
-        task = _executing_task_of_worker(ctx, key, "asset_key")
+        task = executing_task_of_worker(ctx, key, "asset_key")
         ctx.store.add_failure_report(report)
         ctx.emit(res.ASSET_FAILURE_REPORT, key, ev.EVENT_ASSET_CREATED, report)
         task.error_type = request.error_type
@@ -215,8 +215,17 @@ def register_profiling_step(ctx: Context, request: api.RegisterProfilingStepRequ
     step = res.ProfilingStep(asset_key=key, step=request.step, duration=request.duration)
     if not ctx.store.add_profiling_step(step):
         raise AlreadyExists(f"step {request.step!r} of {key} already recorded")
-    ctx.emit(res.ASSET_PROFILING_STEP, key, ev.EVENT_ASSET_CREATED, step)
+    if key not in found:
+        # Function build steps are shared with every organization, as events. A task's steps are its
+        # worker's own business (Substra keeps them out of the orchestrator): stored, not broadcast.
+        ctx.emit(res.ASSET_PROFILING_STEP, key, ev.EVENT_ASSET_CREATED, step)
     return step
+
+
+def record_task_step(ctx: Context, task: res.ComputeTask, step: str, duration: int) -> None:
+    """A step of a task's execution (its worker's, checked by the caller); a step already recorded
+    (by an earlier attempt) is kept as it was."""
+    ctx.store.add_profiling_step(res.ProfilingStep(asset_key=task.key, step=step, duration=duration))
 
 
 def can_process(ctx: Context, request: api.CanProcessRequest) -> bool:

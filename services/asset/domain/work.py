@@ -1,0 +1,87 @@
+"""What a worker does to a task, each in one transaction: start it, complete it.
+
+A task used to cost its worker ten ledger calls (read the task, read its plan, EXECUTING, read its
+inputs, read its outputs, register its models, register each performance and profiling step, DONE);
+each write was a transaction and each step an event. Here the start is one transaction and the end is
+one: the outputs, the profiling and DONE commit together or not at all, so a crash between them
+leaves nothing half-registered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import resources_pb2 as res
+
+from services.asset.domain import outputs, plans, tasks
+from services.asset.domain.common import Context, Violations, validate_key
+from services.kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+
+NOT_RUNNABLE = "compute plan is not runnable"
+
+
+@dataclass
+class Started:
+    """The answer to a start."""
+
+    task: res.ComputeTask
+    started: bool
+    inputs: list[res.ComputeTaskInputAsset]
+    registered: list[str]
+
+
+def start_task(ctx: Context, key: str) -> Started:
+    """WAITING_FOR_EXECUTOR_SLOT → EXECUTING (EXECUTING stays: a restart), with what the run needs."""
+    task = tasks.get_task(ctx, validate_key("task_key", key))
+    if task.worker != ctx.org:
+        raise PermissionDenied(f"only the worker {task.worker} may start task {task.key}")
+    plan = plans.get_plan(ctx, task.compute_plan_key)
+    if task.status in tasks.NON_FINAL and (plan.HasField("cancelation_date") or plan.HasField("failure_date")):
+        tasks.move(ctx, task, res.STATUS_CANCELED, NOT_RUNNABLE)
+        return Started(tasks.get_task(ctx, task.key), False, [], [])
+    if task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
+        tasks.move(ctx, task, res.STATUS_EXECUTING, "started by its worker")
+        task = tasks.get_task(ctx, task.key)
+    elif task.status != res.STATUS_EXECUTING:
+        raise FailedPrecondition(
+            f"task {task.key} is {tasks.status_name(task.status)}: it cannot start", reason="TASK_NOT_RUNNABLE"
+        )
+    registered = [
+        identifier
+        for identifier in sorted(task.outputs)
+        if ctx.store.models_of_output(task.key, identifier)
+        or ctx.store.get_performance(task.key, identifier) is not None
+    ]
+    return Started(task, True, tasks.input_assets(ctx, task.key), registered)
+
+
+def complete_task(ctx: Context, request: api.CompleteTaskRequest) -> res.ComputeTask:
+    """The task's models, performances and profiling steps, then DONE and its cascades."""
+    task = outputs.executing_task_of_worker(ctx, request.task_key, "task_key")
+    v = Violations()
+    for i, model in enumerate(request.models):
+        if model.compute_task_key.lower() != task.key:
+            v.add(f"models[{i}].compute_task_key", f"must be the completed task {task.key}")
+    for i, step in enumerate(request.profiling_steps):
+        v.name(f"profiling_steps[{i}].step", step.step)
+        if step.duration < 0:
+            v.add(f"profiling_steps[{i}].duration", "must not be negative")
+    v.raise_if_any()
+    if request.models:
+        outputs.register_models(ctx, list(request.models))
+    for i, performance in enumerate(request.performances):
+        if not performance.compute_task_output_identifier:
+            raise InvalidArgument.on(f"performances[{i}].compute_task_output_identifier", "is required")
+        outputs.register_performance(
+            ctx,
+            api.RegisterPerformanceRequest(
+                compute_task_key=task.key,
+                compute_task_output_identifier=performance.compute_task_output_identifier,
+                performance_value=performance.performance_value,
+            ),
+        )
+    for step in request.profiling_steps:
+        outputs.record_task_step(ctx, task, step.step, step.duration)
+    tasks.move(ctx, task, res.STATUS_DONE, "completed by its worker")
+    return tasks.get_task(ctx, task.key)
