@@ -114,9 +114,8 @@ class Dispatcher:
     async def _task(self, event: ev.Event, snapshot: res.ComputeTask) -> list[Decision]:
         decisions: list[Decision] = []
         if snapshot.worker == self.org:
-            current = (await self.ledger.GetTask(asset_api.GetTaskRequest(key=snapshot.key))).task
-            if current.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
-                decisions += await self._queue(current, event)
+            if snapshot.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
+                decisions += await self._queue(snapshot, event)
             if snapshot.status == res.STATUS_CANCELED and self.compute is not None:
                 reply = await self.compute.CancelTask(
                     compute_api.CancelTaskRequest(
@@ -130,18 +129,9 @@ class Dispatcher:
         return decisions
 
     async def _queue(self, task: res.ComputeTask, event: ev.Event) -> list[Decision]:
-        plan = (
-            await self.ledger.GetComputePlan(asset_api.GetComputePlanRequest(key=task.compute_plan_key))
-        ).compute_plan
-        if plan.HasField("cancelation_date") or plan.HasField("failure_date"):
-            await self._settle(
-                self.ledger.ApplyTaskAction(
-                    asset_api.ApplyTaskActionRequest(
-                        task_key=task.key, action=res.TASK_ACTION_CANCELED, reason="compute plan is not runnable"
-                    )
-                )
-            )
-            return [Decision("cancel-not-runnable", task.key)]
+        """Queue the run of a task the event shows ready, without reading the ledger again: compute's
+        StartTask decides on the current state (a task that moved on is refused, one of a canceled or
+        failed plan is canceled), and the message id keeps one run message per task."""
         return await self._publish(
             "run",
             f"run:{task.key}",

@@ -1,8 +1,8 @@
 """Follow the ledger's event stream of each channel from a stored cursor.
 
-For every event, in the ledger's order: keep it in the organization's feed, let the dispatcher
-act on it, then move the cursor. A crash between the two repeats the event on restart, which is
-harmless (feed rows are keyed by position, decisions are idempotent). The ledger's
+For every event, in the ledger's order: let the dispatcher act on it, then keep it in the
+organization's feed and move the cursor, in one transaction. A crash between the two repeats the
+event on restart, which is harmless (feed rows are keyed by position, decisions are idempotent). The ledger's
 ``SubscribeEvents`` is the source: gap-free and ordered per channel by construction.
 """
 
@@ -132,7 +132,6 @@ class Follower:
         stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=self.position))
         async for reply in stream:
             event = reply.event
-            await self._uow.run(lambda s, e=event: store_event(s, e))
             decisions = await self._dispatcher.handle(event)
             if decisions:
                 log.info(
@@ -141,7 +140,7 @@ class Follower:
                     ev.EventKind.Name(event.event_kind),
                     ", ".join(f"{d.action} {d.key}" for d in decisions),
                 )
-            await self._uow.run(lambda s, p=event.position: save_cursor(s, self.channel, p))
+            await self._uow.run(lambda s, e=event: (store_event(s, e), save_cursor(s, self.channel, e.position)))
             self.position = event.position
             if self._hub is not None:
                 await self._hub.notify()
