@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import shutil
 import time
 import uuid
@@ -40,6 +41,7 @@ from services.storage import archives
 
 log = logging.getLogger("tessera.compute")
 SETTLED = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}
+RETRYABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE}
 
 
 class UserError(Exception):
@@ -208,6 +210,19 @@ class Worker:
             with contextlib.suppress(Exception):
                 await message.in_progress()
 
+    async def _ledger_write(self, make_call, attempts: int = 6):
+        """A ledger write that may be refused for contention (ABORTED: nothing was written) or while the
+        ledger restarts (UNAVAILABLE): made again a few times, with jittered backoff."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await make_call()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == attempts:
+                    raise
+                log.info("ledger write refused (%s); trying again", exc.code().name)
+                await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
     async def _settle(self, call) -> bool:
         try:
             await call
@@ -299,7 +314,8 @@ class Worker:
         try:
             # One ledger transaction: the task becomes EXECUTING (or stays so, a restart) and comes back with
             # its inputs; a task that is not ours, not runnable or already final is refused, and skipped.
-            start = await ledger.StartTask(api.StartTaskRequest(task_key=work.compute_task_key))
+            request = api.StartTaskRequest(task_key=work.compute_task_key)
+            start = await self._ledger_write(lambda: ledger.StartTask(request))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (*SETTLED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
                 self.stats.skipped.append(f"run:{work.compute_task_key}:{exc.code().name}")
@@ -362,7 +378,7 @@ class Worker:
             steps["save_outputs"] = int((time.perf_counter() - t0) * 1e6)
             completion.profiling_steps.extend(api.TaskProfilingStep(step=s, duration=d) for s, d in steps.items())
             # One ledger transaction: outputs, profiling and DONE together.
-            if await self._settle(ledger.CompleteTask(completion)):
+            if await self._settle(self._ledger_write(lambda: ledger.CompleteTask(completion))):
                 self.stats.runs_done += 1
         except (UserError, build.BuildError) as exc:
             log.info("task %s failed: %s", task.key, exc)
@@ -375,8 +391,8 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise  # infrastructure away: the message is redelivered and the task restarted
+            if exc.code() in (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise  # infrastructure away or busy: the message is redelivered and the task restarted
             log.exception("task %s: internal error", task.key)
             await self._report_failure(channel, task.key, res.FAILED_ASSET_COMPUTE_TASK, res.INTERNAL_ERROR, None)
         except Exception:

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import Engine, make_url
 
+from services.kit.errors import Aborted
+
 log = logging.getLogger("tessera.db")
 T = TypeVar("T")
 
@@ -153,6 +155,11 @@ class UnitOfWork:
                     log.debug("retrying transaction after %s", sqlstate, extra={"fields": {"attempt": attempt}})
                     time.sleep(delay)
                     continue
+                if sqlstate in RETRYABLE_SQLSTATES:  # nothing was written: the caller may try again
+                    raise Aborted(
+                        f"the transaction conflicted with concurrent ones {attempt} times; try again",
+                        reason="CONTENTION",
+                    ) from exc
                 raise
             except BaseException:
                 session.rollback()

@@ -94,6 +94,13 @@ class FailedPrecondition(DomainError):
     default_reason = "FAILED_PRECONDITION"
 
 
+class Aborted(DomainError):
+    """Concurrent writes kept conflicting: nothing was done, the same call may be made again."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "ABORTED"
+
+
 class ResourceExhausted(DomainError):
     """A limit was hit; ``metadata`` names the limit."""
 

@@ -2,11 +2,13 @@
 
 import threading
 
+import grpc
 import pytest
 import sqlalchemy as sa
 
 from services.asset.bootstrap import MIGRATIONS as ASSET_MIGRATIONS
 from services.kit import db
+from services.kit.errors import Aborted
 from services.storage.bootstrap import MIGRATIONS as STORAGE_MIGRATIONS
 
 
@@ -71,6 +73,28 @@ def test_serialization_failures_are_retried_until_both_transactions_commit(datab
         thread.join(timeout=30)
     assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT n FROM counter WHERE id = 1"))) == 2
     assert len(attempts) >= 3  # at least one retry happened
+    engine.dispose()
+
+
+def test_a_conflict_that_outlasts_the_retries_is_aborted_and_writes_nothing(database_url):
+    """A transaction that keeps failing serialization ends as ABORTED (the caller may try again), not as
+    an internal error, and leaves nothing behind."""
+    engine = db.create_engine(database_url, "public")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE attempts_log (id serial primary key)"))
+    uow = db.UnitOfWork(engine, serializable=True, retries=2)
+    attempts = []
+
+    def always_conflicting(session):
+        attempts.append(1)
+        session.execute(sa.text("INSERT INTO attempts_log DEFAULT VALUES"))
+        session.execute(sa.text("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$"))
+
+    with pytest.raises(Aborted) as info:
+        uow.run_sync(always_conflicting)
+    assert info.value.code == grpc.StatusCode.ABORTED and info.value.reason == "CONTENTION"
+    assert len(attempts) == 3
+    assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT count(*) FROM attempts_log"))) == 0
     engine.dispose()
 
 
