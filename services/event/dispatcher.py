@@ -10,6 +10,7 @@ and compute checks the ledger again before acting.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
@@ -34,6 +35,7 @@ FINAL = {res.STATUS_DONE, res.STATUS_FAILED, res.STATUS_CANCELED}
 PLAN_ENDED = {res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED}
 # Refusals that mean "someone already did it": the decision was right, the state moved on.
 SETTLED = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}
+KNOWN_TASKS = 50_000  # tasks whose outputs the dispatcher remembers (a few hundred bytes each)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Dispatcher:
     ) -> None:
         self.org = org
         self.channel = channel
+        self._known: OrderedDict[str, tuple[str, dict[str, bool]]] = OrderedDict()
         self.ledger = ledger
         self.compute = compute
         self.js = js
@@ -111,7 +114,21 @@ class Dispatcher:
             "build", f"build:{key}", work_pb2.BuildFunction(function_key=key, channel=self.channel)
         )
 
+    def _remember(self, task: res.ComputeTask) -> None:
+        """A task's worker and which outputs are transient: fixed at registration, so every event of a
+        task tells them, and a consumer's end need not read its parents again."""
+        self._known[task.key] = (task.worker, {name: out.transient for name, out in task.outputs.items()})
+        self._known.move_to_end(task.key)
+        while len(self._known) > KNOWN_TASKS:
+            self._known.popitem(last=False)
+
+    async def _outputs_of(self, key: str) -> tuple[str, dict[str, bool]]:
+        if key not in self._known:
+            self._remember((await self.ledger.GetTask(asset_api.GetTaskRequest(key=key))).task)
+        return self._known[key]
+
     async def _task(self, event: ev.Event, snapshot: res.ComputeTask) -> list[Decision]:
+        self._remember(snapshot)
         decisions: list[Decision] = []
         if snapshot.worker == self.org:
             if snapshot.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
@@ -153,9 +170,8 @@ class Dispatcher:
             if i.WhichOneof("ref") == "parent_task_output"
         }
         for parent_key, identifier in sorted(refs):
-            parent = (await self.ledger.GetTask(asset_api.GetTaskRequest(key=parent_key))).task
-            output = parent.outputs.get(identifier)
-            if parent.worker != self.org or output is None or not output.transient:
+            worker, transient = await self._outputs_of(parent_key)
+            if worker != self.org or not transient.get(identifier, False):
                 continue
             done = await self._settle(
                 self.ledger.DisableOutput(

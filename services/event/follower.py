@@ -1,8 +1,10 @@
 """Follow the ledger's event stream of each channel from a stored cursor.
 
 For every event, in the ledger's order: let the dispatcher act on it, then keep it in the
-organization's feed and move the cursor, in one transaction. A crash between the two repeats the
-event on restart, which is harmless (feed rows are keyed by position, decisions are idempotent). The ledger's
+organization's feed and move the cursor. The feed is written behind the dispatch, in one transaction
+for all the events handled meanwhile, so a burst (one ledger transaction's events) costs one write and
+the next event's dispatch never waits for it. A crash before the write repeats those events on
+restart, which is harmless (feed rows are keyed by position, decisions are idempotent). The ledger's
 ``SubscribeEvents`` is the source: gap-free and ordered per channel by construction.
 """
 
@@ -129,18 +131,42 @@ class Follower:
         if not self._registered:
             await self._register()
         self.position = await self._uow.run(lambda s: load_cursor(s, self.channel))
-        stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=self.position))
-        async for reply in stream:
-            event = reply.event
-            decisions = await self._dispatcher.handle(event)
-            if decisions:
-                log.info(
-                    "event %s %s → %s",
-                    event.position,
-                    ev.EventKind.Name(event.event_kind),
-                    ", ".join(f"{d.action} {d.key}" for d in decisions),
-                )
-            await self._uow.run(lambda s, e=event: (store_event(s, e), save_cursor(s, self.channel, e.position)))
-            self.position = event.position
+        handled: asyncio.Queue[ev.Event] = asyncio.Queue()
+        writer = asyncio.create_task(self._write_feed(handled), name=f"feed-{self.channel}")
+        try:
+            stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=self.position))
+            async for reply in stream:
+                if writer.done():
+                    writer.result()  # the feed could not be written: raise it here, resume from the cursor
+                event = reply.event
+                decisions = await self._dispatcher.handle(event)
+                if decisions:
+                    log.info(
+                        "event %s %s → %s",
+                        event.position,
+                        ev.EventKind.Name(event.event_kind),
+                        ", ".join(f"{d.action} {d.key}" for d in decisions),
+                    )
+                handled.put_nowait(event)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    async def _write_feed(self, handled: asyncio.Queue) -> None:
+        """Keep handled events in the feed and move the cursor, off the dispatch path: every event
+        handled meanwhile goes in one transaction (a burst of a transaction's events, one write)."""
+        while True:
+            batch = [await handled.get()]
+            while not handled.empty():
+                batch.append(handled.get_nowait())
+
+            def write(session, events=batch):
+                for event in events:
+                    store_event(session, event)
+                save_cursor(session, self.channel, events[-1].position)
+
+            await self._uow.run(write)
+            self.position = batch[-1].position
             if self._hub is not None:
                 await self._hub.notify()
