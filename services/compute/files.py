@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -94,6 +96,18 @@ class Files:
                     creds, owner, storage_pb2.FILE_KIND_MODEL, model_key, path, checksum=checksum, salt=salt
                 )
         return path
+
+    def keep_model(self, model_key: str, path: Path) -> None:
+        """Put a model this organization just produced in the cache (its bytes were hashed on the
+        way out): a task of the same worker consuming it does not fetch it back from storage."""
+        dest = self._cache / "models" / model_key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(f".{model_key}.{uuid.uuid4().hex}.part")
+        try:
+            os.link(path, partial)
+        except OSError:
+            shutil.copyfile(path, partial)
+        partial.replace(dest)
 
     def forget_model(self, model_key: str) -> None:
         """Drop a model from the cache (it was disabled)."""

@@ -489,11 +489,13 @@ class Worker:
                 )
                 continue
             model_key = str(uuid.uuid4())
-            await self.files.upload(
+            stored = await self.files.upload(
                 creds, path, storage_pb2.FILE_KIND_MODEL, model_key, salt=task.key, filename=f"{identifier}.model"
             )
+            # The results folder is compute's own (the jail never had it): the file is what storage hashed.
+            self.files.keep_model(model_key, path)
             address = res.Addressable(
-                checksum=file_checksum(path, salt=task.key),
+                checksum=stored.checksum,
                 storage_address=f"{self.settings.public_url.rstrip('/')}/model/{model_key}/file/",
             )
             completion.models.append(
