@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import sys
+import sysconfig
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -109,7 +110,22 @@ def pip_requirements(dockerfile: str, code: Path) -> list[str]:
                     skip = True
                 elif not token.startswith("-"):
                     requirements.append(token)
+    for requirement in requirements:
+        _check_requirement(requirement)
     return [r for r in requirements if _name(r) not in TOOLING]
+
+
+def _check_requirement(text: str) -> None:
+    """A package name with a version, or a wheel inside the archive: a build reaches the package
+    index and nothing else (no URL, no VCS, no path outside the archive)."""
+    if text.endswith(".whl") and Path(text).is_absolute():
+        return  # resolved inside the archive by _requirements_file
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as exc:
+        raise BuildError(f"unsupported requirement {text!r}: name a package and its version") from exc
+    if requirement.url:
+        raise BuildError(f"unsupported requirement {text!r}: packages come from the index, not from a URL")
 
 
 def _name(requirement: str) -> str:
@@ -199,6 +215,10 @@ async def _make_virtualenv(
     if await jails.run(create, log=log, timeout=timeout, mounts=mounts):
         shutil.rmtree(venv, ignore_errors=True)
         raise BuildError("could not create the function's virtualenv")
+    # The service's own packages (substratools and what it brings) stay visible behind the function's.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    service = sysconfig.get_paths()["purelib"]
+    (venv / "lib" / version / "site-packages" / "_tessera_service.pth").write_text(service + "\n")
     install = [str(python), "-m", "pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check"]
     install += ["--no-cache-dir", *packages]
     if await jails.run(install, log=log, timeout=timeout, mounts=mounts, network=True):

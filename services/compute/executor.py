@@ -119,6 +119,8 @@ class Executor(Protocol):
 def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
     """Copy the regular file ``name`` of an open folder to ``dest``; False when it is missing, a link,
     a folder or anything but a regular file (the folder is the jail's: nothing in it is trusted)."""
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        return False  # one plain name inside the folder: never a path through links the jail made
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
     except OSError as exc:
@@ -130,7 +132,9 @@ def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         copied = 0
-        with open(dest, "wb") as out:
+        # A fresh file in compute's own folder: never an existing file, never through a link.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(dest, flags, 0o600), "wb") as out:
             while chunk := os.read(fd, 1 << 20):
                 copied += len(chunk)
                 if copied > max_bytes:
@@ -230,19 +234,9 @@ class WarmRunner:
             Mount(self.inbox, "/tessera/in"),
             Mount(self.outbox, "/tessera/out", writable=True),
         ]
-        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd="/tessera/work", cpu_seconds=2 * limits.cpu_seconds)
+        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd="/tessera/work")
         read_fd, write_fd = os.pipe()
-        command = isolation.runner_command(
-            spec.python,
-            "serve",
-            self.uid,
-            "--results",
-            str(write_fd),
-            "--retire-cpu",
-            str(limits.cpu_seconds),
-            "--",
-            *spec.entrypoint,
-        )
+        command = isolation.runner_command(self.uid, *isolation.serve_command(spec.python, write_fd, spec.entrypoint))
         try:
             with open(self.root / "runner.log", "ab") as runner_log:
                 self.process = await asyncio.create_subprocess_exec(
@@ -273,10 +267,11 @@ class WarmRunner:
     def _lay_out(self, spec: TaskSpec) -> None:
         self.root.mkdir(parents=True)
         self.root.chmod(0o755)
-        shutil.copytree(spec.code, self.root / "work", symlinks=False)
-        for path in [self.root / "work", *(self.root / "work").rglob("*")]:
-            if not path.is_symlink():
-                self._chown(path)
+        # Links are copied as links (they stay inside the code by construction): following them could
+        # multiply a small archive whose links point at their own folders.
+        shutil.copytree(spec.code, self.root / "work", symlinks=True)
+        if isolation.privileged():
+            isolation.chown_tree(self.root / "work", self.uid)
         self.inbox.mkdir(mode=0o755)
         self.outbox.mkdir(mode=0o755)  # only compute creates entries here: the jail cannot swap a task's folder
 
@@ -312,8 +307,8 @@ class WarmRunner:
             return outputs, log_path
         try:
             limit = self.executor.limits.file_bytes
-            for identifier, filename in spec.outputs.items():
-                target = dest / "outputs" / filename
+            for index, (identifier, filename) in enumerate(sorted(spec.outputs.items())):
+                target = dest / "outputs" / f"output-{index}"  # compute's name, not the function's
                 if safe_copy(folder, filename, target, limit):
                     outputs[identifier] = target
             if safe_copy(folder, layout.TASK_LOG, dest / layout.TASK_LOG, limit):
@@ -360,21 +355,25 @@ class WarmRunner:
         shutil.rmtree(self.outbox / key, ignore_errors=True)
 
     async def run(self, args: list[str], key: str, timeout: float) -> dict:
-        """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``)."""
+        """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``, which
+        nothing written on the answer pipe extends)."""
         command = {"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         await self.process.stdin.drain()
-        while True:
-            line = await asyncio.wait_for(self.results.readline(), timeout)
-            if not line:
-                code = await self.process.wait()
-                return {"task": key, "ok": False, "error": self._death(code), "retire": True}
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue  # not the runner's words: whatever wrote them, the answer is still awaited
-            if answer.get("task") == key:
-                return answer
+        deadline = asyncio.get_running_loop().time() + timeout
+        line = await asyncio.wait_for(self.results.readline(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        if not line:
+            code = await self.process.wait()
+            return {"task": key, "ok": False, "error": self._death(code), "retire": True}
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or answer.get("task") != key:
+            # Only the runner answers, once per task: anything else is the task tampering with the pipe.
+            await self.kill()
+            return {"task": key, "ok": False, "error": "the task wrote on its runner's answer pipe", "retire": True}
+        return answer
 
     @staticmethod
     def _death(code: int | None) -> str:

@@ -94,9 +94,9 @@ class Limits:
             if getattr(self, name) <= 0:
                 raise ValueError(f"sandbox limit {name} must be positive, not {getattr(self, name)}")
 
-    def apply(self, cpu_seconds: int | None = None) -> None:
+    def apply(self) -> None:
         """Set the rlimits of the calling process (between fork and exec)."""
-        cpu = cpu_seconds or self.cpu_seconds
+        cpu = self.cpu_seconds
         for kind, soft, hard in (
             (resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes),
             # SIGXCPU at the limit (its log then says why), SIGKILL a second later if it is ignored.
@@ -128,7 +128,6 @@ class Jail:
     cwd: str = "/tmp"
     network: bool = False
     env: dict[str, str] = field(default_factory=dict)
-    cpu_seconds: int | None = None  # the RLIMIT_CPU of this jail when it differs from limits.cpu_seconds
 
 
 def privileged() -> bool:
@@ -210,7 +209,7 @@ def argv(jail: Jail, command: list[str]) -> list[str]:
     if privileged():
         # The runner switches to the jail's uid as its first act; these two capabilities let it, and
         # are gone with the switch (a non-root uid keeps no capability, and no_new_privs is set).
-        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user", "--disable-userns"]
     # The private /tmp first: a mount below it (an interpreter under /tmp) must land on it, not under it.
@@ -249,14 +248,21 @@ def child_setup(jail: Jail):
     def setup() -> None:
         os.setsid()  # its own process group: a timeout or cancel kills the whole jail at once
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlives the compute service
-        jail.limits.apply(jail.cpu_seconds)
+        jail.limits.apply()
 
     return setup
 
 
-def runner_command(python: str, mode: str, uid: int, *rest: str) -> list[str]:
-    """How the jail's first process starts: the runner switches uid, then ``mode`` (exec or serve)."""
-    return [python, "-u", RUNNER_IN_JAIL, mode, "--uid", str(uid), *rest]
+def runner_command(uid: int, *command: str) -> list[str]:
+    """How the jail's first process starts: the runner, on the service's own interpreter isolated from
+    any environment and site-packages (``-I -S``: no ``.pth`` of a function's virtualenv can run as
+    root), switches to ``uid``, then execs ``command``."""
+    return [sys.executable, "-I", "-S", RUNNER_IN_JAIL, "exec", "--uid", str(uid), "--", *command]
+
+
+def serve_command(python: str, results_fd: int, entrypoint: list[str]) -> list[str]:
+    """What the jail's first process becomes for a warm runner (after its uid switch)."""
+    return [python, "-u", RUNNER_IN_JAIL, "serve", "--results", str(results_fd), "--", *entrypoint]
 
 
 class UidPool:
@@ -291,7 +297,7 @@ def check() -> None:
     import subprocess
 
     jail = Jail(mounts=runtime_mounts(), limits=Limits(), uid=UidPool(60000, 1).acquire())
-    command = runner_command(sys.executable, "exec", jail.uid, "--", sys.executable, "-c", "pass")
+    command = runner_command(jail.uid, sys.executable, "-I", "-S", "-c", "import os; assert os.geteuid() != 0")
     result = subprocess.run(
         argv(jail, command), capture_output=True, timeout=60, env=BWRAP_ENV, preexec_fn=child_setup(jail)
     )
@@ -300,11 +306,12 @@ def check() -> None:
 
 
 def chown_tree(root: Path, uid: int) -> None:
-    """Give ``root`` and everything under it (links themselves, never their targets) to ``uid``."""
+    """Give ``root`` and everything under it (links themselves, never their targets) to ``uid``,
+    walking by folder descriptor so that no path is looked up again between the walk and the change."""
     os.chown(root, uid, uid, follow_symlinks=False)
-    for folder, dirs, files in os.walk(root):
+    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
         for name in dirs + files:
-            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+            os.chown(name, uid, uid, dir_fd=folder_fd, follow_symlinks=False)
 
 
 class OneShot:
@@ -322,7 +329,6 @@ class OneShot:
         timeout: float,
         mounts: list[Mount] = (),
         network: bool = False,
-        python: str = sys.executable,
     ) -> int:
         """Run ``command`` in a jail, output appended to ``log``; its exit status (-1 on timeout).
 
@@ -343,7 +349,7 @@ class OneShot:
             )
             with open(log, "ab") as out:
                 process = await asyncio.create_subprocess_exec(
-                    *argv(jail, runner_command(python, "exec", uid, "--", *command)),
+                    *argv(jail, runner_command(uid, *command)),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,

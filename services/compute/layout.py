@@ -9,17 +9,21 @@ are those the task sees inside its jail (see :mod:`services.compute.executor`).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tessera.asset.v1 import resources_pb2 as res
 
 TASK_LOG = "task.log"
+SAFE_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def output_files(task: res.ComputeTask) -> dict[str, str]:
     """The file name of each output, by the kind the function declares."""
     files = {}
     for identifier in sorted(task.outputs):
+        if not SAFE_IDENTIFIER.fullmatch(identifier):  # the ledger refuses them; never a path here
+            raise ValueError(f"output identifier {identifier!r} cannot name a file")
         kind = task.function.outputs[identifier].kind
         files[identifier] = f"{identifier}-perf.json" if kind == res.ASSET_PERFORMANCE else f"{identifier}.model"
     return files

@@ -1,25 +1,23 @@
 """The task runner: the first process of every jail (standard library only; it runs inside).
 
-It starts as the jail's root only when compute runs as root, and then its first act is to switch to
-the jail's unprivileged uid (``--uid``), before anything else is imported or run. Two modes:
-
 ``runner.py exec --uid U -- COMMAND...``
-    Switch uid, then replace itself with COMMAND (a build step).
+    The jail's first process, started by the service's own interpreter with ``-I -S`` (no
+    environment, no site-packages: nothing of the function's environment, not even a ``.pth`` file,
+    runs before it). As root (compute runs as root), it switches to the unprivileged ``U``, enters a
+    user namespace of its own that may hold no other, drops every capability, then replaces itself
+    with COMMAND: a build step, or the serving runner below, now on the function's interpreter.
 
-``runner.py serve --uid U --results FD [--retire-cpu S] -- ENTRYPOINT...``
-    A warm runner for one (compute plan, function): it reads one JSON command per line on stdin,
-    ``{"task": KEY, "args": [...], "log": PATH}``, runs the task with ``ENTRYPOINT + args``, its
-    output going to PATH, and answers one JSON line on the results pipe:
+``runner.py serve --results FD -- ENTRYPOINT...``
+    A warm runner for one (compute plan, function), never as root: it reads one JSON command per
+    line on stdin, ``{"task": KEY, "args": [...], "log": PATH}``, runs the task with
+    ``ENTRYPOINT + args``, its output going to PATH, and answers one JSON line on the results pipe:
     ``{"task": KEY, "ok": BOOL, "error": TEXT, "retire": BOOL}``. End of input stops it.
 
     When the entrypoint is ``python SCRIPT ...`` the script is loaded once: the runner replaces
-    ``substratools.execute`` with a loop that runs each task in turn, so the interpreter,
-    substratools and the function's module stay loaded between the tasks. Any other entrypoint is
-    started once per task, inside the same jail.
-
-    A task that fails ends the runner after its answer (the next task gets a fresh one), and so does
-    one after which the runner has used ``--retire-cpu`` seconds of CPU: the jail's hard CPU limit is
-    twice that, so every task starts with at least its own budget.
+    ``substratools.execute`` with a loop that runs each task in a child forked from the loaded
+    runner, so the interpreter, substratools and the function's module are loaded once per plan and
+    function, and each task starts from that state. Any other entrypoint is started once per task,
+    inside the same jail.
 """
 
 from __future__ import annotations
@@ -89,13 +87,26 @@ def _arguments(argv: list[str]) -> tuple[str, dict[str, str], list[str]]:
     return mode, options, rest[1:]
 
 
-class Serve:
-    """The command loop of a warm runner."""
+SIGNAL_HINTS = {
+    "SIGXCPU": " (it used up its CPU time limit)",
+    "SIGKILL": " (a limit of the sandbox)",
+    "SIGSEGV": " (a crash in native code, or its memory limit)",
+}
 
-    def __init__(self, results_fd: int, entrypoint: list[str], retire_cpu: float) -> None:
+
+class Serve:
+    """The command loop of a warm runner.
+
+    The runner loads the function once and runs each task in a child forked from it: the task starts
+    from the loaded state, not from what the previous task left, gets CPU time of its own (rlimits
+    count per process), and nothing it starts (threads, children) outlives it: the child exits and
+    compute kills whatever else remains in the jail. Only code run while loading (the script's top
+    level) lives in the runner itself.
+    """
+
+    def __init__(self, results_fd: int, entrypoint: list[str]) -> None:
         self.results = os.fdopen(results_fd, "w", buffering=1)
         self.entrypoint = entrypoint
-        self.retire_cpu = retire_cpu
         self.commands = sys.stdin
         self.current: dict | None = None
 
@@ -105,16 +116,8 @@ class Serve:
             return None
         return json.loads(line)
 
-    def cpu_used(self) -> float:
-        import resource
-
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-    def answer(self, ok: bool, error: str = "") -> bool:
+    def answer(self, ok: bool, error: str = "", retire: bool = False) -> bool:
         """Report the current task; True when the runner must stop after it."""
-        retire = not ok or self.cpu_used() >= self.retire_cpu
         sys.stdout.flush()
         sys.stderr.flush()
         self.results.write(json.dumps({"task": self.current["task"], "ok": ok, "error": error, "retire": retire}))
@@ -132,7 +135,7 @@ class Serve:
         os.close(fd)
 
     def outcome(self, call) -> tuple[bool, str]:
-        """Run ``call`` as the current task, its output in the task's log: (succeeded, error)."""
+        """Run ``call`` here, its output in the current task's log: (succeeded, error)."""
         import logging
         import traceback
 
@@ -146,6 +149,35 @@ class Serve:
         except BaseException as exc:  # noqa: BLE001 - the user's failure, reported as the task's
             traceback.print_exc()
             return False, f"{type(exc).__name__}: {exc}"
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return True, ""
+
+    def in_child(self, call) -> tuple[bool, str]:
+        """Run ``call`` as the current task in a forked child: (succeeded, error)."""
+        import signal
+
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            self.results.close()  # the answer is the runner's to give, never the task's
+            ok, error = False, "the task did not report"
+            try:
+                ok, error = self.outcome(call)
+                os.write(write_fd, error.encode(errors="replace")[:4000])
+            finally:
+                os._exit(0 if ok else 1)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as reader:
+            error = reader.read(4000).decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            return False, f"the task's process was killed by {name}{SIGNAL_HINTS.get(name, '')}"
+        if os.WEXITSTATUS(status) != 0:
+            return False, error or f"exited with status {os.WEXITSTATUS(status)}"
         return True, ""
 
     def loop(self) -> None:
@@ -170,8 +202,7 @@ class Serve:
                 raise SystemExit(code)
 
         while self.current is not None:
-            if self.answer(*self.outcome(call)):
-                return
+            self.answer(*self.outcome(call))
             self.current = self.next_command()
 
     def in_process(self, script: str, fixed: list[str]) -> None:
@@ -179,7 +210,7 @@ class Serve:
 
         script = os.path.abspath(script)
         sys.path.insert(0, os.path.dirname(script))
-        state = {"looping": False, "pending": True}  # pending: the current task awaits its answer
+        state = {"looping": False}
         try:
             import substratools
             from substratools import function as functions
@@ -190,39 +221,45 @@ class Serve:
             original = functions.execute
 
             def looping_execute(sysargs=None):
-                """Run the current task, then every next one, inside the script's own call."""
+                """Run the current task, then every next one, each in a child, inside the script's own
+                call: the script's module stays loaded in the runner."""
                 state["looping"] = True
                 while True:
                     args = [*fixed, *self.current["args"]]
-                    stop = self.answer(*self.outcome(lambda args=args: original(sysargs=args)))
-                    state["pending"] = False
-                    self.current = None if stop else self.next_command()
+                    self.answer(*self.in_child(lambda args=args: original(sysargs=args)))
+                    self.current = self.next_command()
                     if self.current is None:
                         raise SystemExit(0)
-                    state["pending"] = True
 
             functions.execute = looping_execute
             substratools.execute = looping_execute
 
+        sys.argv = [script, *fixed, *self.current["args"]]
+        # The script's top level runs here, once; its output goes to the first task's log.
+        ok, error = self.outcome(lambda: runpy.run_path(script, run_name="__main__"))
+        if state["looping"]:
+            return  # the loop ran every task and ended
+        if not ok:
+            self.answer(False, error, retire=True)  # it could not even be loaded: the next task gets a fresh runner
+            return
+        # A script that does not call substratools' execute: each task runs it again, in a child.
+        self.answer(True)
+        self.current = self.next_command()
         while self.current is not None:
             sys.argv = [script, *fixed, *self.current["args"]]
-            result = self.outcome(lambda: runpy.run_path(script, run_name="__main__"))
-            if state["looping"]:
-                if state["pending"]:  # the script failed around the loop, not inside a task
-                    self.answer(*result)
-                return
-            if self.answer(*result):
-                return
-            self.current = self.next_command()  # a script that does not call execute runs again
+            self.answer(*self.in_child(lambda: runpy.run_path(script, run_name="__main__")))
+            self.current = self.next_command()
 
 
 def main(argv: list[str]) -> None:
     mode, options, command = _arguments(argv)
-    switch_uid(int(options["uid"]))
     if mode == "exec":
+        switch_uid(int(options["uid"]))
         os.execvp(command[0], command)
     elif mode == "serve":
-        Serve(int(options["results"]), command, float(options.get("retire-cpu", "1e9"))).loop()
+        if os.geteuid() == 0:
+            raise SystemExit("runner: serve runs after the uid switch, never as root")
+        Serve(int(options["results"]), command).loop()
     else:
         raise SystemExit(f"runner: unknown mode {mode!r}")
 

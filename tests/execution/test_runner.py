@@ -79,7 +79,7 @@ def test_a_plan_s_tasks_of_one_function_share_one_runner(assets):
     assert np.allclose(model, [2.0, 2.0, 2.0])
 
 
-def test_a_failed_task_ends_its_runner_and_the_next_one_gets_a_fresh_one(assets):
+def test_a_failed_task_fails_alone_and_its_runner_serves_on(assets):
     async def scenario():
         executor = _executor(assets)
         try:
@@ -95,7 +95,46 @@ def test_a_failed_task_ends_its_runner_and_the_next_one_gets_a_fresh_one(assets)
     assert "Traceback" in failed.log_path.read_text()
     assert not again.succeeded
     assert fine.succeeded
-    assert started == 3  # each explode ended its runner; train is another function
+    assert started == 2  # one runner per function: each task ran in a child of it, the failure stayed there
+
+
+STATEFUL = """
+import json
+import substratools as tools
+
+SEEN = []
+
+
+@tools.register
+def remember(inputs, outputs, task_properties):
+    SEEN.append(task_properties["rank"])
+    with open(outputs["model"], "w") as out:
+        json.dump(SEEN, out)
+
+
+tools.execute()
+"""
+
+
+def test_each_task_starts_from_the_loaded_function_not_from_the_previous_task(assets):
+    flassets.write(assets["code"] / "function.py", STATEFUL)
+
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            seen = []
+            for index in range(3):
+                spec = _spec(assets, f"task-{index}", "remember")
+                result = await (await executor.start(spec)).wait()
+                assert result.succeeded, result.error
+                seen.append(json.loads(result.outputs["model"].read_text()))
+            return seen, executor.runners_started
+        finally:
+            await executor.close()
+
+    seen, started = asyncio.run(scenario())
+    assert started == 1
+    assert seen == [[0], [1], [2]]  # the module was loaded once, and no task saw another's state
 
 
 def test_ending_the_plan_stops_its_jails_and_frees_their_folders(assets):

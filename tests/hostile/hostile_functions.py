@@ -188,6 +188,12 @@ def escape(inputs, outputs, task_properties):
 
 
 @tools.register
+def probe_environment(inputs, outputs, task_properties):
+    # What the .pth file of a package of this function's environment saw when the interpreter started.
+    _report(outputs, {"pth": os.environ.get("TESSERA_PROBE", "never ran")})
+
+
+@tools.register
 def link_out(inputs, outputs, task_properties):
     # A link to a file that exists in the jail and on the host: compute's own environment, if followed.
     os.symlink("/proc/self/environ", outputs["model"])
@@ -195,3 +201,34 @@ def link_out(inputs, outputs, task_properties):
 
 tools.execute()
 '''
+
+
+def probe_wheel() -> tuple[str, bytes]:
+    """A wheel whose .pth file runs at every interpreter start and records who it ran as."""
+    import base64
+    import hashlib
+    import io
+    import zipfile
+
+    name = "tessera_probe-0.1-py3-none-any.whl"
+    files = {
+        "tessera_probe.pth": (
+            "import os; os.environ['TESSERA_PROBE'] = str(os.geteuid()) + ' ' + "
+            "[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]\n"
+        ),
+        "tessera_probe-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: tessera-probe\nVersion: 0.1\n",
+        "tessera_probe-0.1.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: tessera-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append("tessera_probe-0.1.dist-info/RECORD,,")
+    files["tessera_probe-0.1.dist-info/RECORD"] = "\n".join(record) + "\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+    return name, buffer.getvalue()

@@ -23,7 +23,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2
 
 from tests.execution.conftest import download, wait_function_ready, wait_plan_final
-from tests.hostile.hostile_functions import HOSTILE
+from tests.hostile.hostile_functions import HOSTILE, probe_wheel
 from tools.samples import flassets
 
 DATA_IN = {
@@ -94,6 +94,20 @@ def setup(network, orgs):
         )
         data = flassets.function_archive(attack, dockerfile=dockerfile, extra=extra)
         keys[attack] = org2.function(attack, DATA_IN, MODEL_OUT, archive=data)
+    # A function whose environment installs a package with a .pth file: code that runs at every start
+    # of the function's interpreter, before any of ours in it.
+    wheel, wheel_bytes = probe_wheel()
+    dockerfile = (
+        "FROM python:3.11-slim\nCOPY . .\nRUN pip install -r requirements.txt\n"
+        'ENTRYPOINT ["python3", "function.py", "--function-name", "probe_environment"]\n'
+    )
+    probe_extra = {**extra, "requirements.txt": f"file:{wheel}\n", wheel: wheel_bytes}
+    keys["probe_environment"] = org2.function(
+        "probe_environment",
+        DATA_IN,
+        MODEL_OUT,
+        archive=flassets.function_archive("probe_environment", dockerfile=dockerfile, extra=probe_extra),
+    )
     for key in keys.values():
         assert wait_function_ready(org2, key).status == res.FUNCTION_STATUS_READY
     work = network.state_dir / "compute" / org1.id
@@ -248,3 +262,10 @@ def test_no_privilege_can_be_regained(setup):
     # Its own user namespace, mapping one unprivileged uid (the host's full map would be "0 0 4294967295").
     inner, outer, count = report["uid_map"]
     assert inner == outer and int(inner) >= 1000 and count == "1"
+
+
+def test_the_function_s_own_packages_never_run_as_root(setup):
+    task, report, _ = _attack(setup, "probe_environment")
+    assert task.status == res.STATUS_DONE
+    uid, capabilities = report["pth"].split()
+    assert int(uid) >= 1000 and capabilities == "0000000000000000", report

@@ -36,3 +36,16 @@ def test_what_the_service_interpreter_provides_is_not_installed_again():
 def test_requirement_files_outside_the_archive_are_refused(tmp_path, dockerfile):
     with pytest.raises(BuildError):
         pip_requirements(dockerfile, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "RUN pip install evil @ http://127.0.0.1:5432/evil.whl",
+        "RUN pip install git+https://example.invalid/repo.git",
+        "RUN pip install https://example.invalid/x-1.0-py3-none-any.whl",
+    ],
+)
+def test_a_build_reaches_the_index_and_nothing_else(tmp_path, line):
+    with pytest.raises(BuildError, match="unsupported requirement"):
+        pip_requirements(line, tmp_path)

@@ -112,7 +112,7 @@ tools.execute()
 """
 
 
-def function_archive(name: str, dockerfile: str | None = None, extra: dict[str, str] | None = None) -> bytes:
+def function_archive(name: str, dockerfile: str | None = None, extra: dict[str, str | bytes] | None = None) -> bytes:
     """A tar.gz with a Dockerfile whose ENTRYPOINT runs ``name`` from ``function.py``."""
     dockerfile = dockerfile or (
         "FROM python:3.11-slim\nRUN pip install substratools numpy\nCOPY function.py .\n"
@@ -122,7 +122,7 @@ def function_archive(name: str, dockerfile: str | None = None, extra: dict[str, 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for member, text in files.items():
-            data = text.encode()
+            data = text if isinstance(text, bytes) else text.encode()
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

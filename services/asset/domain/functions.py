@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
@@ -31,6 +33,10 @@ TRANSITIONS = {
     ),
 }
 
+# Identifiers name files on the worker (its outputs): letters, digits, "_" and "-" only, never a path.
+IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
+IDENTIFIER_RULE = "identifiers are 1 to 100 letters, digits, '_' or '-'"
+
 
 def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: dict[str, res.FunctionOutput]) -> None:
     """The rules of domain §3.1 on declared inputs and outputs."""
@@ -38,8 +44,8 @@ def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: di
     samples = [name for name, spec in inputs.items() if spec.kind == res.ASSET_DATA_SAMPLE]
     for name, spec in inputs.items():
         path = f"inputs[{name}]"
-        if not 1 <= len(name) <= 100:
-            v.add(path, "identifiers must be 1 to 100 characters")
+        if not IDENTIFIER.fullmatch(name):
+            v.add(path, IDENTIFIER_RULE)
         if spec.kind not in INPUT_KINDS:
             v.add(f"{path}.kind", "must be ASSET_MODEL, ASSET_DATA_SAMPLE or ASSET_DATA_MANAGER")
         if spec.kind == res.ASSET_DATA_MANAGER and (spec.multiple or spec.optional):
@@ -50,8 +56,8 @@ def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: di
         v.add("inputs", "data manager and data sample inputs go together: both or neither")
     for name, spec in outputs.items():
         path = f"outputs[{name}]"
-        if not 1 <= len(name) <= 100:
-            v.add(path, "identifiers must be 1 to 100 characters")
+        if not IDENTIFIER.fullmatch(name):
+            v.add(path, IDENTIFIER_RULE)
         if spec.kind not in OUTPUT_KINDS:
             v.add(f"{path}.kind", "must be ASSET_MODEL or ASSET_PERFORMANCE")
         if spec.kind == res.ASSET_PERFORMANCE and spec.multiple:
