@@ -134,7 +134,8 @@ def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
         copied = 0
         # A fresh file in compute's own folder: never an existing file, never through a link.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        with open(os.open(dest, flags, 0o600), "wb") as out:
+        # Readable by others: a model may be staged (hard-linked) as a later task's input in another jail.
+        with open(os.open(dest, flags, 0o644), "wb") as out:
             while chunk := os.read(fd, 1 << 20):
                 copied += len(chunk)
                 if copied > max_bytes:

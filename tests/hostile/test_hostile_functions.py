@@ -158,8 +158,8 @@ def _still_serves(setup) -> None:
 
 
 def test_nothing_of_the_organization_is_readable(setup):
-    task, report, _ = _attack(setup, "snoop")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "snoop")
+    assert task.status == res.STATUS_DONE, logs
     assert all(outcome != "OK" for outcome in report["files"].values()), report["files"]
     listing = report["listing"]
     interpreter = {Path(p).parts[1] for p in (sys.prefix, sys.base_prefix)}
@@ -177,14 +177,14 @@ def test_nothing_of_the_organization_is_readable(setup):
 
 
 def test_no_service_database_or_message_bus_is_reachable(setup):
-    task, report, _ = _attack(setup, "connect")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "connect")
+    assert task.status == res.STATUS_DONE, logs
     assert len(report) >= 10 and all(outcome != "OK" for outcome in report.values()), report
 
 
 def test_inputs_interpreter_and_runner_cannot_be_changed(setup):
-    task, report, _ = _attack(setup, "tamper")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "tamper")
+    assert task.status == res.STATUS_DONE, logs
     assert len(report) >= 10 and all(outcome != "OK" for outcome in report.values()), report
     # The cached opener is still what the ledger says, and organization 1's next task runs on it.
     org1 = setup["org1"]
@@ -197,8 +197,8 @@ def test_inputs_interpreter_and_runner_cannot_be_changed(setup):
 
 
 def test_no_process_outlives_its_task(setup):
-    task, report, _ = _attack(setup, "linger")
-    assert task.status == res.STATUS_DONE and report == {"spawned": True}
+    task, report, logs = _attack(setup, "linger")
+    assert task.status == res.STATUS_DONE and report == {"spawned": True}, logs
     assert not _processes_with(MARKER)
 
 
@@ -221,8 +221,8 @@ def test_memory_is_bounded(setup):
 
 
 def test_processes_are_bounded(setup):
-    task, report, _ = _attack(setup, "fork_bomb")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "fork_bomb")
+    assert task.status == res.STATUS_DONE, logs
     assert report["forked"] < 24 and report["errno"] is not None
 
 
@@ -242,8 +242,8 @@ def test_wall_clock_is_bounded(setup):
 
 
 def test_tmp_and_file_sizes_are_bounded(setup):
-    task, report, _ = _attack(setup, "fill")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "fill")
+    assert task.status == res.STATUS_DONE, logs
     assert report == {"tmp": "OSError", "big_file": "OSError"}
 
 
@@ -255,8 +255,8 @@ def test_an_output_that_links_elsewhere_is_refused(setup):
 
 
 def test_no_privilege_can_be_regained(setup):
-    task, report, _ = _attack(setup, "escape")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "escape")
+    assert task.status == res.STATUS_DONE, logs
     assert all(outcome != "OK" for outcome in report["attempts"].values()), report["attempts"]
     assert report["capabilities"] == ["0000000000000000", "0000000000000000"]
     # Its own user namespace, mapping one unprivileged uid (the host's full map would be "0 0 4294967295").
@@ -265,7 +265,7 @@ def test_no_privilege_can_be_regained(setup):
 
 
 def test_the_function_s_own_packages_never_run_as_root(setup):
-    task, report, _ = _attack(setup, "probe_environment")
-    assert task.status == res.STATUS_DONE
+    task, report, logs = _attack(setup, "probe_environment")
+    assert task.status == res.STATUS_DONE, logs
     uid, capabilities = report["pth"].split()
     assert int(uid) >= 1000 and capabilities == "0000000000000000", report
