@@ -158,6 +158,11 @@ class Serve:
         """Run ``call`` as the current task in a forked child: (succeeded, error)."""
         import signal
 
+        import gc
+
+        # The loaded objects move to a generation the collector never visits: a child's collections then
+        # do not touch (and copy) every page the runner shares with it.
+        gc.freeze()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
