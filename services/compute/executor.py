@@ -38,13 +38,9 @@ from typing import Protocol
 
 from services.compute import isolation, layout
 from services.compute.isolation import Jail, Limits, Mount, UidPool
+from services.compute.runner import SIGNAL_HINTS
 
 log = logging.getLogger("tessera.compute.executor")
-SIGNAL_HINTS = {
-    "SIGXCPU": " (it used up its CPU time limit)",
-    "SIGKILL": " (a limit of the sandbox, or its timeout)",
-    "SIGSEGV": " (a crash in native code, or its memory limit)",
-}
 
 
 @dataclass(frozen=True)
@@ -195,12 +191,17 @@ def _namespace_pid(pid: str) -> int:
     return -1
 
 
+def runner_group(spec: TaskSpec) -> tuple:
+    """What tasks must share to run in one runner: their plan, their function and how it runs."""
+    return (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+
+
 class WarmRunner:
     """One runner process in its jail, serving one (compute plan, function)."""
 
     def __init__(self, executor: LocalExecutor, spec: TaskSpec) -> None:
         self.executor = executor
-        self.group = (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+        self.group = runner_group(spec)
         self.plan_key = spec.plan_key
         self.id = uuid.uuid4().hex[:12]
         self.root = executor.work_dir / "runners" / self.id
@@ -208,7 +209,6 @@ class WarmRunner:
         self.process: asyncio.subprocess.Process | None = None
         self.results: asyncio.StreamReader | None = None
         self.idle_since = time.monotonic()
-        self.served = 0
         self.dead = False
         self.namespace: str | None = None  # the jail's pid namespace, once known
 
@@ -298,13 +298,15 @@ class WarmRunner:
         arguments.write_text(layout.arguments(spec.rank, inputs, outputs))
         return [f"@/tessera/in/{spec.key}/arguments.txt"]
 
-    def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path | None]:
-        """Copy the task's outputs and log out of the jail's reach, into ``dest``."""
+    def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path]:
+        """Copy the task's outputs and log out of the jail's reach, into ``dest``; the log is always
+        there (empty when the task wrote none), for compute to append why a task failed."""
         dest.mkdir(parents=True, exist_ok=True)
         outputs: dict[str, Path] = {}
-        log_path = None
+        log_path = dest / layout.TASK_LOG
         folder = open_folder(self.outbox, spec.key)
         if folder is None:
+            log_path.touch()
             return outputs, log_path
         try:
             limit = self.executor.limits.file_bytes
@@ -312,8 +314,8 @@ class WarmRunner:
                 target = dest / "outputs" / f"output-{index}"  # compute's name, not the function's
                 if safe_copy(folder, filename, target, limit):
                     outputs[identifier] = target
-            if safe_copy(folder, layout.TASK_LOG, dest / layout.TASK_LOG, limit):
-                log_path = dest / layout.TASK_LOG
+            if not safe_copy(folder, layout.TASK_LOG, log_path, limit):
+                log_path.touch()
         finally:
             os.close(folder)
         return outputs, log_path
@@ -361,8 +363,7 @@ class WarmRunner:
         command = {"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         await self.process.stdin.drain()
-        deadline = asyncio.get_running_loop().time() + timeout
-        line = await asyncio.wait_for(self.results.readline(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        line = await asyncio.wait_for(self.results.readline(), timeout)  # one answer: nothing extends the wait
         if not line:
             code = await self.process.wait()
             return {"task": key, "ok": False, "error": self._death(code), "retire": True}
@@ -502,7 +503,7 @@ class LocalExecutor:
 
     async def runner_for(self, spec: TaskSpec) -> WarmRunner:
         """An idle runner of the task's plan and function, or a new one."""
-        group = (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+        group = runner_group(spec)
         for runner in self._idle:
             if runner.group == group and runner.process is not None and runner.process.returncode is None:
                 self._idle.remove(runner)
@@ -526,7 +527,6 @@ class LocalExecutor:
             await runner.stop()
             return
         runner.idle_since = time.monotonic()
-        runner.served += 1
         self._idle.append(runner)
         while len(self._idle) > self.max_idle:
             await self._idle.pop(0).stop()

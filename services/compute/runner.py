@@ -156,9 +156,8 @@ class Serve:
 
     def in_child(self, call) -> tuple[bool, str]:
         """Run ``call`` as the current task in a forked child: (succeeded, error)."""
-        import signal
-
         import gc
+        import signal
 
         # The loaded objects move to a generation the collector never visits: a child's collections then
         # do not touch (and copy) every page the runner shares with it.

@@ -386,7 +386,7 @@ class Worker:
             if isinstance(exc, build.BuildError):
                 logs = self.work_dir / "builds" / f"{task.function_key}.log"
             elif result is not None:
-                logs = self._failure_log(task.key, result, str(exc))
+                logs = self._failure_log(result, str(exc))
             await self._report_failure(channel, task.key, res.FAILED_ASSET_COMPUTE_TASK, res.EXECUTION_ERROR, logs)
         except asyncio.CancelledError:
             raise
@@ -401,13 +401,14 @@ class Worker:
         finally:
             self.executor.forget(task.key)
 
-    def _failure_log(self, key: str, result: ExecutionResult, reason: str) -> Path:
+    @staticmethod
+    def _failure_log(result: ExecutionResult, reason: str) -> Path | None:
         """The task's log (compute's own copy) with why it failed appended."""
-        path = result.log_path or self.executor.results_dir(key) / layout.TASK_LOG
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as out:
+        if result.log_path is None:
+            return None
+        with open(result.log_path, "a") as out:
             out.write(f"\n[tessera] the task failed: {reason}\n")
-        return path
+        return result.log_path
 
     async def _prepare_inputs(self, channel: str, task: res.ComputeTask, assets) -> list[TaskInput]:
         creds = self.creds(channel)

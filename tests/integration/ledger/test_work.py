@@ -6,7 +6,7 @@ import grpc
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 
-from tests.integration.ledger.conftest import call_error, make_function, make_plan, new_key, status
+from tests.integration.ledger.conftest import act, call_error, make_function, make_plan, new_key, status
 from tests.integration.ledger.test_outputs import (
     SCORED_IO,
     events_after,
@@ -79,12 +79,24 @@ def test_only_the_worker_starts_and_completes(ledger):
     assert status(ledger.org1, task.key) == res.STATUS_EXECUTING
 
 
-def test_a_task_of_a_canceled_plan_is_canceled_not_started(ledger):
+def test_a_task_of_a_canceled_plan_cannot_start(ledger):
     (task, _) = _chain(ledger)
     # Cancel the plan while the first task waits: the ledger cancels its tasks; a start then refuses.
     ledger.org1.CancelComputePlan(api.CancelComputePlanRequest(key=task.compute_plan_key))
     assert call_error(_start, ledger.org2, task.key).code == grpc.StatusCode.FAILED_PRECONDITION
     assert status(ledger.org1, task.key) == res.STATUS_CANCELED
+
+
+def test_a_ready_task_of_a_failed_plan_is_canceled_instead_of_started(ledger):
+    function = make_function(ledger.org1, io=SCORED_IO)
+    plan = make_plan(ledger.org1)
+    failing, independent = (register(ledger.org1, spec(plan.key, function))[0] for _ in range(2))
+    _start(ledger.org2, failing.key)
+    act(ledger.org2, failing.key, res.TASK_ACTION_FAILED)
+    assert status(ledger.org1, independent.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+    started = _start(ledger.org2, independent.key)
+    assert not started.started and started.task.status == res.STATUS_CANCELED
+    assert list(started.input_assets) == []
 
 
 def test_complete_registers_everything_and_ends_the_task_in_one_transaction(ledger):
