@@ -27,7 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from services.compute.isolation import Mount, OneShot
 from services.kit.errors import InvalidArgument, ResourceExhausted
-from services.storage import archives
+from services.kit import archives
 
 TOOLING = {"pip", "setuptools", "wheel"}
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}

@@ -21,7 +21,7 @@ from tessera.storage.v1 import storage_pb2, storage_service_pb2, storage_service
 from services.kit import client
 from services.kit.errors import FailedPrecondition, NotFound
 from services.kit.identity import OrgCredentials
-from services.storage.client import ChecksumMismatch, chunks_of, download_to, upload_requests
+from services.kit.storage.client import ChecksumMismatch, chunks_of, download_to, upload_requests
 
 
 def file_checksum(path: Path, salt: str = "") -> str:

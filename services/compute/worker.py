@@ -37,7 +37,7 @@ from services.compute.settings import ComputeSettings
 from services.kit import client, subjects
 from services.kit.errors import status_details
 from services.kit.identity import Channels, OrgCredentials
-from services.storage import archives
+from services.kit import archives
 
 log = logging.getLogger("tessera.compute")
 SETTLED = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}

@@ -7,10 +7,7 @@
 - :mod:`~services.storage.backend`: the content-addressed :class:`FileStore` interface and its
   filesystem implementation (an S3-compatible one can follow).
 - :mod:`~services.storage.store` and :mod:`~services.storage.tables`: the ``files`` table.
-- :mod:`~services.storage.archives`: safe unpacking and Substra's archive checks (a library that compute
-  and the gateway use too).
-- :mod:`~services.storage.wire`: the zero-copy encoding of file chunks.
-- :mod:`~services.storage.client`: helpers for callers (upload from a file, download with resume and
-  checksum verification, :class:`~services.storage.client.FastCalls`).
-- :mod:`~services.storage.addresses`: Substra's REST download routes of files (``storage_address``).
+
+The storage API's client helpers (addresses, chunk codec, upload/download) are in
+:mod:`services.kit.storage`; safe unpacking in :mod:`services.kit.archives`.
 """

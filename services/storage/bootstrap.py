@@ -14,7 +14,7 @@ from services.kit import app, client
 from services.kit.db import UnitOfWork
 from services.kit.server import GrpcServer, credentials_from
 from services.kit.settings import SettingsError
-from services.storage.archives import Limits
+from services.kit.archives import Limits
 from services.storage.backend import FilesystemStore
 from services.storage.files import Files
 from services.storage.permissions import LedgerPermissions

@@ -24,7 +24,8 @@ from tessera.storage.v1 import storage_service_pb2 as api
 
 from services.kit.db import UnitOfWork
 from services.kit.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
-from services.storage import archives, store
+from services.kit import archives
+from services.storage import store
 from services.storage.backend import BlobReader, BlobWriter, FileStore
 from services.storage.store import StoredFile
 

@@ -1,7 +1,7 @@
 """gRPC handlers of storage: protobuf in, :mod:`~services.storage.files` and the ledger's permissions,
 protobuf out. The caller's organization and channel come from the interceptor (its credential).
 
-File chunks travel through the zero-copy codec of :mod:`~services.storage.wire`: :func:`add_to_server`
+File chunks travel through the zero-copy codec of :mod:`~services.kit.storage.wire`: :func:`add_to_server`
 registers the service like the generated ``add_StorageServiceServicer_to_server``, with that codec on
 Upload's requests and Download's responses.
 """
@@ -16,7 +16,7 @@ from tessera.storage.v1 import storage_service_pb2_grpc as api_grpc
 
 from services.kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from services.kit.identity import Caller, current_caller
-from services.storage import addresses, wire
+from services.kit.storage import addresses, wire
 from services.storage.files import Files, kind_value
 from services.storage.permissions import LedgerPermissions
 from services.storage.store import StoredFile

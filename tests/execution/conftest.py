@@ -19,7 +19,7 @@ from tessera.storage.v1 import storage_pb2, storage_service_pb2, storage_service
 
 from services.kit.client import sync_channel
 from services.kit.identity import OrgCredentials
-from services.storage.client import upload_requests
+from services.kit.storage.client import upload_requests
 from tests.conftest import running_network
 from tools.devnet.network import Network
 from tools.samples import flassets

@@ -1,4 +1,4 @@
-"""Safe unpacking, Substra's archive checks and the directory hash (services.storage.archives).
+"""Safe unpacking, Substra's archive checks and the directory hash (services.kit.archives).
 
 Every hostile archive is built here, in memory or in ``tmp_path``, with the standard library.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from services.storage import archives
-from services.storage.archives import ArchiveError, ArchiveTooLarge, Limits
+from services.kit import archives
+from services.kit.archives import ArchiveError, ArchiveTooLarge, Limits
 
 DOCKERFILE = b'FROM python:3.11\nCOPY . .\nENTRYPOINT ["python3", "function.py", "--function-name", "train"]\n'
 

@@ -3,7 +3,7 @@
 Every party is its own process, so that each one's peak memory is its own (``VmHWM`` from /proc):
 
 * the storage service (``python -m services.storage``) on an embedded PostgreSQL, fsync on;
-* the gRPC client (this module with ``--grpc-client``, through ``services.storage.client.FastCalls``):
+* the gRPC client (this module with ``--grpc-client``, through ``services.kit.storage.client.FastCalls``):
   one Upload of the file (read from disk in 256 KiB chunks; the service hashes, writes, fsyncs and
   commits it), then one Download into a file;
 * gRPC alone (``--transport-server``, ``--transport-client``): the same chunk streams from memory to
@@ -92,7 +92,7 @@ def grpc_client(addr: str, path: str, out: str, chunk_bytes: int) -> int:
 
     from services.kit.client import sync_channel
     from services.kit.identity import OrgCredentials
-    from services.storage.client import FastCalls, upload_requests
+    from services.kit.storage.client import FastCalls, upload_requests
 
     calls = FastCalls(sync_channel(addr, OrgCredentials(ORG, SECRET)))
     calls.Upload(upload_requests(api.UploadMetadata(kind=res.FILE_KIND_LOGS), [b"warm-up"]))  # connect first

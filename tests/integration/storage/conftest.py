@@ -36,7 +36,7 @@ from services.kit.errors import StatusDetails, status_details
 from services.kit.identity import OrgCredentials
 from services.storage.backend import FilesystemStore
 from services.storage.bootstrap import build as build_storage
-from services.storage.client import FastCalls, upload_requests
+from services.kit.storage.client import FastCalls, upload_requests
 from services.storage.settings import StorageSettings
 from tests.support import ServerThread
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from tessera.storage.v1 import storage_pb2 as res
 
-from services.storage import archives
+from services.kit import archives
 from tests.integration.storage.conftest import (
     ARCHIVE_BYTES_LIMIT,
     ARCHIVE_MEMBERS_LIMIT,

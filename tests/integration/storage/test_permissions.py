@@ -11,8 +11,8 @@ from tessera.asset.v1 import resources_pb2 as asset_res
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 
-from services.storage import addresses
-from services.storage.client import download_to_sync
+from services.kit.storage import addresses
+from services.kit.storage.client import download_to_sync
 from tests.integration.storage.conftest import (
     ORG1,
     ORG2,

@@ -14,8 +14,8 @@ import pytest
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 
-from services.storage import addresses
-from services.storage.client import ChecksumMismatch, download_to_sync, upload_requests
+from services.kit.storage import addresses
+from services.kit.storage.client import ChecksumMismatch, download_to_sync, upload_requests
 from tests.integration.storage.conftest import (
     ORG1,
     call_error,

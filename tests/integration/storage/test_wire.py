@@ -1,4 +1,4 @@
-"""The zero-copy chunk codec of storage agrees byte for byte with protobuf (services.storage.wire)."""
+"""The zero-copy chunk codec of storage agrees byte for byte with protobuf (services.kit.storage.wire)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.protobuf.message import DecodeError
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 
-from services.storage import wire
+from services.kit.storage import wire
 
 SIZES = [0, 1, 127, 128, 16383, 16384, 1 << 20, (1 << 21) + 5]
 

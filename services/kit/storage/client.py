@@ -2,7 +2,7 @@
 and checksum verification. Memory stays flat: one chunk at a time on every path.
 
 Works with the generated stubs and with :class:`FastCalls` (the same RPCs through the zero-copy chunk
-codec of :mod:`~services.storage.wire`, about a third less CPU per byte), on sync channels (tools,
+codec of :mod:`~services.kit.storage.wire`, about a third less CPU per byte), on sync channels (tools,
 tests) and aio channels (compute, gateway)::
 
     calls = FastCalls(channel)
@@ -27,7 +27,7 @@ from typing import BinaryIO
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 
-from services.storage import wire
+from services.kit.storage import wire
 
 CHUNK_BYTES = 256 << 10
 """Bytes per upload message: 256 KiB was as fast as larger chunks in the benchmark and used less memory
