@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from starlette.responses import JSONResponse
 
-from services.kit.errors import StatusDetails, status_details
+from services.kit.status import StatusDetails, status_details
 
 # grpc code → HTTP status, as B:orchestrator/error.py maps them (contract §3).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

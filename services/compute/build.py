@@ -26,8 +26,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from services.compute.isolation import Mount, OneShot
-from services.kit.errors import InvalidArgument, ResourceExhausted
 from services.kit import archives
+from services.kit.errors import InvalidArgument, ResourceExhausted
 
 TOOLING = {"pip", "setuptools", "wheel"}
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}

@@ -34,10 +34,9 @@ from services.compute.executor import Execution, ExecutionResult, Executor, Task
 from services.compute.files import Files, file_checksum
 from services.compute.isolation import OneShot
 from services.compute.settings import ComputeSettings
-from services.kit import client, subjects
-from services.kit.errors import status_details
+from services.kit import archives, client, subjects
 from services.kit.identity import Channels, OrgCredentials
-from services.kit import archives
+from services.kit.status import status_details
 
 log = logging.getLogger("tessera.compute")
 SETTLED = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}

@@ -27,7 +27,7 @@ from tessera.storage.v1 import storage_service_pb2 as storage_api
 from tessera.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from services.kit import subjects
-from services.kit.errors import status_details
+from services.kit.status import status_details
 
 log = logging.getLogger("tessera.event.dispatch")
 

@@ -1,21 +1,14 @@
-"""Typed domain errors, and their one translation to and from ``google.rpc.Status``.
+"""Typed domain errors: what went wrong, in the domain's words, free of any transport.
 
-Domain code raises these (it imports neither grpc nor sqlalchemy); the server interceptor turns
-them into a canonical gRPC code plus ``ErrorInfo`` (a stable machine ``reason``) and, for
-validation failures, ``BadRequest`` field violations. Clients read them back with
-:func:`status_details`. Nobody ever branches on message text.
+Domain code raises these (it imports neither grpc nor sqlalchemy). Their one translation to gRPC
+(a canonical code, ``ErrorInfo`` with a stable machine ``reason``, ``BadRequest`` field violations)
+is the table of :mod:`services.kit.status`, applied by the server interceptor at the edge; the
+gateway maps the same status to HTTP in ``gateway/errors.py``. Nobody ever branches on message text.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
-
-ERROR_DOMAIN = "tessera.dev"
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -27,9 +20,8 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """Base class: a caller-visible failure with a canonical code and a stable reason."""
+    """Base class: a caller-visible failure with a stable reason (its status code is chosen at the edge)."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     default_reason = "UNKNOWN"
 
     def __init__(
@@ -50,7 +42,6 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """The request is malformed; ``violations`` names each offending field."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
     default_reason = "INVALID_ARGUMENT"
 
     @classmethod
@@ -62,109 +53,58 @@ class InvalidArgument(DomainError):
 class NotFound(DomainError):
     """A referenced resource does not exist (or is not visible to the caller)."""
 
-    code = grpc.StatusCode.NOT_FOUND
     default_reason = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
     """A resource with the same key exists; ``metadata['keys']`` lists them (comma separated)."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
     default_reason = "ALREADY_EXISTS"
 
 
 class PermissionDenied(DomainError):
     """The caller's organization may not do this."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
     default_reason = "PERMISSION_DENIED"
 
 
 class Unauthenticated(DomainError):
     """The caller presented no valid credential."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
     default_reason = "UNAUTHENTICATED"
 
 
 class FailedPrecondition(DomainError):
     """The resource is not in a state that allows the operation (e.g. an illegal transition)."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
 
 
 class Aborted(DomainError):
     """Concurrent writes kept conflicting: nothing was done, the same call may be made again."""
 
-    code = grpc.StatusCode.ABORTED
     default_reason = "ABORTED"
 
 
 class ResourceExhausted(DomainError):
     """A limit was hit; ``metadata`` names the limit."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
 
 
 class Gone(DomainError):
-    """The resource existed but is no longer available (a disabled model); HTTP maps it to 410."""
+    """The resource existed but is no longer available (a disabled model); gRPC FAILED_PRECONDITION, HTTP 410."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "GONE"
 
 
-def to_status(error: DomainError) -> status_pb2.Status:
-    """The ``google.rpc.Status`` describing ``error``."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
-    details = [info]
-    if error.violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad_request)
-        details.append(packed)
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+class Unavailable(DomainError):
+    """A dependency (the ledger, a peer, the database) cannot be reached now; the same call may succeed later."""
+
+    default_reason = "UNAVAILABLE"
 
 
-def trailing_metadata(error: DomainError) -> tuple[tuple[str, bytes], ...]:
-    """Trailing metadata that carries the rich status of ``error``."""
-    return ((STATUS_DETAILS_KEY, to_status(error).SerializeToString()),)
+class DataLoss(DomainError):
+    """Stored bytes no longer match what was recorded (a blob missing or corrupted)."""
 
-
-@dataclass
-class StatusDetails:
-    """What a client learns from a failed call: code, message, reason and field violations."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    violations: list[FieldViolation] = field(default_factory=list)
-
-
-def status_details(error: grpc.RpcError) -> StatusDetails:
-    """Decode the rich status of a failed call (works for sync and aio errors)."""
-    code = error.code()
-    result = StatusDetails(code=code, message=error.details() or "")
-    for key, value in error.trailing_metadata() or ():
-        if key != STATUS_DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                result.reason = info.reason
-                result.metadata = dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                result.violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    return result
+    default_reason = "DATA_LOSS"

@@ -22,7 +22,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.kit import errors, telemetry
+from services.kit import errors, status, telemetry
 from services.kit.identity import Authenticator, set_current_caller
 
 log = logging.getLogger("tessera.rpc")
@@ -109,9 +109,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def _fail(self, exc: Exception, context, outcome: _CallOutcome, span, method: str) -> None:
         if isinstance(exc, errors.DomainError):
-            outcome.code = exc.code
+            outcome.code = status.grpc_code(exc)
             span.set_status(Status(StatusCode.ERROR, exc.reason))
-            await context.abort(exc.code, exc.message, errors.trailing_metadata(exc))
+            await context.abort_with_status(status.to_grpc_status(exc))
         if _is_abort(exc):
             # The handler aborted on its own; keep its status.
             outcome.code = context.code() or grpc.StatusCode.UNKNOWN

@@ -11,10 +11,10 @@ from tessera.asset.v1 import asset_service_pb2_grpc
 from tessera.storage.v1 import storage_service_pb2
 
 from services.kit import app, client
+from services.kit.archives import Limits
 from services.kit.db import UnitOfWork
 from services.kit.server import GrpcServer, credentials_from
 from services.kit.settings import SettingsError
-from services.kit.archives import Limits
 from services.storage.backend import FilesystemStore
 from services.storage.files import Files
 from services.storage.permissions import LedgerPermissions

@@ -18,13 +18,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 
-from services.kit.db import UnitOfWork
-from services.kit.errors import AlreadyExists, DomainError, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.kit import archives
+from services.kit.db import UnitOfWork
+from services.kit.errors import AlreadyExists, DataLoss, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.storage import store
 from services.storage.backend import BlobReader, BlobWriter, FileStore
 from services.storage.store import StoredFile
@@ -41,10 +40,9 @@ the blob in blocks of this size, so that the event loop pays one thread hand-off
 chunk (docs/benchmarks.md)."""
 
 
-class DataLoss(DomainError):
+class BlobMissing(DataLoss):
     """A file's record exists but its bytes are gone or damaged: an operations problem, not the caller's."""
 
-    code = grpc.StatusCode.DATA_LOSS
     default_reason = "BLOB_MISSING"
 
 
@@ -206,10 +204,10 @@ class Files:
         try:
             reader = await asyncio.to_thread(self.blobs.open, stored.digest)
         except FileNotFoundError:
-            raise DataLoss(f"the bytes of file {stored.file_id} are missing") from None
+            raise BlobMissing(f"the bytes of file {stored.file_id} are missing") from None
         if reader.size != stored.size:
             reader.close()
-            raise DataLoss(f"the bytes of file {stored.file_id} are damaged (size {reader.size}, not {stored.size})")
+            raise BlobMissing(f"the bytes of file {stored.file_id} are damaged (size {reader.size}, not {stored.size})")
         return reader
 
     @staticmethod

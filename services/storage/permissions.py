@@ -23,7 +23,7 @@ from tessera.asset.v1 import asset_service_pb2_grpc as asset_grpc
 from tessera.asset.v1 import resources_pb2 as asset_res
 from tessera.storage.v1 import storage_pb2 as res
 
-from services.kit.errors import DomainError, Gone, PermissionDenied
+from services.kit.errors import Gone, PermissionDenied, Unavailable
 from services.kit.identity import CHANNEL_HEADER, Caller
 from services.storage.files import kind_name
 from services.storage.store import StoredFile
@@ -41,10 +41,9 @@ LOGS = kind_name(res.FILE_KIND_LOGS)
 DATA_SAMPLE = kind_name(res.FILE_KIND_DATA_SAMPLE)
 
 
-class LedgerUnavailable(DomainError):
+class LedgerUnavailable(Unavailable):
     """The ledger could not answer a permission check; retry later."""
 
-    code = grpc.StatusCode.UNAVAILABLE
     default_reason = "LEDGER_UNAVAILABLE"
 
 

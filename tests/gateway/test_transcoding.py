@@ -18,7 +18,8 @@ from gateway.httprule import TemplateError, compile_template
 from gateway.render import Renderer
 from gateway.router import Endpoint, Router
 from gateway.transcoder import bind, page_links, query_tree, render_reply, rpc_routes
-from services.kit.errors import FieldViolation, StatusDetails
+from services.kit.errors import FieldViolation
+from services.kit.status import StatusDetails
 
 pytestmark = pytest.mark.timeout(30)
 ROUTES = {(r.verb, r.template.openapi_path()): r for r in rpc_routes(SERVICE_FILES)}

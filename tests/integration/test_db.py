@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.asset.bootstrap import MIGRATIONS as ASSET_MIGRATIONS
-from services.kit import db
+from services.kit import db, status
 from services.kit.errors import Aborted
 from services.storage.bootstrap import MIGRATIONS as STORAGE_MIGRATIONS
 
@@ -92,7 +92,7 @@ def test_a_conflict_that_outlasts_the_retries_is_aborted_and_writes_nothing(data
 
     with pytest.raises(Aborted) as info:
         uow.run_sync(always_conflicting)
-    assert info.value.code == grpc.StatusCode.ABORTED and info.value.reason == "CONTENTION"
+    assert status.grpc_code(info.value) == grpc.StatusCode.ABORTED and info.value.reason == "CONTENTION"
     assert len(attempts) == 3
     assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT count(*) FROM attempts_log"))) == 0
     engine.dispose()

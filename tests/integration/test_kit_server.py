@@ -23,8 +23,9 @@ from services.asset.bootstrap import build
 from services.asset.settings import AssetSettings
 from services.kit import logs, telemetry
 from services.kit.client import sync_channel
-from services.kit.errors import FieldViolation, status_details
+from services.kit.errors import FieldViolation
 from services.kit.identity import OrgCredentials
+from services.kit.status import status_details
 from tests.support import ServerThread
 
 SPANS = InMemorySpanExporter()

@@ -21,8 +21,8 @@ from services.asset.bootstrap import build
 from services.asset.settings import AssetSettings
 from services.kit.client import sync_channel
 from services.kit.db import ensure_database
-from services.kit.errors import StatusDetails, status_details
 from services.kit.identity import OrgCredentials
+from services.kit.status import StatusDetails, status_details
 from tests.support import ServerThread
 
 ORGS = ("MyOrg1MSP", "MyOrg2MSP", "MyOrg3MSP")

@@ -32,11 +32,11 @@ from services.asset.bootstrap import build as build_ledger
 from services.asset.settings import AssetSettings
 from services.kit.client import sync_channel
 from services.kit.db import ensure_database
-from services.kit.errors import StatusDetails, status_details
 from services.kit.identity import OrgCredentials
+from services.kit.status import StatusDetails, status_details
+from services.kit.storage.client import FastCalls, upload_requests
 from services.storage.backend import FilesystemStore
 from services.storage.bootstrap import build as build_storage
-from services.kit.storage.client import FastCalls, upload_requests
 from services.storage.settings import StorageSettings
 from tests.support import ServerThread
 
