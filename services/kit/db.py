@@ -4,7 +4,8 @@ Every service owns one schema (``asset``, ``storage``, ...) in its organization'
 engine sets ``search_path`` to it, and its Alembic history (``services/<name>/migrations``)
 keeps its version table there too. SQLAlchemy 2.0 on psycopg2 is synchronous: async servicers
 call :meth:`UnitOfWork.run`, which runs the work in a worker thread, in one transaction,
-retrying serialization failures.
+retrying serialization failures. The work receives the service's *repositories* (its store, built
+on the transaction's session by the factory the composition root passes), never a raw session.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -29,6 +30,7 @@ from services.kit.errors import Aborted
 
 log = logging.getLogger("tessera.db")
 T = TypeVar("T")
+R = TypeVar("R")
 
 # psycopg2 SQLSTATEs that mean "run the transaction again".
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
@@ -126,17 +128,33 @@ def run_alembic_env(target_metadata: sa.MetaData | None = None) -> None:
         context.run_migrations()
 
 
-class UnitOfWork:
-    """Opens one transaction per unit of work; commits on success, rolls back on any error."""
+def _session_itself(session: orm.Session):
+    return session
 
-    def __init__(self, engine: Engine, *, serializable: bool = False, retries: int = 8) -> None:
+
+class UnitOfWork(Generic[R]):
+    """Opens one transaction per unit of work; commits on success, rolls back on any error.
+
+    ``repositories(session)`` builds what the work is given (a service's store over the transaction);
+    without it the work gets the session itself, which only tests and tools should want.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        repositories: Callable[[orm.Session], R] = _session_itself,
+        *,
+        serializable: bool = False,
+        retries: int = 8,
+    ) -> None:
         self._engine = engine
         self._sessions = orm.sessionmaker(engine, expire_on_commit=False)
+        self._repositories = repositories
         self._serializable = serializable
         self._retries = retries
 
-    def run_sync(self, work: Callable[[orm.Session], T]) -> T:
-        """Run ``work(session)`` in a transaction, retrying serialization failures with backoff."""
+    def run_sync(self, work: Callable[[R], T]) -> T:
+        """Run ``work(repositories)`` in a transaction, retrying serialization failures with backoff."""
         attempt = 0
         while True:
             attempt += 1
@@ -144,7 +162,7 @@ class UnitOfWork:
             try:
                 if self._serializable:
                     session.connection(execution_options={"isolation_level": "SERIALIZABLE"})
-                result = work(session)
+                result = work(self._repositories(session))
                 session.commit()
                 return result
             except sa.exc.DBAPIError as exc:
@@ -167,7 +185,7 @@ class UnitOfWork:
             finally:
                 session.close()
 
-    async def run(self, work: Callable[[orm.Session], T]) -> T:
+    async def run(self, work: Callable[[R], T]) -> T:
         """:meth:`run_sync` in a worker thread, for async servicers."""
         return await asyncio.to_thread(self.run_sync, work)
 
