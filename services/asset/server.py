@@ -44,7 +44,14 @@ def finish(ctx: Context) -> None:
         ctx.store.update_plan(plan)
         if plan.status != before:
             reason = f"status {res.ComputePlanStatus.Name(plan.status)}"
-            ctx.emit(res.ASSET_COMPUTE_PLAN, plan.key, ev.EVENT_ASSET_UPDATED, plan, reason)
+            ctx.emit(
+                res.ASSET_COMPUTE_PLAN,
+                plan.key,
+                ev.EVENT_ASSET_UPDATED,
+                plan,
+                reason,
+                status_change=(before, plan.status),
+            )
     ctx.store.append_events(ctx.events)
 
 

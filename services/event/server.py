@@ -97,9 +97,7 @@ class EventService(api_grpc.EventServiceServicer):
         def run(session):
             plan_news = sa.and_(
                 t.asset_kind == res.ASSET_COMPUTE_PLAN,
-                sa.or_(
-                    t.event_kind == ev.EVENT_ASSET_CREATED, t.event["metadata"]["reason"].astext.startswith("status ")
-                ),
+                sa.or_(t.event_kind == ev.EVENT_ASSET_CREATED, t.event.has_key("status_change")),
             )
             if request.important_news_only:
                 condition = sa.and_(plan_news, plan_status.in_(PLAN_ENDINGS))

@@ -185,9 +185,18 @@ class Context:
         return self.caller.org_id
 
     def emit(
-        self, asset_kind: int, asset_key: str, event_kind: int, asset: Any, reason: str = "", **metadata: str
+        self,
+        asset_kind: int,
+        asset_key: str,
+        event_kind: int,
+        asset: Any,
+        reason: str = "",
+        *,
+        status_change: tuple[int, int] | None = None,
+        **metadata: str,
     ) -> None:
-        """Queue an event carrying a snapshot of ``asset``; positions are given at commit."""
+        """Queue an event carrying a snapshot of ``asset``; positions are given at commit.
+        ``status_change`` is (previous, current) when the change moved the asset's status."""
         event = ev.Event(
             id=str(uuid.uuid4()),
             channel=self.channel,
@@ -200,6 +209,8 @@ class Context:
         if reason:
             event.metadata["reason"] = reason
         event.metadata.update(metadata)
+        if status_change is not None:
+            event.status_change.previous, event.status_change.current = status_change
         self.events.append(event)
 
 

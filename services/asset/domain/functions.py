@@ -150,7 +150,9 @@ def transition(ctx: Context, function: res.Function, action: int, reason: str) -
             f"{res.FunctionAction.Name(action)} is not allowed",
             reason="ILLEGAL_TRANSITION",
         )
-    function.status = target
+    previous, function.status = function.status, target
     ctx.store.update_function(function)
-    ctx.emit(res.ASSET_FUNCTION, function.key, ev.EVENT_ASSET_UPDATED, function, reason)
+    ctx.emit(
+        res.ASSET_FUNCTION, function.key, ev.EVENT_ASSET_UPDATED, function, reason, status_change=(previous, target)
+    )
     tasks.on_function_status(ctx, function)

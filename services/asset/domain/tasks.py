@@ -105,7 +105,9 @@ def _transition(ctx: Context, task: res.ComputeTask, target: int, reason: str) -
             plan.failure_date.CopyFrom(timestamp(ctx.now))
         if not plan.failed_task_key:
             plan.failed_task_key = task.key
-    ctx.emit(res.ASSET_COMPUTE_TASK, task.key, ev.EVENT_ASSET_UPDATED, _snapshot(task), reason)
+    ctx.emit(
+        res.ASSET_COMPUTE_TASK, task.key, ev.EVENT_ASSET_UPDATED, _snapshot(task), reason, status_change=(old, target)
+    )
 
 
 def _snapshot(task: res.ComputeTask) -> res.ComputeTask:

@@ -125,6 +125,10 @@ def test_function_builds_waiting_building_ready(ledger):
     updates = [e for e in events_of(ledger.org1, function.key) if e.event_kind == ev.EVENT_ASSET_UPDATED]
     assert [e.function.status for e in updates] == [res.FUNCTION_STATUS_BUILDING, res.FUNCTION_STATUS_READY]
     assert [e.metadata["reason"] for e in updates] == ["builder picked it up", "User action"]
+    assert [(e.status_change.previous, e.status_change.current) for e in updates] == [
+        (res.FUNCTION_STATUS_WAITING, res.FUNCTION_STATUS_BUILDING),
+        (res.FUNCTION_STATUS_BUILDING, res.FUNCTION_STATUS_READY),
+    ]
 
 
 @pytest.mark.parametrize("build_first", [False, True], ids=["from-waiting", "from-building"])
@@ -736,6 +740,13 @@ def test_plan_status_and_dates(ledger):
         (res.PLAN_STATUS_CANCELED, "status PLAN_STATUS_CANCELED"),
     ]
     assert all(e.event_kind == ev.EVENT_ASSET_UPDATED for e in events[1:])
+    changes = [(e.status_change.previous, e.status_change.current) for e in events[1:]]
+    assert changes == [
+        (res.PLAN_STATUS_CREATED, res.PLAN_STATUS_DOING),
+        (res.PLAN_STATUS_DOING, res.PLAN_STATUS_DONE),
+        (res.PLAN_STATUS_DONE, res.PLAN_STATUS_DOING),
+        (res.PLAN_STATUS_DOING, res.PLAN_STATUS_CANCELED),
+    ]
 
 
 def test_plan_cancel_events(ledger):
