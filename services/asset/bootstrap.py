@@ -17,7 +17,7 @@ from services.kit.server import GrpcServer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = asset_service_pb2.DESCRIPTOR.services_by_name["AssetService"].full_name
-STREAMS = [app.StreamSpec(subjects.LEDGER_STREAM, (subjects.ledger_wildcard(),))]
+STREAMS = [subjects.LEDGER]
 
 
 async def build(settings: AssetSettings) -> GrpcServer:

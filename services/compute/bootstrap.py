@@ -21,7 +21,7 @@ from services.kit.server import GrpcServer, credentials_from
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = api.DESCRIPTOR.services_by_name["ComputeService"].full_name
-STREAMS = [app.StreamSpec(subjects.WORK_STREAM, ("work.>",), work_queue=True)]
+STREAMS = [subjects.WORK]
 
 
 async def build(settings: ComputeSettings) -> GrpcServer:

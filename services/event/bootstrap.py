@@ -16,7 +16,7 @@ from services.event.follower import Follower
 from services.event.server import EventService
 from services.event.settings import EventSettings
 from services.event.tables import SCHEMA
-from services.kit import app, client
+from services.kit import app, client, subjects
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 from services.kit.identity import Channels
@@ -28,7 +28,7 @@ SERVICE = api.DESCRIPTOR.services_by_name["EventService"].full_name
 
 async def build(settings: EventSettings) -> GrpcServer:
     """Everything the event service needs, wired together; the caller starts the returned server."""
-    base = await app.foundation(settings, SCHEMA, MIGRATIONS)
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, [subjects.WORK])  # it publishes work
     uow = UnitOfWork(base.engine)
     hub = Hub()
     base.server.add(api_grpc.add_EventServiceServicer_to_server, EventService(uow, hub), SERVICE)

@@ -11,17 +11,9 @@ from typing import TypeVar
 
 from services.kit import db, logs, settings, telemetry
 from services.kit.server import GrpcServer, authenticator_from
+from services.kit.subjects import StreamSpec
 
 S = TypeVar("S", bound=settings.CommonSettings)
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """A JetStream stream a service declares at start."""
-
-    name: str
-    subjects: tuple[str, ...]
-    work_queue: bool = False
 
 
 def main(settings_cls: type[S], build: Callable[[S], Awaitable[GrpcServer]]) -> None:
