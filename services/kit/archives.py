@@ -48,7 +48,6 @@ from services.kit.errors import InvalidArgument, ResourceExhausted
 READ_BLOCK = 1 << 20
 MAX_KEPT_BYTES = 1 << 20
 MAX_LINK_TARGET = 4096
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 Source = str | os.PathLike | BinaryIO
 

@@ -15,6 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from services.kit.identity import Channels
+
 T = TypeVar("T")
 
 
@@ -86,16 +88,6 @@ def parse_peers(spec: str, own_org: str = "", own_addr: str = "") -> dict[str, s
     return peers
 
 
-def describe(cls: type) -> list[tuple[str, str, str]]:
-    """Rows of (variable, default, help) for documentation and ``--help`` output."""
-    rows = []
-    for field in dataclasses.fields(cls):
-        if "env" in field.metadata:
-            default = "" if field.default is dataclasses.MISSING else repr(field.default)
-            rows.append((field.metadata["env"], default, field.metadata.get("help", "")))
-    return rows
-
-
 @dataclasses.dataclass(frozen=True)
 class CommonSettings:
     """Settings every gRPC service shares."""
@@ -117,3 +109,8 @@ class CommonSettings:
     tls_ca: str = env("TESSERA_TLS_CA", "", "mtls mode: CA bundle that signs the organizations' certificates.")
     org_id: str = env("TESSERA_ORG_ID", "", "The organization this process belongs to (empty for the ledger).")
     shutdown_grace: float = env("TESSERA_SHUTDOWN_GRACE", 5.0, "Seconds in-flight calls get to finish on stop.")
+
+    def own_channels(self) -> list[str]:
+        """The channels this organization is a member of (``[""]``: the one open channel when none are
+        configured). The one reading of ``TESSERA_CHANNELS`` for a service acting as its organization."""
+        return Channels.parse(self.channels).of(self.org_id) or [""]
