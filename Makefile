@@ -16,10 +16,10 @@ DETACH ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen lint fmt test run stop bench lock clean
+.PHONY: help venv gen check lint fmt test test-unit run stop bench lock clean
 
 help: ## List every verb
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## Create .venv and install the pinned dependencies (requirements.lock)
 
@@ -36,14 +36,28 @@ $(GEN_STAMP): $(STAMP) $(PROTOS) tools/codegen/gen.py
 	$(BIN)/python tools/codegen/gen.py
 	@touch $@
 
-lint: gen ## ruff check + ruff format --check + buf lint
+# The API guard compares protos/ with this commit's parent on main (`BREAKING_AGAINST=main` to compare
+# a branch with main instead). Adding fields, messages and RPCs passes; removing or renumbering them fails
+# unless the change lands in a new package version (tessera.<domain>.v2) beside the old one.
+BREAKING_AGAINST ?= HEAD~1
+
+check: venv ## ruff check, ruff format --check, buf lint, buf breaking (against BREAKING_AGAINST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/buf lint
+	@if git rev-parse --verify --quiet "$(BREAKING_AGAINST)^{commit}" >/dev/null; then \
+	   echo "buf breaking --against .git#ref=$(BREAKING_AGAINST)"; \
+	   $(BIN)/buf breaking --against ".git#ref=$(BREAKING_AGAINST)"; \
+	 else echo "buf breaking: no $(BREAKING_AGAINST) in this clone (first commit or shallow); nothing to compare"; fi
+
+lint: check ## Same as check
 
 fmt: venv ## Format the Python code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+test-unit: gen ## Run the I/O-free unit tests only (tests/unit: rules, no database, no network), in seconds
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 test: gen ## Run the whole test suite (starts its own PostgreSQL and NATS)
 	@# pytest exits 5 when it collected nothing: a failure here, never a pass.
