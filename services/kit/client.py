@@ -17,7 +17,6 @@ def _metadata(details_metadata, creds: OrgCredentials | None, user: str):
     entries = list(details_metadata or ())
     if creds is not None:
         entries.extend(creds.metadata(user))
-    entries.extend(telemetry.inject_metadata())
     return entries
 
 
@@ -30,7 +29,7 @@ def _channel_credentials(creds: OrgCredentials | None):
 
 
 class _AioAuth:
-    """Adds the credential and trace context to a call's metadata."""
+    """Adds the credential to a call's metadata (the trace context comes from the tracing interceptors)."""
 
     def __init__(self, creds: OrgCredentials | None, user: str) -> None:
         self._creds = creds
@@ -70,6 +69,7 @@ class _AioStreamStream(_AioAuth, grpc.aio.StreamStreamClientInterceptor):
 def channel(addr: str, creds: OrgCredentials | None = None, user: str = "") -> grpc.aio.Channel:
     """An aio channel to ``addr`` whose calls present ``creds`` (TLS when it holds certificates)."""
     interceptors = [kind(creds, user) for kind in (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)]
+    interceptors += telemetry.aio_client_interceptors()
     tls = _channel_credentials(creds)
     if tls is not None:
         return grpc.aio.secure_channel(addr, tls, options=MESSAGE_OPTIONS, interceptors=interceptors)
@@ -100,7 +100,7 @@ class _SyncAuth(
         return _SyncDetails(
             d.method,
             d.timeout,
-            _metadata(d.metadata, self._creds, self._user),
+            _metadata(d.metadata, self._creds, self._user) + telemetry.inject_metadata(),
             d.credentials,
             getattr(d, "wait_for_ready", None),
             getattr(d, "compression", None),

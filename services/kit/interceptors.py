@@ -1,9 +1,11 @@
-"""The server interceptor chain: identity, tracing, request logging and error translation.
+"""The server interceptor chain: identity, request logging and error translation.
 
 One ``grpc.aio`` interceptor wraps every handler of a service (health checking and reflection
-excepted, so ``grpcurl`` can explore a server without credentials). Per call it:
+excepted, so ``grpcurl`` can explore a server without credentials). It runs inside the server span
+that opentelemetry-instrumentation-grpc opens (continuing the caller's W3C trace context,
+:func:`services.kit.telemetry.server_interceptors`). Per call it:
 
-1. opens a server span continuing the caller's W3C trace context;
+1. names the calling organization and channel on that span;
 2. authenticates the caller from its credential and binds it to :func:`current_caller`;
 3. runs the handler;
 4. turns a :class:`DomainError` into its canonical status with ``ErrorInfo`` / ``BadRequest``
@@ -20,9 +22,9 @@ from collections.abc import Callable
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
-from services.kit import errors, status, telemetry
+from services.kit import errors, status
 from services.kit.identity import Authenticator, set_current_caller
 
 log = logging.getLogger("tessera.rpc")
@@ -42,9 +44,8 @@ class _CallOutcome:
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every non-public RPC handler with the chain described in the module docstring."""
 
-    def __init__(self, authenticator: Authenticator, service_name: str) -> None:
+    def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
-        self._tracer = telemetry.tracer(service_name)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -59,45 +60,39 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request, context):
             outcome = _CallOutcome()
             started = time.perf_counter()
-            with self._span(method, context) as span:
-                try:
-                    self._authenticate(context, outcome, span)
-                    result = behavior(request, context)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return result
-                except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
-                    await self._fail(exc, context, outcome, span, method)
-                finally:
-                    self._log(method, outcome, started)
+            span = trace.get_current_span()
+            try:
+                self._authenticate(context, outcome, span)
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
+                await self._fail(exc, context, outcome, span, method)
+            finally:
+                self._log(method, outcome, started)
 
         async def streaming(request, context):
             outcome = _CallOutcome()
             started = time.perf_counter()
-            with self._span(method, context) as span:
-                try:
-                    self._authenticate(context, outcome, span)
-                    result = behavior(request, context)
-                    if inspect.isasyncgen(result):
-                        async for item in result:
-                            yield item
-                    else:
-                        if inspect.isawaitable(result):
-                            result = await result
-                        for item in result or ():
-                            yield item
-                except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
-                    await self._fail(exc, context, outcome, span, method)
-                finally:
-                    self._log(method, outcome, started)
+            span = trace.get_current_span()
+            try:
+                self._authenticate(context, outcome, span)
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:
+                    if inspect.isawaitable(result):
+                        result = await result
+                    for item in result or ():
+                        yield item
+            except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
+                await self._fail(exc, context, outcome, span, method)
+            finally:
+                self._log(method, outcome, started)
 
         return streaming if streaming_response else unary
-
-    def _span(self, method: str, context):
-        parent = telemetry.extract_context(context.invocation_metadata())
-        return self._tracer.start_as_current_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes={"rpc.system": "grpc", "rpc.method": method}
-        )
 
     def _authenticate(self, context, outcome: _CallOutcome, span) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit import telemetry
 from services.kit.identity import (
     Authenticator,
     Channels,
@@ -73,7 +74,7 @@ class GrpcServer:
     def __init__(self, settings: CommonSettings, authenticator: Authenticator) -> None:
         self._settings = settings
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(authenticator, settings.service_name)], options=SERVER_OPTIONS
+            interceptors=[*telemetry.server_interceptors(), ServerInterceptor(authenticator)], options=SERVER_OPTIONS
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

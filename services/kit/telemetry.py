@@ -1,22 +1,36 @@
-"""OpenTelemetry tracing set-up and trace-context propagation over gRPC metadata.
+"""OpenTelemetry: the tracer provider, its exporters, and the gRPC instrumentation every channel and server uses.
 
-Nothing is exported unless asked: ``OTEL_TRACES_EXPORTER=console`` prints spans, and tests
-install an in-memory exporter with :func:`configure_tracing`. Spans are always created, so
-trace ids reach the logs even when nothing is exported.
+Spans are always created, so trace ids reach the logs even when nothing is exported. Export follows
+the standard variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
+sends spans over OTLP/gRPC in batches; ``OTEL_TRACES_EXPORTER=console`` prints them; tests install an
+in-memory exporter with :func:`configure_tracing`. gRPC calls get their client and server spans, and
+the W3C trace context in their metadata, from opentelemetry-instrumentation-grpc
+(:func:`server_interceptors`, :func:`aio_client_interceptors`; blocking channels send the context
+with :func:`inject_metadata`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation import grpc as grpc_instrumentation
+from opentelemetry.instrumentation.grpc import filters
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+)
+
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+# Probes and API discovery make no spans: they would bury the calls that matter.
+_TRACED = filters.negate(
+    filters.any_of(filters.service_prefix("grpc.health."), filters.service_prefix("grpc.reflection."))
 )
 
 _configured = False
@@ -28,27 +42,46 @@ def configure_tracing(service: str, exporters: Sequence[SpanExporter] = ()) -> N
     provider = trace.get_tracer_provider()
     if not _configured:
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        if os.environ.get("OTEL_TRACES_EXPORTER", "none").lower() == "console":
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        for processor in _processors_from_environment():
+            provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
         _configured = True
     for exporter in exporters:
         provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[attr-defined]
 
 
-def tracer(name: str) -> trace.Tracer:
-    """The tracer for instrumentation scope ``name``."""
-    return trace.get_tracer(name)
+def _processors_from_environment(environ=os.environ) -> list:
+    """Span processors the standard OTEL_* variables ask for."""
+    processors = []
+    if any(environ.get(name) for name in OTLP_ENDPOINT_VARIABLES):
+        # Imported on use: the exporter loads its own gRPC stubs, needless when nothing is exported.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        processors.append(BatchSpanProcessor(OTLPSpanExporter()))  # endpoint, headers, TLS from OTEL_* variables
+    if environ.get("OTEL_TRACES_EXPORTER", "none").lower() == "console":
+        processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+    return processors
 
 
-def extract_context(metadata: Iterable[tuple[str, str | bytes]] | None):
-    """The remote trace context carried in gRPC invocation metadata (W3C traceparent)."""
-    carrier = {key: value for key, value in (metadata or ()) if isinstance(value, str)}
-    return propagate.extract(carrier)
+def server_interceptors() -> list:
+    """Interceptors that open a server span per call, continuing the caller's trace context."""
+    return [grpc_instrumentation.aio_server_interceptor(filter_=_TRACED)]
+
+
+def aio_client_interceptors() -> list:
+    """Interceptors that open a client span per call and send the trace context in its metadata."""
+    return grpc_instrumentation.aio_client_interceptors(filter_=_TRACED)
 
 
 def inject_metadata() -> list[tuple[str, str]]:
-    """gRPC metadata entries carrying the current trace context to the next hop."""
+    """gRPC metadata carrying the current trace context, for blocking channels (tools and tests): the
+    instrumentation's blocking interceptor turns streaming calls into bare generators, losing ``cancel()``
+    and trailing metadata, so those channels propagate the context without making client spans."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())
+
+
+def tracer(name: str) -> trace.Tracer:
+    """The tracer for instrumentation scope ``name``."""
+    return trace.get_tracer(name)
