@@ -10,8 +10,8 @@ FileInfo) goes through the protobuf classes, and so does any chunk message a cli
 differently (e.g. with unknown fields): the fast path only accepts the exact canonical form, so the
 result is always what protobuf would have parsed.
 
-The field numbers are frozen by ``buf breaking``; ``tests/unit/test_wire.py`` checks byte equality
-with the protobuf encoder.
+The field numbers are guarded by ``buf breaking`` in ``make check``; ``tests/integration/storage/test_wire.py``
+checks byte equality with the protobuf encoder.
 """
 
 from __future__ import annotations
