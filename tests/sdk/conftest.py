@@ -13,18 +13,32 @@ import pytest
 import substra
 
 from tests.conftest import running_network
+from tests.support import OtlpCollector
 from tools.devnet.network import Organization
+
+SERVICES = ("asset", "storage", "compute", "event", "gateway")
 
 
 @pytest.fixture(scope="package")
-def network(postgres, tmp_path_factory):
+def collector():
+    """Where every process of the network exports its spans (OTLP over gRPC, as to a real collector)."""
+    with OtlpCollector() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="package")
+def network(postgres, tmp_path_factory, collector):
     """The dev network: a ledger and, per organization, storage, compute, event and gateway, on a
-    NATS server of its own, with short redelivery and reconciliation periods."""
-    yield from running_network(
-        postgres,
-        tmp_path_factory,
-        extra_env={"compute": {"TESSERA_ACK_WAIT": "4", "TESSERA_RECONCILE_SECONDS": "3"}},
-    )
+    NATS server of its own, with short redelivery and reconciliation periods, exporting its spans to
+    ``collector``."""
+    tracing = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    extra_env = {name: dict(tracing) for name in SERVICES}
+    extra_env["compute"].update({"TESSERA_ACK_WAIT": "4", "TESSERA_RECONCILE_SECONDS": "3"})
+    yield from running_network(postgres, tmp_path_factory, extra_env=extra_env)
 
 
 def sdk_client(org: Organization) -> substra.Client:

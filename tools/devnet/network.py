@@ -136,6 +136,7 @@ class Network:
                     "TESSERA_SERVICE_NAME": "asset",
                     "TESSERA_GRPC_ADDR": asset_addr,
                     "TESSERA_DATABASE_URL": self.postgres.url(self._database("ledger")),
+                    **self.extra_env.get("asset", {}),
                 },
             )
         ]
