@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2_grpc
-from tessera.storage.v1 import storage_service_pb2
 
 from services.kit import app, client
 from services.kit.archives import Limits
@@ -18,14 +17,13 @@ from services.kit.settings import SettingsError
 from services.storage.domain.permissions import Permissions
 from services.storage.files import Files
 from services.storage.ledger import GrpcLedger
-from services.storage.server import StorageService, add_to_server
+from services.storage.server import SERVICE_NAME, StorageService, add_to_server
 from services.storage.settings import StorageSettings
 from services.storage.store.blobs import FilesystemStore
 from services.storage.store.sql import SqlFileRecords
 from services.storage.store.tables import SCHEMA
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SERVICE = storage_service_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 log = logging.getLogger("tessera.storage")
 
 
@@ -56,5 +54,5 @@ async def build(settings: StorageSettings) -> GrpcServer:
     )
     permissions = Permissions(ledger, settings.org_id, export_channels=settings.model_export_channels)
     servicer = StorageService(files, permissions, chunk_bytes=settings.chunk_bytes, public_url=settings.public_url)
-    base.server.add(add_to_server, servicer, SERVICE)
+    base.server.add(add_to_server, servicer, SERVICE_NAME)
     return base.server

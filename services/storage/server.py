@@ -134,7 +134,7 @@ class StorageService(api_grpc.StorageServiceServicer):
         return api.DeleteFileResponse(file=self._info(await self._files.delete(stored)))
 
 
-SERVICE_NAME = "tessera.storage.v1.StorageService"
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["StorageService"].full_name
 
 
 def add_to_server(servicer: StorageService, server: grpc.aio.Server) -> None:
