@@ -108,25 +108,29 @@ def storage_full(detail: str) -> ResourceExhausted:
     )
 
 
+def _size_mismatch(message: str, received: str) -> InvalidArgument:
+    return InvalidArgument(
+        message, reason="SIZE_MISMATCH", violations=[FieldViolation("metadata.expected_size", received)]
+    )
+
+
 def check_received(spec: UploadSpec, received: int, max_bytes: int) -> None:
     """Refuse the upload as soon as the bytes received so far pass the limit or the announced size."""
     if received > max_bytes:
         raise too_large(max_bytes)
     if spec.expected_size is not None and received > spec.expected_size:
-        raise InvalidArgument(
+        raise _size_mismatch(
             f"the upload is larger than its expected_size ({spec.expected_size} bytes)",
-            reason="SIZE_MISMATCH",
-            violations=[FieldViolation("metadata.expected_size", f"{received} bytes received so far")],
+            f"{received} bytes received so far",
         )
 
 
 def check_complete(spec: UploadSpec, received: int) -> None:
     """Refuse an upload that ended short of its announced size."""
     if spec.expected_size is not None and received != spec.expected_size:
-        raise InvalidArgument(
+        raise _size_mismatch(
             f"the upload ended after {received} bytes, expected_size was {spec.expected_size}",
-            reason="SIZE_MISMATCH",
-            violations=[FieldViolation("metadata.expected_size", f"{received} bytes received")],
+            f"{received} bytes received",
         )
 
 
