@@ -1,5 +1,5 @@
 """Composition root of storage: settings → blob store → engine and migrations → ledger client →
-servicer → server."""
+files and permissions → servicer → server."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ import logging
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2_grpc
-from tessera.storage.v1 import storage_service_pb2
 
 from services.kit import app, client
 from services.kit.archives import Limits
 from services.kit.db import UnitOfWork
 from services.kit.server import GrpcServer, credentials_from
 from services.kit.settings import SettingsError
-from services.storage.backend import FilesystemStore
+from services.storage.domain.permissions import Permissions
 from services.storage.files import Files
-from services.storage.permissions import LedgerPermissions
-from services.storage.server import StorageService, add_to_server
+from services.storage.ledger import GrpcLedger
+from services.storage.server import SERVICE_NAME, StorageService, add_to_server
 from services.storage.settings import StorageSettings
-from services.storage.tables import SCHEMA
+from services.storage.store.blobs import FilesystemStore
+from services.storage.store.sql import SqlFileRecords
+from services.storage.store.tables import SCHEMA
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SERVICE = storage_service_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 log = logging.getLogger("tessera.storage")
 
 
@@ -43,18 +43,16 @@ async def build(settings: StorageSettings) -> GrpcServer:
     ledger = None
     if settings.asset_addr:
         channel = client.channel(settings.asset_addr, credentials_from(settings))
-        ledger = asset_service_pb2_grpc.AssetServiceStub(channel)
+        ledger = GrpcLedger(asset_service_pb2_grpc.AssetServiceStub(channel), timeout=settings.ledger_timeout)
         base.server.on_stop(channel.close)
     files = Files(
         blobs,
-        UnitOfWork(base.engine),
+        UnitOfWork(base.engine, repositories=SqlFileRecords),
         org_id=settings.org_id,
         max_file_bytes=settings.max_file_bytes,
         limits=Limits(max_members=settings.max_archive_members, max_total_bytes=settings.max_unpacked_bytes),
     )
-    permissions = LedgerPermissions(
-        ledger, settings.org_id, timeout=settings.ledger_timeout, export_channels=settings.model_export_channels
-    )
+    permissions = Permissions(ledger, settings.org_id, export_channels=settings.model_export_channels)
     servicer = StorageService(files, permissions, chunk_bytes=settings.chunk_bytes, public_url=settings.public_url)
-    base.server.add(add_to_server, servicer, SERVICE)
+    base.server.add(add_to_server, servicer, SERVICE_NAME)
     return base.server

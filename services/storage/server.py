@@ -1,5 +1,6 @@
-"""gRPC handlers of storage: protobuf in, :mod:`~services.storage.files` and the ledger's permissions,
-protobuf out. The caller's organization and channel come from the interceptor (its credential).
+"""gRPC handlers of storage: protobuf in, a call to :mod:`~services.storage.files` and the domain's
+:class:`~services.storage.domain.permissions.Permissions`, protobuf out. The caller's organization and
+channel come from the interceptor (its credential).
 
 File chunks travel through the zero-copy codec of :mod:`~services.kit.storage.wire`: :func:`add_to_server`
 registers the service like the generated ``add_StorageServiceServicer_to_server``, with that codec on
@@ -8,24 +9,63 @@ Upload's requests and Download's responses.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import grpc
 from google.protobuf import timestamp_pb2
 from tessera.storage.v1 import storage_pb2 as res
 from tessera.storage.v1 import storage_service_pb2 as api
 from tessera.storage.v1 import storage_service_pb2_grpc as api_grpc
 
-from services.kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from services.kit.identity import Caller, current_caller
+from services.kit.errors import InvalidArgument
+from services.kit.identity import current_caller
 from services.kit.storage import addresses, wire
-from services.storage.files import Files, kind_value
-from services.storage.permissions import LedgerPermissions
-from services.storage.store import StoredFile
+from services.storage.domain.permissions import Permissions
+from services.storage.domain.records import Kind, StoredFile, check_download
+from services.storage.domain.uploads import UploadRequest
+from services.storage.files import Files
+from services.storage.streaming import read_chunks
+
+
+def kind_of(value: int) -> Kind | None:
+    """The domain's kind of a FileKind value; None for FILE_KIND_UNSPECIFIED or a value this build does not know."""
+    if value == res.FILE_KIND_UNSPECIFIED or value not in res.FileKind.values():
+        return None
+    return Kind(res.FileKind.Name(value))
+
+
+def _optional(message, field: str):
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def upload_request(meta: api.UploadMetadata) -> UploadRequest:
+    """The domain's upload request of an UploadMetadata."""
+    return UploadRequest(
+        kind=kind_of(meta.kind),
+        asset_key=_optional(meta, "asset_key"),
+        expected_size=_optional(meta, "expected_size"),
+        expected_checksum=_optional(meta, "expected_checksum"),
+        filename=meta.filename,
+        checksum_salt=meta.checksum_salt,
+    )
+
+
+async def _chunks(messages: AsyncIterator) -> AsyncIterator[bytes]:
+    """The bytes of an upload's messages after the first (zero-copy chunks, or generated messages)."""
+    async for message in messages:
+        if isinstance(message, wire.Chunk):
+            yield message
+        elif message.WhichOneof("payload") == "chunk":
+            yield message.chunk
+        else:
+            raise InvalidArgument.on("chunk", "every message after the first must carry a chunk")
 
 
 class StorageService(api_grpc.StorageServiceServicer):
     """Files of one organization."""
 
-    def __init__(self, files: Files, permissions: LedgerPermissions, *, chunk_bytes: int, public_url: str) -> None:
+    def __init__(self, files: Files, permissions: Permissions, *, chunk_bytes: int, public_url: str) -> None:
         self._files = files
         self._permissions = permissions
         self._chunk_bytes = chunk_bytes
@@ -34,7 +74,7 @@ class StorageService(api_grpc.StorageServiceServicer):
     def _info(self, stored: StoredFile, *, disabled: bool | None = None) -> res.FileInfo:
         created = timestamp_pb2.Timestamp()
         created.FromDatetime(stored.creation_date)
-        kind = kind_value(stored.kind)
+        kind = res.FileKind.Value(stored.kind)
         return res.FileInfo(
             file_id=stored.file_id,
             kind=kind,
@@ -49,20 +89,16 @@ class StorageService(api_grpc.StorageServiceServicer):
             directory_checksum=stored.directory_checksum,
         )
 
-    def _owner_only(self, caller: Caller, action: str) -> None:
-        if caller.org_id != self._files.org_id:
-            raise PermissionDenied(f"only {self._files.org_id} may {action} files in its storage", reason="NOT_OWNER")
-
     async def _find(self, request) -> StoredFile:
         which = request.WhichOneof("file")
         if which == "file_id":
-            return await self._files.find(file_id=request.file_id)
+            return await self._files.find(request.file_id)
         if which == "ref":
-            return await self._files.find(kind=request.ref.kind, asset_key=request.ref.asset_key)
+            return await self._files.find_by_ref(kind_of(request.ref.kind), request.ref.asset_key)
         raise InvalidArgument.on("file", "name the file by file_id or ref")
 
     async def Upload(self, request_iterator, context):
-        self._owner_only(current_caller(), "upload")
+        self._permissions.check_owner(current_caller(), "upload")
         messages = request_iterator.__aiter__()
         try:
             first = await messages.__anext__()
@@ -70,35 +106,18 @@ class StorageService(api_grpc.StorageServiceServicer):
             raise InvalidArgument.on("metadata", "the upload stream is empty") from None
         if isinstance(first, wire.Chunk) or first.WhichOneof("payload") != "metadata":
             raise InvalidArgument.on("metadata", "the first message of an upload must carry its metadata")
-        upload = await self._files.begin_upload(first.metadata)
-        try:
-            async for message in messages:
-                if not isinstance(message, wire.Chunk):
-                    if message.WhichOneof("payload") != "chunk":
-                        raise InvalidArgument.on("chunk", "every message after the first must carry a chunk")
-                    message = message.chunk
-                await upload.write(message)
-            stored = await upload.finish()
-        except BaseException:
-            upload.abort()
-            raise
+        async with contextlib.aclosing(_chunks(messages)) as chunks:
+            stored = await self._files.upload(upload_request(first.metadata), chunks)
         return api.UploadResponse(file=self._info(stored))
 
     async def Download(self, request, context):
-        caller = current_caller()
         stored = await self._find(request)
-        await self._permissions.check_read(caller, stored, export=request.export)
-        if request.HasField("expected_checksum") and request.expected_checksum != stored.checksum:
-            raise FailedPrecondition(
-                f"the file's checksum is {stored.checksum}, not {request.expected_checksum}",
-                reason="CHECKSUM_MISMATCH",
-            )
-        if not 0 <= request.offset <= stored.size:
-            raise InvalidArgument.on("offset", f"must be between 0 and the file's size ({stored.size})")
+        await self._permissions.check_read(current_caller(), stored, export=request.export)
+        check_download(stored, offset=request.offset, expected_checksum=_optional(request, "expected_checksum"))
         reader = await self._files.open(stored)
         try:
             yield api.DownloadResponse(info=self._info(stored))
-            async for chunk in self._files.chunks(reader, request.offset, self._chunk_bytes):
+            async for chunk in read_chunks(reader, request.offset, self._chunk_bytes):
                 yield chunk  # encoded by wire.encode_download_response
         finally:
             reader.close()
@@ -107,16 +126,15 @@ class StorageService(api_grpc.StorageServiceServicer):
         caller = current_caller()
         stored = await self._find(request)
         await self._permissions.check_read(caller, stored, describe=True)
-        disabled = stored.disabled or await self._permissions.is_disabled_model(caller, stored)
-        return api.StatFileResponse(file=self._info(stored, disabled=disabled))
+        return api.StatFileResponse(file=self._info(stored, disabled=await self._permissions.is_gone(caller, stored)))
 
     async def DeleteFile(self, request, context):
-        self._owner_only(current_caller(), "delete")
+        self._permissions.check_owner(current_caller(), "delete")
         stored = await self._find(request)
         return api.DeleteFileResponse(file=self._info(await self._files.delete(stored)))
 
 
-SERVICE_NAME = "tessera.storage.v1.StorageService"
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["StorageService"].full_name
 
 
 def add_to_server(servicer: StorageService, server: grpc.aio.Server) -> None:

@@ -35,9 +35,9 @@ from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
 from services.kit.status import StatusDetails, status_details
 from services.kit.storage.client import FastCalls, upload_requests
-from services.storage.backend import FilesystemStore
 from services.storage.bootstrap import build as build_storage
 from services.storage.settings import StorageSettings
+from services.storage.store.blobs import FilesystemStore
 from tests.support import ServerThread
 
 ORG1, ORG2 = "MyOrg1MSP", "MyOrg2MSP"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from services.storage.backend import FilesystemStore
+from services.storage.store.blobs import FilesystemStore
 
 
 def staged(store: FilesystemStore, data: bytes, salt: bytes = b""):

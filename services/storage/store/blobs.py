@@ -1,12 +1,13 @@
-"""Where bytes live: the :class:`FileStore` interface and its filesystem implementation.
+"""Where bytes live: the :class:`BlobStore` interface and its filesystem implementation.
 
 Content-addressed: a blob's name is the sha256 of its bytes, so identical content is stored once
 whatever the number of files (rows) that refer to it. An upload is staged (written and hashed as it
 arrives), then either committed under its digest or aborted, leaving nothing behind. Which blobs are
-still referenced is the database's business (``services.storage.files``); the store only keeps bytes.
+still referenced is the ``files`` table's business (:mod:`services.storage.files` asks it under the
+digest's lock); the blob store only keeps bytes.
 
 An S3-compatible backend implements the same interface: staging as a multipart upload under a
-temporary key, :meth:`FileStore.commit` as a server-side copy to ``blobs/<digest>`` (skipped when the
+temporary key, :meth:`BlobStore.commit` as a server-side copy to ``blobs/<digest>`` (skipped when the
 key exists) followed by deleting the temporary key, :meth:`BlobReader.read` as ranged GETs.
 """
 
@@ -72,7 +73,7 @@ class BlobReader(Protocol):
         """Release the blob; waits for a read in progress on another thread."""
 
 
-class FileStore(Protocol):
+class BlobStore(Protocol):
     """Content-addressed blob storage."""
 
     def stage(self) -> BlobWriter:
@@ -83,9 +84,6 @@ class FileStore(Protocol):
 
     def open(self, digest: str) -> BlobReader:
         """Read the blob ``digest``; FileNotFoundError if it does not exist."""
-
-    def exists(self, digest: str) -> bool:
-        """Whether the blob ``digest`` exists."""
 
     def delete(self, digest: str) -> None:
         """Remove the blob ``digest`` if it exists."""
@@ -353,6 +351,7 @@ class FilesystemStore:
         return _FsReader(self.blob_path(digest), self._direct)
 
     def exists(self, digest: str) -> bool:
+        """Whether the blob ``digest`` exists (tests look at the disk with it)."""
         return self.blob_path(digest).exists()
 
     def delete(self, digest: str) -> None:
