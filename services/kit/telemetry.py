@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing set-up and trace-context propagation over gRPC metadata.
+"""OpenTelemetry tracing set-up and trace-context propagation over gRPC metadata and NATS headers.
 
 Nothing is exported unless asked: ``OTEL_TRACES_EXPORTER=console`` prints spans, and tests
 install an in-memory exporter with :func:`configure_tracing`. Spans are always created, so
@@ -8,7 +8,7 @@ trace ids reach the logs even when nothing is exported.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -52,3 +52,17 @@ def inject_metadata() -> list[tuple[str, str]]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())
+
+
+def inject_nats_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """NATS message headers: ``headers`` plus the current trace context (W3C ``traceparent``, and
+    ``tracestate`` when set), for the consumer to continue the trace; nothing is added outside a span."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_nats_context(headers: Mapping[str, str] | None):
+    """The remote trace context carried in a NATS message's headers (None or no trace headers: an
+    empty context, so a span started in it begins a new trace)."""
+    return propagate.extract(dict(headers or {}))
