@@ -50,9 +50,7 @@ class SqlStore:
         self._session.execute(
             insert(CursorRow)
             .values(consumer=FOLLOWER, channel=channel, position=position)
-            .on_conflict_do_update(
-                index_elements=[CursorRow.consumer, CursorRow.channel], set_={"position": position}
-            )
+            .on_conflict_do_update(index_elements=[CursorRow.consumer, CursorRow.channel], set_={"position": position})
         )
 
     def add_to_feed(self, events: Iterable[ev.Event]) -> None:

@@ -36,7 +36,10 @@ def event(kind: int = ev.EVENT_ASSET_UPDATED, **asset) -> ev.Event:
     return message
 
 
-def task(worker: str = ME, status: int = res.STATUS_WAITING_FOR_EXECUTOR_SLOT, parents=(), **outputs) -> res.ComputeTask:
+READY = res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+
+
+def task(worker: str = ME, status: int = READY, parents=(), **outputs) -> res.ComputeTask:
     """A task; ``parents`` are (task key, output identifier) it reads; ``outputs`` name=transient."""
     snapshot = res.ComputeTask(key=key(), compute_plan_key=key(), worker=worker, status=status)
     for parent_key, identifier in parents:
@@ -58,7 +61,8 @@ def test_a_function_of_this_organization_asks_for_a_build_if_it_still_waits():
     (action,) = rules().decide(created)
     assert isinstance(action, BuildIfWaiting)
     assert action.work.kind == "build" and action.work.message_id == f"{created.id}:build"
-    assert action.work.message == work_pb2.BuildFunction(function_key=function.key, channel=CHANNEL, event_id=created.id)
+    expected = work_pb2.BuildFunction(function_key=function.key, channel=CHANNEL, event_id=created.id)
+    assert action.work.message == expected
 
 
 def test_a_function_of_another_organization_asks_nothing():
