@@ -1,16 +1,15 @@
-"""Turn ledger events into work for this organization's compute service.
+"""Carry out the dispatcher's decisions (``services.event.domain.dispatch``) for one channel: publish
+work to JetStream, ask compute to cancel a run, storage to delete a model, the ledger to disable
+transient outputs.
 
-Every decision is taken from the ledger's *current* state, never from the event's snapshot
-alone, so replaying any part of the history changes nothing: a task already running, done or
-canceled is not queued again, a function already built is not rebuilt. Work messages carry a
-stable ``Nats-Msg-Id`` (``run:<task>``...) so that JetStream drops a repeat inside its window,
-and compute checks the ledger again before acting.
+A work message carries two headers: ``Nats-Msg-Id`` (the event id and the work kind), so that JetStream
+drops a re-publication of the same event inside its duplicate window, and the W3C trace context of the
+span that handled the event, so that compute continues its trace.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import grpc
@@ -18,27 +17,32 @@ from nats.js import JetStreamContext
 from tessera.asset.v1 import asset_service_pb2 as asset_api
 from tessera.asset.v1 import asset_service_pb2_grpc as asset_grpc
 from tessera.asset.v1 import events_pb2 as ev
-from tessera.asset.v1 import resources_pb2 as res
 from tessera.compute.v1 import compute_service_pb2 as compute_api
 from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
-from tessera.compute.v1 import work_pb2
 from tessera.storage.v1 import storage_pb2
 from tessera.storage.v1 import storage_service_pb2 as storage_api
 from tessera.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
-from services.kit import subjects
+from services.event.domain.dispatch import (
+    Action,
+    BuildIfWaiting,
+    CancelRun,
+    DeleteModel,
+    DispatchRules,
+    ReleaseInputs,
+    Work,
+)
+from services.kit import subjects, telemetry
 from services.kit.status import status_details
 
 log = logging.getLogger("tessera.event.dispatch")
+tracer = telemetry.tracer("tessera.event")
 
-FINAL = {res.STATUS_DONE, res.STATUS_FAILED, res.STATUS_CANCELED}
-PLAN_ENDED = {res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED}
 # Refusals that mean "someone already did it": the decision was right, the state moved on.
 SETTLED = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}
-KNOWN_TASKS = 50_000  # tasks whose outputs the dispatcher remembers (a few hundred bytes each)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     """What was done for one event (for logs and tests)."""
 
@@ -47,52 +51,68 @@ class Decision:
 
 
 class Dispatcher:
-    """Decides, for each ledger event of a channel, what this organization must do."""
+    """Turns each ledger event of a channel into what this organization must do."""
 
     def __init__(
         self,
-        org: str,
-        channel: str,
+        rules: DispatchRules,
         ledger: asset_grpc.AssetServiceStub,
         compute: compute_grpc.ComputeServiceStub | None,
         js: JetStreamContext | None,
         storage: storage_grpc.StorageServiceStub | None = None,
     ) -> None:
-        self.org = org
-        self.channel = channel
-        self._known: OrderedDict[str, tuple[str, dict[str, bool]]] = OrderedDict()
+        self.rules = rules
         self.ledger = ledger
         self.compute = compute
         self.js = js
         self.storage = storage
 
     async def handle(self, event: ev.Event) -> list[Decision]:
-        """Act on one event; returns what was decided."""
-        kind = event.WhichOneof("asset")
-        if kind == "function" and event.function.owner == self.org:
-            return await self._function(event.function.key)
-        if kind == "compute_task":
-            return await self._task(event, event.compute_task)
-        if kind == "model" and event.event_kind == ev.EVENT_ASSET_DISABLED and event.model.owner == self.org:
-            return await self._delete_model(event.model.key)
-        if kind == "compute_plan" and event.compute_plan.status in PLAN_ENDED:
-            return await self._publish(
-                "teardown",
-                f"teardown:{event.asset_key}",
-                work_pb2.Teardown(compute_plan_key=event.asset_key, channel=self.channel, event_id=event.id),
-            )
-        return []
+        """Act on one event, in a span of its own (its context travels with the work); returns what was done."""
+        attributes = {
+            "tessera.event.id": event.id,
+            "tessera.event.position": event.position,
+            "tessera.event.kind": ev.EventKind.Name(event.event_kind),
+            "tessera.asset.key": event.asset_key,
+        }
+        with tracer.start_as_current_span("event.dispatch", attributes=attributes):
+            decisions: list[Decision] = []
+            for action in self.rules.decide(event):
+                decisions += await self._carry_out(action)
+            return decisions
 
-    async def _publish(self, kind: str, msg_id: str, message) -> list[Decision]:
+    async def _carry_out(self, action: Action) -> list[Decision]:
+        if isinstance(action, Work):
+            return await self._publish(action)
+        if isinstance(action, BuildIfWaiting):
+            reply = await self.ledger.GetFunction(asset_api.GetFunctionRequest(key=action.work.key))
+            return await self._publish(action.work) if self.rules.needs_build(reply.function) else []
+        if isinstance(action, CancelRun):
+            return await self._cancel(action)
+        if isinstance(action, DeleteModel):
+            return await self._delete_model(action.model_key)
+        if isinstance(action, ReleaseInputs):
+            return await self._release(action)
+        raise TypeError(f"unknown action {action!r}")
+
+    async def _publish(self, work: Work) -> list[Decision]:
         if self.js is None:
             return []
         await self.js.publish(
-            subjects.work_subject(self.org, kind), message.SerializeToString(), headers={"Nats-Msg-Id": msg_id}
+            subjects.work_subject(self.rules.org, work.kind),
+            work.message.SerializeToString(),
+            headers=telemetry.inject_nats_headers({"Nats-Msg-Id": work.message_id}),
         )
-        return [Decision(kind, msg_id.split(":", 1)[1])]
+        return [Decision(work.kind, work.key)]
+
+    async def _cancel(self, action: CancelRun) -> list[Decision]:
+        if self.compute is None:
+            return []
+        request = compute_api.CancelTaskRequest(compute_task_key=action.task_key, reason=action.reason)
+        reply = await self.compute.CancelTask(request)
+        return [Decision("cancel", action.task_key)] if reply.canceled else []
 
     async def _delete_model(self, key: str) -> list[Decision]:
-        """A disabled model's bytes are deleted from this organization's storage (Substra does the same)."""
         if self.storage is None:
             return []
         request = storage_api.DeleteFileRequest(
@@ -106,80 +126,14 @@ class Dispatcher:
             return []
         return [Decision("delete-model", key)]
 
-    async def _function(self, key: str) -> list[Decision]:
-        function = (await self.ledger.GetFunction(asset_api.GetFunctionRequest(key=key))).function
-        if function.status != res.FUNCTION_STATUS_WAITING:
-            return []
-        return await self._publish(
-            "build", f"build:{key}", work_pb2.BuildFunction(function_key=key, channel=self.channel)
-        )
-
-    def _remember(self, task: res.ComputeTask) -> None:
-        """A task's worker and which outputs are transient: fixed at registration, so every event of a
-        task tells them, and a consumer's end need not read its parents again."""
-        self._known[task.key] = (task.worker, {name: out.transient for name, out in task.outputs.items()})
-        self._known.move_to_end(task.key)
-        while len(self._known) > KNOWN_TASKS:
-            self._known.popitem(last=False)
-
-    async def _outputs_of(self, key: str) -> tuple[str, dict[str, bool]]:
-        if key not in self._known:
-            self._remember((await self.ledger.GetTask(asset_api.GetTaskRequest(key=key))).task)
-        return self._known[key]
-
-    async def _task(self, event: ev.Event, snapshot: res.ComputeTask) -> list[Decision]:
-        self._remember(snapshot)
-        decisions: list[Decision] = []
-        if snapshot.worker == self.org:
-            if snapshot.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
-                decisions += await self._queue(snapshot, event)
-            if snapshot.status == res.STATUS_CANCELED and self.compute is not None:
-                reply = await self.compute.CancelTask(
-                    compute_api.CancelTaskRequest(
-                        compute_task_key=snapshot.key, reason=event.metadata.get("reason", "")
-                    )
-                )
-                if reply.canceled:
-                    decisions.append(Decision("cancel", snapshot.key))
-        if event.event_kind == ev.EVENT_ASSET_UPDATED and snapshot.status in FINAL:
-            decisions += await self._disable_transient_parents(snapshot)
-        return decisions
-
-    async def _queue(self, task: res.ComputeTask, event: ev.Event) -> list[Decision]:
-        """Queue the run of a task the event shows ready, without reading the ledger again: compute's
-        StartTask decides on the current state (a task that moved on is refused, one of a canceled or
-        failed plan is canceled), and the message id keeps one run message per task."""
-        return await self._publish(
-            "run",
-            f"run:{task.key}",
-            work_pb2.RunTask(
-                compute_task_key=task.key,
-                compute_plan_key=task.compute_plan_key,
-                channel=self.channel,
-                event_id=event.id,
-            ),
-        )
-
-    async def _disable_transient_parents(self, finished: res.ComputeTask) -> list[Decision]:
-        """Once a consumer is final, the transient outputs it read may be disabled (domain §2.5);
-        the ledger refuses while another consumer still needs them, which is fine."""
+    async def _release(self, action: ReleaseInputs) -> list[Decision]:
+        for key in self.rules.unknown_parents(action):
+            self.rules.known.remember((await self.ledger.GetTask(asset_api.GetTaskRequest(key=key))).task)
         decisions = []
-        refs = {
-            (i.parent_task_output.parent_task_key, i.parent_task_output.output_identifier)
-            for i in finished.inputs
-            if i.WhichOneof("ref") == "parent_task_output"
-        }
-        for parent_key, identifier in sorted(refs):
-            worker, transient = await self._outputs_of(parent_key)
-            if worker != self.org or not transient.get(identifier, False):
-                continue
-            done = await self._settle(
-                self.ledger.DisableOutput(
-                    asset_api.DisableOutputRequest(compute_task_key=parent_key, identifier=identifier)
-                )
-            )
-            if done:
-                decisions.append(Decision("disable", f"{parent_key}|{identifier}"))
+        for ref in self.rules.to_disable(action):
+            request = asset_api.DisableOutputRequest(compute_task_key=ref.task_key, identifier=ref.identifier)
+            if await self._settle(self.ledger.DisableOutput(request)):
+                decisions.append(Decision("disable", f"{ref.task_key}|{ref.identifier}"))
         return decisions
 
     @staticmethod

@@ -1,87 +1,49 @@
-"""Follow the ledger's event stream of each channel from a stored cursor.
+"""Follow the ledger's event stream of one channel from a stored cursor.
 
-For every event, in the ledger's order: let the dispatcher act on it, then keep it in the
-organization's feed and move the cursor. The feed is written behind the dispatch, in one transaction
-for all the events handled meanwhile, so a burst (one ledger transaction's events) costs one write and
-the next event's dispatch never waits for it. A crash before the write repeats those events on
-restart, which is harmless (feed rows are keyed by position, decisions are idempotent). The ledger's
-``SubscribeEvents`` is the source: gap-free and ordered per channel by construction.
+First the organization registers itself in the channel (the event service is the one place that does:
+it is the organization's member of the channel it follows); a refusal because it is already registered
+is success, and an unreachable ledger is retried. Then, for every event in the ledger's order: let the
+dispatcher act on it, then keep it in the organization's feed and move the cursor. The feed is written
+behind the dispatch, in one transaction for all the events handled meanwhile, so a burst (one ledger
+transaction's events) costs one write and the next event's dispatch never waits for it. A crash before
+the write repeats those events on restart, which is harmless (feed rows are keyed by position,
+decisions are idempotent). The ledger's ``SubscribeEvents`` is the source: gap-free and ordered per
+channel by construction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 
 import grpc
-import sqlalchemy as sa
-from google.protobuf import json_format
-from sqlalchemy.dialects.postgresql import insert
 from tessera.asset.v1 import asset_service_pb2 as asset_api
 from tessera.asset.v1 import asset_service_pb2_grpc as asset_grpc
 from tessera.asset.v1 import events_pb2 as ev
 
 from services.event.dispatcher import Dispatcher
-from services.event.tables import CursorRow, FeedEventRow
+from services.event.domain.follow import feed_write
+from services.event.store import Store
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 
 log = logging.getLogger("tessera.event.follow")
-CONSUMER = "follower"
-
-
-def load_cursor(session, channel: str) -> int:
-    """The last position handled in ``channel`` (0: none)."""
-    row = session.get(CursorRow, (CONSUMER, channel))
-    return 0 if row is None else row.position
-
-
-def save_cursor(session, channel: str, position: int) -> None:
-    """Remember that every event up to ``position`` was handled."""
-    session.execute(
-        insert(CursorRow)
-        .values(consumer=CONSUMER, channel=channel, position=position)
-        .on_conflict_do_update(index_elements=[CursorRow.consumer, CursorRow.channel], set_={"position": position})
-    )
-
-
-def store_event(session, event: ev.Event) -> None:
-    """Keep ``event`` in the feed (a replayed event is already there)."""
-    session.execute(
-        insert(FeedEventRow)
-        .values(
-            channel=event.channel,
-            position=event.position,
-            id=event.id,
-            asset_kind=event.asset_kind,
-            asset_key=event.asset_key,
-            event_kind=event.event_kind,
-            timestamp=event.timestamp.ToDatetime(dt.UTC),
-            event=json_format.MessageToDict(event, preserving_proto_field_name=True),
-        )
-        .on_conflict_do_nothing()
-    )
-
-
-def reset(session, channel: str) -> None:
-    """Replay from the start: the next follower run handles the whole history again."""
-    session.execute(sa.delete(CursorRow).where(CursorRow.consumer == CONSUMER, CursorRow.channel == channel))
 
 
 class Follower:
-    """One background task per channel, reconnecting forever."""
+    """One background task for one channel, reconnecting forever."""
 
     def __init__(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[Store],
         channel: str,
         ledger: asset_grpc.AssetServiceStub,
         dispatcher: Dispatcher,
-        hub: Hub | None = None,
+        *,
+        hub: Hub,
+        address: str,
         retry_seconds: float = 1.0,
-        address: str = "",
     ) -> None:
         self._uow = uow
         self.channel = channel
@@ -92,7 +54,6 @@ class Follower:
         self._registered = False
         self._retry = retry_seconds
         self._task: asyncio.Task | None = None
-        self.position = 0
 
     def start(self) -> None:
         """Follow in the background until :meth:`stop`."""
@@ -108,17 +69,19 @@ class Follower:
     async def _run(self) -> None:
         while True:
             try:
+                if not self._registered:
+                    await self._register()
                 await self._follow()
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                log.warning("ledger stream interrupted (%s); reconnecting", exc.code().name)
+                log.warning("ledger call failed (%s); retrying", exc.code().name)
             except Exception:
                 log.exception("event handling failed; resuming from the cursor")
             await asyncio.sleep(self._retry)
 
     async def _register(self) -> None:
-        """Register this organization in the channel, once (as Substra backends do at start)."""
+        """Register this organization in the channel (as Substra backends do at start)."""
         try:
             await self._ledger.RegisterOrganization(asset_api.RegisterOrganizationRequest(address=self._address))
             log.info("registered in channel %s", self.channel)
@@ -128,13 +91,11 @@ class Follower:
         self._registered = True
 
     async def _follow(self) -> None:
-        if not self._registered:
-            await self._register()
-        self.position = await self._uow.run(lambda s: load_cursor(s, self.channel))
+        cursor = await self._uow.run(lambda store: store.load_cursor(self.channel))
         handled: asyncio.Queue[ev.Event] = asyncio.Queue()
-        writer = asyncio.create_task(self._write_feed(handled), name=f"feed-{self.channel}")
+        writer = asyncio.create_task(self._write_feed(handled, cursor), name=f"feed-{self.channel}")
         try:
-            stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=self.position))
+            stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=cursor))
             async for reply in stream:
                 if writer.done():
                     writer.result()  # the feed could not be written: raise it here, resume from the cursor
@@ -153,20 +114,19 @@ class Follower:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
 
-    async def _write_feed(self, handled: asyncio.Queue) -> None:
+    async def _write_feed(self, handled: asyncio.Queue, cursor: int) -> None:
         """Keep handled events in the feed and move the cursor, off the dispatch path: every event
         handled meanwhile goes in one transaction (a burst of a transaction's events, one write)."""
         while True:
             batch = [await handled.get()]
             while not handled.empty():
                 batch.append(handled.get_nowait())
+            write = feed_write(batch, cursor)
 
-            def write(session, events=batch):
-                for event in events:
-                    store_event(session, event)
-                save_cursor(session, self.channel, events[-1].position)
+            def save(store: Store, write=write) -> None:
+                store.add_to_feed(write.events)
+                store.save_cursor(self.channel, write.position)
 
-            await self._uow.run(write)
-            self.position = batch[-1].position
-            if self._hub is not None:
-                await self._hub.notify()
+            await self._uow.run(save)
+            cursor = write.position
+            await self._hub.notify()

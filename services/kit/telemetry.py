@@ -1,4 +1,4 @@
-"""OpenTelemetry: the tracer provider, its exporters, and the gRPC instrumentation every channel and server uses.
+"""OpenTelemetry: the tracer provider, its exporters, the gRPC instrumentation, and trace context in NATS headers.
 
 Spans are always created, so trace ids reach the logs even when nothing is exported. Export follows
 the standard variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
@@ -6,13 +6,14 @@ sends spans over OTLP/gRPC in batches; ``OTEL_TRACES_EXPORTER=console`` prints t
 in-memory exporter with :func:`configure_tracing`. gRPC calls get their client and server spans, and
 the W3C trace context in their metadata, from opentelemetry-instrumentation-grpc
 (:func:`server_interceptors`, :func:`aio_client_interceptors`; blocking channels send the context
-with :func:`inject_metadata`).
+with :func:`inject_metadata`). Work messages carry it in their NATS headers (:func:`inject_nats_headers`,
+:func:`extract_nats_context`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation import grpc as grpc_instrumentation
@@ -85,3 +86,17 @@ def inject_metadata() -> list[tuple[str, str]]:
 def tracer(name: str) -> trace.Tracer:
     """The tracer for instrumentation scope ``name``."""
     return trace.get_tracer(name)
+
+
+def inject_nats_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """NATS message headers: ``headers`` plus the current trace context (W3C ``traceparent``, and
+    ``tracestate`` when set), for the consumer to continue the trace; nothing is added outside a span."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_nats_context(headers: Mapping[str, str] | None):
+    """The remote trace context carried in a NATS message's headers (None or no trace headers: an
+    empty context, so a span started in it begins a new trace)."""
+    return propagate.extract(dict(headers or {}))

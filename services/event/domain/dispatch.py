@@ -1,0 +1,188 @@
+"""What a ledger event asks of this organization: the dispatcher's decisions.
+
+The rules read the event (and what earlier events told about tasks); ``services.event.dispatcher``
+carries the decisions out against the ledger, compute, storage and JetStream. Replaying an event yields
+the same decisions, and each is harmless the second time: a work message's id is made of the event id and
+the work kind, so JetStream drops a re-publication inside its duplicate window, and compute decides from
+the ledger's current state anyway (a task already running, done or canceled is not run again).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.compute.v1 import work_pb2
+
+FINAL = frozenset({res.STATUS_DONE, res.STATUS_FAILED, res.STATUS_CANCELED})
+PLAN_ENDED = frozenset({res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED})
+KNOWN_TASKS = 50_000  # tasks whose outputs are remembered (a few hundred bytes each)
+
+
+def message_id(event_id: str, kind: str) -> str:
+    """The ``Nats-Msg-Id`` of the ``kind`` work an event asks for: the same on every replay of the event."""
+    return f"{event_id}:{kind}"
+
+
+@dataclass(frozen=True)
+class Work:
+    """Publish ``message`` on ``work.<org>.<kind>`` with ``message_id`` as its ``Nats-Msg-Id``."""
+
+    kind: str  # build, run or teardown
+    key: str  # the asset the work is about
+    message: Message
+    message_id: str
+
+
+@dataclass(frozen=True)
+class BuildIfWaiting:
+    """Publish the build ``work`` if the ledger still shows the function waiting for its build: an event
+    replayed after the build asks nothing."""
+
+    work: Work
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Ask compute to stop the run of a canceled task, if it runs one."""
+
+    task_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeleteModel:
+    """Delete a disabled model's file from this organization's storage (Substra does the same)."""
+
+    model_key: str
+
+
+@dataclass(frozen=True, order=True)
+class OutputRef:
+    """One output of a task."""
+
+    task_key: str
+    identifier: str
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """A task is final: the transient outputs it read may be disabled (domain §2.5), those this
+    organization computed. The ledger refuses while another consumer still needs one, which is fine."""
+
+    task_key: str
+    parents: tuple[OutputRef, ...]
+
+
+Action = Work | BuildIfWaiting | CancelRun | DeleteModel | ReleaseInputs
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    """Who runs a task and which of its outputs are transient: fixed when the task is registered."""
+
+    worker: str
+    transient: frozenset[str]
+
+    @classmethod
+    def of(cls, task: res.ComputeTask) -> TaskOutputs:
+        return cls(task.worker, frozenset(name for name, out in task.outputs.items() if out.transient))
+
+
+class KnownTasks:
+    """The :class:`TaskOutputs` of the tasks seen last (every event of a task tells them), so that a
+    consumer's end need not read its parents from the ledger again."""
+
+    def __init__(self, capacity: int = KNOWN_TASKS) -> None:
+        self._capacity = capacity
+        self._tasks: OrderedDict[str, TaskOutputs] = OrderedDict()
+
+    def remember(self, task: res.ComputeTask) -> None:
+        """Keep what ``task`` tells; the least recently seen task is forgotten past the capacity."""
+        self._tasks[task.key] = TaskOutputs.of(task)
+        self._tasks.move_to_end(task.key)
+        while len(self._tasks) > self._capacity:
+            self._tasks.popitem(last=False)
+
+    def get(self, key: str) -> TaskOutputs | None:
+        """What is known of task ``key``, or None."""
+        return self._tasks.get(key)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class DispatchRules:
+    """The decisions for one organization in one channel (``channel`` "" is the one open channel)."""
+
+    def __init__(self, org: str, channel: str, known: KnownTasks | None = None) -> None:
+        self.org = org
+        self.channel = channel
+        self.known = known if known is not None else KnownTasks()
+
+    def decide(self, event: ev.Event) -> list[Action]:
+        """What ``event`` asks of this organization, in the order to carry it out."""
+        kind = event.WhichOneof("asset")
+        if kind == "function" and event.function.owner == self.org:
+            key = event.function.key
+            message = work_pb2.BuildFunction(function_key=key, channel=self.channel, event_id=event.id)
+            return [BuildIfWaiting(self._work("build", key, message, event))]
+        if kind == "compute_task":
+            return self._task(event, event.compute_task)
+        if kind == "model" and event.event_kind == ev.EVENT_ASSET_DISABLED and event.model.owner == self.org:
+            return [DeleteModel(event.model.key)]
+        if kind == "compute_plan" and event.compute_plan.status in PLAN_ENDED:
+            message = work_pb2.Teardown(compute_plan_key=event.asset_key, channel=self.channel, event_id=event.id)
+            return [self._work("teardown", event.asset_key, message, event)]
+        return []
+
+    @staticmethod
+    def needs_build(function: res.Function) -> bool:
+        """Whether a function, as the ledger shows it now, still waits for its build."""
+        return function.status == res.FUNCTION_STATUS_WAITING
+
+    def unknown_parents(self, action: ReleaseInputs) -> list[str]:
+        """The parents of ``action`` whose outputs must be read from the ledger first."""
+        return sorted({ref.task_key for ref in action.parents if self.known.get(ref.task_key) is None})
+
+    def to_disable(self, action: ReleaseInputs) -> list[OutputRef]:
+        """The inputs of ``action`` that are transient outputs computed by this organization."""
+        found = []
+        for ref in action.parents:
+            parent = self.known.get(ref.task_key)
+            if parent is not None and parent.worker == self.org and ref.identifier in parent.transient:
+                found.append(ref)
+        return found
+
+    def _work(self, kind: str, key: str, message: Message, event: ev.Event) -> Work:
+        return Work(kind, key, message, message_id(event.id, kind))
+
+    def _task(self, event: ev.Event, task: res.ComputeTask) -> list[Action]:
+        self.known.remember(task)
+        actions: list[Action] = []
+        if task.worker == self.org and task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
+            # Queued from the event alone: compute's StartTask decides on the current state (a task that
+            # moved on is refused, one of a canceled or failed plan is canceled).
+            message = work_pb2.RunTask(
+                compute_task_key=task.key,
+                compute_plan_key=task.compute_plan_key,
+                channel=self.channel,
+                event_id=event.id,
+            )
+            actions.append(self._work("run", task.key, message, event))
+        if task.worker == self.org and task.status == res.STATUS_CANCELED:
+            actions.append(CancelRun(task.key, event.metadata.get("reason", "")))
+        if event.event_kind == ev.EVENT_ASSET_UPDATED and task.status in FINAL:
+            parents = sorted(
+                {
+                    OutputRef(i.parent_task_output.parent_task_key, i.parent_task_output.output_identifier)
+                    for i in task.inputs
+                    if i.WhichOneof("ref") == "parent_task_output"
+                }
+            )
+            if parents:
+                actions.append(ReleaseInputs(task.key, tuple(parents)))
+        return actions

@@ -1,0 +1,110 @@
+"""The event service's store on PostgreSQL (``Store``): events are kept whole, in the protobuf JSON
+form (a JSONB column), beside the columns the lists filter on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.event.v1 import event_service_pb2 as api
+
+from services.event.domain.feed import PLAN_ENDINGS, news_item
+from services.event.store.tables import CursorRow, FeedEventRow
+from services.kit.errors import InvalidArgument
+from services.kit.pagination import Page, paginate
+
+FOLLOWER = "follower"  # the consumer whose cursors these are
+PLAN_ENDING_NAMES = [res.ComputePlanStatus.Name(status) for status in PLAN_ENDINGS]
+
+
+def _event(row: FeedEventRow) -> ev.Event:
+    return json_format.ParseDict(row.event, ev.Event())
+
+
+def _moment(request, field: str) -> dt.datetime:
+    value: Timestamp = getattr(request, field)
+    try:
+        return value.ToDatetime(dt.UTC)
+    except ValueError:  # seconds or nanos out of the Timestamp range
+        raise InvalidArgument.on(field, "is not a valid timestamp") from None
+
+
+class SqlStore:
+    """:class:`services.event.store.Store` on one transaction's session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def load_cursor(self, channel: str) -> int:
+        row = self._session.get(CursorRow, (FOLLOWER, channel))
+        return 0 if row is None else row.position
+
+    def save_cursor(self, channel: str, position: int) -> None:
+        self._session.execute(
+            insert(CursorRow)
+            .values(consumer=FOLLOWER, channel=channel, position=position)
+            .on_conflict_do_update(index_elements=[CursorRow.consumer, CursorRow.channel], set_={"position": position})
+        )
+
+    def add_to_feed(self, events: Iterable[ev.Event]) -> None:
+        rows = [
+            {
+                "channel": event.channel,
+                "position": event.position,
+                "id": event.id,
+                "asset_kind": event.asset_kind,
+                "asset_key": event.asset_key,
+                "event_kind": event.event_kind,
+                "timestamp": event.timestamp.ToDatetime(dt.UTC),
+                "event": json_format.MessageToDict(event, preserving_proto_field_name=True),
+            }
+            for event in events
+        ]
+        if rows:
+            self._session.execute(insert(FeedEventRow).values(rows).on_conflict_do_nothing())
+
+    def list_events(self, channel: str, request: api.ListEventsRequest) -> Page:
+        t = FeedEventRow
+        query = sa.select(t).where(t.channel == channel)
+        if request.asset_kind:
+            query = query.where(t.asset_kind == request.asset_kind)
+        if request.asset_key:
+            query = query.where(t.asset_key == request.asset_key)
+        if request.event_kind:
+            query = query.where(t.event_kind == request.event_kind)
+        return paginate(self._session, request, query.order_by(t.position), _event)
+
+    def events_after(self, channel: str, position: int, limit: int) -> list[ev.Event]:
+        t = FeedEventRow
+        rows = self._session.scalars(
+            sa.select(t).where(t.channel == channel, t.position > position).order_by(t.position).limit(limit)
+        )
+        return [_event(row) for row in rows]
+
+    def news_feed(self, channel: str, request: api.ListNewsFeedRequest) -> Page:
+        """Plans created, plans whose status moved (started, ended: the events with a ``status_change``),
+        data managers created; with ``important_news_only``, plan endings only."""
+        t = FeedEventRow
+        plan_news = sa.and_(
+            t.asset_kind == res.ASSET_COMPUTE_PLAN,
+            sa.or_(t.event_kind == ev.EVENT_ASSET_CREATED, t.event.has_key("status_change")),
+        )
+        if request.important_news_only:
+            plan_status = t.event["compute_plan"]["status"].astext
+            condition = sa.and_(plan_news, plan_status.in_(PLAN_ENDING_NAMES))
+        else:
+            dataset_news = sa.and_(t.asset_kind == res.ASSET_DATA_MANAGER, t.event_kind == ev.EVENT_ASSET_CREATED)
+            condition = sa.or_(plan_news, dataset_news)
+        query = sa.select(t).where(t.channel == channel, condition)
+        if request.HasField("timestamp_after"):
+            query = query.where(t.timestamp >= _moment(request, "timestamp_after"))
+        if request.HasField("timestamp_before"):
+            query = query.where(t.timestamp <= _moment(request, "timestamp_before"))
+        return paginate(self._session, request, query.order_by(t.position.desc()), lambda row: news_item(_event(row)))
