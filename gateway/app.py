@@ -33,7 +33,9 @@ HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 class Gateway:
     """Serves a route table, plus ``/openapi.json`` and ``/schema/``, its OpenAPI description."""
 
-    def __init__(self, endpoints: list[Endpoint], authenticator: Authenticator, *, version: str, tracer) -> None:
+    def __init__(
+        self, endpoints: list[Endpoint], authenticator: Authenticator, *, version: str, tracer: trace.Tracer
+    ) -> None:
         described = [
             adapter("GET", "/openapi.json", self.openapi_json, "openapi", public=True, summary="This document"),
             adapter(

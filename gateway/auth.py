@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
-import json
 import time
 
 from starlette.requests import Request
@@ -144,12 +143,7 @@ class TokenEndpoints:
 
     async def create(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
         """``POST /api-token/`` ``{"note", "expires_at"}``: a named token."""
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise HttpError(400, "JSON parse error") from None
-        if not isinstance(data, dict):
-            raise HttpError(400, "expected a JSON object")
+        data = await json_object(request)
         note = data.get("note") or ""
         if not isinstance(note, str) or len(note) > 255:
             raise HttpError(400, "note: must be a string of at most 255 characters")

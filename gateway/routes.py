@@ -38,7 +38,9 @@ _MULTIPART = {"content": {"multipart/form-data": {"schema": {"type": "object"}}}
 FILE_RESPONSES = {"200": {"description": "The file", "content": {"application/octet-stream": {}}}}
 
 
-def table(transcoder: Transcoder, tokens: TokenEndpoints, uploads: Uploads, downloads: Downloads, views: Views):
+def table(
+    transcoder: Transcoder, tokens: TokenEndpoints, uploads: Uploads, downloads: Downloads, views: Views
+) -> list[Endpoint]:
     """The whole route table: transcoded RPCs first, then the adapters."""
     endpoints = [
         Endpoint(route.verb, route.template, _rpc_handler(transcoder, route), route.method.name, rpc=route)

@@ -57,7 +57,6 @@ class StoredFile:
     """A file part once stored."""
 
     part: str
-    filename: str
     ref: storage_pb2.FileRef
     info: storage_pb2.FileInfo
     head: bytes
@@ -68,7 +67,6 @@ class _Upload:
 
     def __init__(self, upstreams: Upstreams, principal: Principal, ref: storage_pb2.FileRef, filename: str, part: str):
         self.ref = ref
-        self.filename = filename
         self.part = part
         self.size = 0
         self.head = bytearray()
@@ -108,7 +106,7 @@ class _Upload:
     async def finish(self) -> StoredFile:
         await self._put(None)
         reply = await self._task
-        return StoredFile(self.part, self.filename, self.ref, reply.file, bytes(self.head))
+        return StoredFile(self.part, self.ref, reply.file, bytes(self.head))
 
     def cancel(self) -> None:
         self._call.cancel()
