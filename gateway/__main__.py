@@ -1,10 +1,10 @@
-"""Composition root of the gateway: settings → logs → tracing → application → uvicorn."""
+"""``python -m gateway``: settings → logs → tracing → the application (:mod:`gateway.bootstrap`) → uvicorn."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from gateway.app import create_app
+from gateway.bootstrap import build
 from gateway.settings import GatewaySettings
 from services.kit import logs, settings, telemetry
 
@@ -16,7 +16,7 @@ def main() -> None:
     telemetry.configure_tracing(config.service_name)
     host, _, port = config.http_addr.rpartition(":")
     uvicorn.run(
-        create_app(config),
+        build(config),
         host=host or "127.0.0.1",
         port=int(port),
         log_config=None,  # our JSON logging is already configured

@@ -14,15 +14,15 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
-import json
 import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.errors import HttpError, json_object
+from gateway.store import API, Token
 from gateway.upstreams import Principal
-from gateway.users import API, Accounts, now
+from gateway.users import Accounts, now
 
 KEYWORD = "token"
 _CACHE_LIMIT = 10_000
@@ -96,6 +96,18 @@ class LoginThrottle:
             self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > moment - self._period}
 
 
+def describe(token: Token) -> dict:
+    """A token as ``/active-api-tokens/`` lists it (never its value)."""
+    data = {"id": token.id, "expires_at": _iso(token.expires_at), "created_at": _iso(token.created_at)}
+    if token.kind == API:
+        data["note"] = token.note
+    return data
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
 async def _credentials(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
@@ -127,16 +139,11 @@ class TokenEndpoints:
         if issued is None:
             raise HttpError(400, "Unable to log in with provided credentials.")
         token, raw = issued
-        return JSONResponse({**token.describe(), "token": raw})
+        return JSONResponse({**describe(token), "token": raw})
 
     async def create(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
         """``POST /api-token/`` ``{"note", "expires_at"}``: a named token."""
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise HttpError(400, "JSON parse error") from None
-        if not isinstance(data, dict):
-            raise HttpError(400, "expected a JSON object")
+        data = await json_object(request)
         note = data.get("note") or ""
         if not isinstance(note, str) or len(note) > 255:
             raise HttpError(400, "note: must be a string of at most 255 characters")
@@ -149,15 +156,15 @@ class TokenEndpoints:
             if expires_at.tzinfo is None:
                 expires_at = expires_at.replace(tzinfo=dt.UTC)
         token, raw = await self._accounts.create_token(principal.user_id, API, expires_at, note)
-        return JSONResponse({**token.describe(), "note": note, "token": raw}, status_code=201)
+        return JSONResponse({**describe(token), "note": note, "token": raw}, status_code=201)
 
     async def active(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
         """``GET /active-api-tokens/``: the user's named and implicit tokens."""
         tokens = await self._accounts.tokens(principal.user_id)
         return JSONResponse(
             {
-                "tokens": [t.describe() for t in tokens if t.kind == API],
-                "implicit_tokens": [t.describe() for t in tokens if t.kind != API],
+                "tokens": [describe(t) for t in tokens if t.kind == API],
+                "implicit_tokens": [describe(t) for t in tokens if t.kind != API],
             }
         )
 

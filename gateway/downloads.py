@@ -4,7 +4,8 @@ Every download first reads the asset from the ledger as the user's organization 
 is not visible on the channel), checks the permission there (process, or download for a model
 export), then streams ``StorageService.Download`` by asset and kind. A model also needs its
 channel's model export enabled (Substra's ``model_export_enabled``), and answers 410 once disabled.
-Task logs come from the task's failure report, under the logs permission.
+Task logs come from the task's failure report (its function's after a failed build), under the logs
+permission.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2, storage_service_pb2
 
 from gateway.errors import HttpError
+from gateway.router import Handler
 from gateway.upstreams import Principal, Upstreams
+from services.kit.storage import addresses
 
 OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
@@ -31,6 +34,18 @@ class Downloads:
     def __init__(self, upstreams: Upstreams, model_export_channels: tuple[str, ...]) -> None:
         self._upstreams = upstreams
         self._export_channels = set(model_export_channels)
+
+    def files(self) -> dict[int, tuple[str, Handler]]:
+        """The endpoint of each kind of file served here (its route is the kind's in the kit's ``ROUTES``),
+        with its operation name."""
+        return {
+            storage_pb2.FILE_KIND_FUNCTION_ARCHIVE: ("download_function", self.function_file),
+            storage_pb2.FILE_KIND_FUNCTION_DESCRIPTION: ("describe_function", self.function_description),
+            storage_pb2.FILE_KIND_OPENER: ("download_opener", self.opener),
+            storage_pb2.FILE_KIND_DATA_MANAGER_DESCRIPTION: ("describe_dataset", self.data_manager_description),
+            storage_pb2.FILE_KIND_MODEL: ("download_model", self.model_file),
+            storage_pb2.FILE_KIND_LOGS: ("download_logs", self.logs_file),
+        }
 
     def export_enabled(self, channel: str) -> bool:
         """Whether users of ``channel`` may download models."""
@@ -138,7 +153,10 @@ class Downloads:
     async def task_logs(self, request: Request, principal: Principal, params: dict) -> Response:
         """``GET /task/{key}/logs/``: the logs of a failed task (or of its function's failed build)."""
         task = (await self._asset(principal, "GetTask", api.GetTaskRequest(key=params["key"]))).task
-        return await self._logs(principal, task.key, f"tuple_logs_{task.key}.txt")
+        # The task's own failure report, or its function's when the build failed (the address says which).
+        ref = addresses.parse(task.logs_address.storage_address) if task.HasField("logs_address") else None
+        report_key = ref.asset_key if ref is not None and ref.kind == storage_pb2.FILE_KIND_LOGS else task.key
+        return await self._logs(principal, report_key, f"tuple_logs_{task.key}.txt")
 
     async def logs_file(self, request: Request, principal: Principal, params: dict) -> Response:
         """``GET /logs/{key}/file/``: the logs of a failure report by its asset key."""

@@ -11,7 +11,8 @@ pages of 100 tasks that each embed their function). Then two rules the protos ca
 * per message type, a small reshaper (:data:`RESHAPERS`) applied bottom-up: task inputs flattened to
   ``{identifier, asset_key, parent_task_key, parent_task_output_identifier}``, output and input
   assets' oneof as ``asset``, every ``storage_address`` rewritten to this gateway's absolute URL for
-  the file (derived from the request, so it follows the host the client used).
+  the file (:func:`services.kit.storage.addresses.storage_address` on the URL of the request, so it
+  follows the host the client used).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
+from tessera.storage.v1 import storage_pb2 as files
+
+from services.kit.storage import addresses
+from services.kit.storage.addresses import storage_address
 
 _PKG = "tessera.asset.v1."
 
@@ -36,10 +41,6 @@ class Renderer:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
-
-    def url(self, path: str) -> str:
-        """Absolute URL of a gateway path."""
-        return f"{self.base_url}/{path.strip('/')}/"
 
     def message(self, message: Message) -> dict[str, Any]:
         """One message as a JSON object."""
@@ -136,27 +137,27 @@ def _field_getter(field: FieldDescriptor) -> Callable[[Message, Renderer], Any]:
 
 
 # ------------------------------------------------------------------------------------------- reshapers
-def _address(renderer: Renderer, data: dict, field: str, path: str) -> None:
+def _address(r: Renderer, data: dict, field: str, kind: int, key: str) -> None:
     value = data.get(field)
     if isinstance(value, dict):
-        value["storage_address"] = renderer.url(path)
+        value["storage_address"] = storage_address(r.base_url, kind, key)
 
 
 def _function(r: Renderer, data: dict) -> None:
     key = data.get("key", "")
-    _address(r, data, "archive", f"function/{key}/file")
-    _address(r, data, "description", f"function/{key}/description")
+    _address(r, data, "archive", files.FILE_KIND_FUNCTION_ARCHIVE, key)
+    _address(r, data, "description", files.FILE_KIND_FUNCTION_DESCRIPTION, key)
     data.pop("image", None)  # the built image is the builder's business, not the SDK's
 
 
 def _data_manager(r: Renderer, data: dict) -> None:
     key = data.get("key", "")
-    _address(r, data, "opener", f"data_manager/{key}/opener")
-    _address(r, data, "description", f"data_manager/{key}/description")
+    _address(r, data, "opener", files.FILE_KIND_OPENER, key)
+    _address(r, data, "description", files.FILE_KIND_DATA_MANAGER_DESCRIPTION, key)
 
 
 def _model(r: Renderer, data: dict) -> None:
-    _address(r, data, "address", f"model/{data.get('key', '')}/file")
+    _address(r, data, "address", files.FILE_KIND_MODEL, data.get("key", ""))
 
 
 def _task_input(r: Renderer, data: dict) -> None:
@@ -166,7 +167,11 @@ def _task_input(r: Renderer, data: dict) -> None:
 
 
 def _task(r: Renderer, data: dict) -> None:
-    _address(r, data, "logs_address", f"task/{data.get('key', '')}/logs")
+    # A task's logs are its failure report's: its own, or its function's after a failed build.
+    logs = data.get("logs_address")
+    ref = addresses.parse(logs.get("storage_address", "")) if isinstance(logs, dict) else None
+    key = ref.asset_key if ref is not None and ref.kind == files.FILE_KIND_LOGS else data.get("key", "")
+    _address(r, data, "logs_address", files.FILE_KIND_LOGS, key)
 
 
 def _plan_shape(r: Renderer, data: dict) -> None:
@@ -186,7 +191,7 @@ def _oneof_asset(*fields: str) -> Callable[[Renderer, dict], None]:
 
 
 def _failure_report(r: Renderer, data: dict) -> None:
-    _address(r, data, "logs_address", f"logs/{data.get('asset_key', '')}/file")
+    _address(r, data, "logs_address", files.FILE_KIND_LOGS, data.get("asset_key", ""))
 
 
 RESHAPERS: dict[str, Callable[[Renderer, dict], None]] = {

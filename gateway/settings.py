@@ -32,14 +32,8 @@ class GatewaySettings(CommonSettings):
     public_url: str = env(
         "TESSERA_PUBLIC_URL",
         "",
-        "Base URL clients reach this gateway at; registered in the ledger and used in stored file addresses "
-        "(empty: http://TESSERA_HTTP_ADDR).",
-    )
-    register_organization: bool = env(
-        "TESSERA_REGISTER_ORGANIZATION",
-        False,
-        "Register this organization (with TESSERA_PUBLIC_URL) on its users' channels at start, retrying until "
-        "the ledger answers.",
+        "Base URL clients reach this gateway at, used in the addresses of the files it uploads when storage "
+        "gives none (empty: http://TESSERA_HTTP_ADDR).",
     )
     upstream_timeout: float = env("TESSERA_UPSTREAM_TIMEOUT", 120.0, "Seconds one gRPC call to a service may take.")
     token_lifetime_minutes: int = env(

@@ -25,7 +25,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from gateway import policies
 from gateway.errors import HttpError, rpc_error_response
@@ -33,7 +33,6 @@ from gateway.httprule import Template, compile_template
 from gateway.render import Renderer
 from gateway.upstreams import Principal, Upstreams
 
-HTTP_VERBS = ("get", "put", "post", "delete", "patch")
 PAGE_FIELDS = ("next_page_token", "total_size")
 
 _INTS = {
@@ -350,8 +349,3 @@ class Transcoder:
             reply, status = recovered
             return JSONResponse(render_reply(route, request, message, reply), status_code=status)
         return JSONResponse(render_reply(route, request, message, reply), status_code=route.status)
-
-
-def empty(status: int = 200) -> Response:
-    """``{}``: the SDK parses every non-download reply as JSON (contract §1)."""
-    return JSONResponse({}, status_code=status)

@@ -3,9 +3,10 @@
 Each file part is streamed to this organization's storage as it arrives (``StorageService.Upload``,
 sha256 computed by storage), with backpressure and a size limit; the ``json`` part carries the
 spec. Once every part is stored, the asset is registered in the ledger with the files'
-checksums and their addresses on this gateway; if registration fails the stored files are
-deleted. Keys of data managers, functions and data samples are made here, before the upload,
-so files are stored under their asset's key. ``POST /data_sample/`` also takes a JSON body naming
+checksums and addresses (the ``storage_address`` storage answered, or the same built on this
+gateway's public URL when storage has none); if registration fails the stored files are deleted.
+Keys of data managers, functions and data samples are made here, before the upload, so files are
+stored under their asset's key. ``POST /data_sample/`` also takes a JSON body naming
 folders on this server (``local=False``), packed and stored the same way (:mod:`gateway.servermedias`).
 """
 
@@ -33,6 +34,7 @@ from gateway.multipart import PartData, PartEnd, PartStart, parts
 from gateway.render import Renderer
 from gateway.transcoder import parse_into
 from gateway.upstreams import Principal, Upstreams
+from services.kit.storage.addresses import storage_address
 
 log = logging.getLogger("tessera.gateway.uploads")
 
@@ -55,7 +57,6 @@ class StoredFile:
     """A file part once stored."""
 
     part: str
-    filename: str
     ref: storage_pb2.FileRef
     info: storage_pb2.FileInfo
     head: bytes
@@ -66,7 +67,6 @@ class _Upload:
 
     def __init__(self, upstreams: Upstreams, principal: Principal, ref: storage_pb2.FileRef, filename: str, part: str):
         self.ref = ref
-        self.filename = filename
         self.part = part
         self.size = 0
         self.head = bytearray()
@@ -106,7 +106,7 @@ class _Upload:
     async def finish(self) -> StoredFile:
         await self._put(None)
         reply = await self._task
-        return StoredFile(self.part, self.filename, self.ref, reply.file, bytes(self.head))
+        return StoredFile(self.part, self.ref, reply.file, bytes(self.head))
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -126,13 +126,13 @@ class Uploads:
     def __init__(
         self,
         upstreams: Upstreams,
-        base_url: str,
+        public_url: str,
         max_file_bytes: int,
         max_json_bytes: int,
         servermedias_root: str = "",
     ) -> None:
         self._upstreams = upstreams
-        self._base_url = base_url.rstrip("/")
+        self._public_url = public_url
         self._max_file = max_file_bytes
         self._max_json = max_json_bytes
         self._servermedias_root = servermedias_root
@@ -190,8 +190,12 @@ class Uploads:
                     timeout=self._upstreams.call_timeout,
                 )
 
-    def _address(self, stored: StoredFile, path: str) -> res.Addressable:
-        return res.Addressable(checksum=stored.info.checksum, storage_address=f"{self._base_url}/{path}/")
+    def _addressable(self, stored: StoredFile) -> res.Addressable:
+        """The ledger's address of a stored file: the one storage made, or else the same built on our public URL."""
+        address = stored.info.storage_address or storage_address(
+            self._public_url, stored.ref.kind, stored.ref.asset_key
+        )
+        return res.Addressable(checksum=stored.info.checksum, storage_address=address)
 
     async def _call(self, call, message, principal: Principal):
         return await call(message, metadata=principal.metadata(), timeout=self._upstreams.call_timeout)
@@ -219,8 +223,8 @@ class Uploads:
             message = api.RegisterDataManagerRequest()
             parse_into(_spec_object(received), message, "json")
             message.key = key
-            message.opener.CopyFrom(self._address(files["data_opener"], f"data_manager/{key}/opener"))
-            message.description.CopyFrom(self._address(files["description"], f"data_manager/{key}/description"))
+            message.opener.CopyFrom(self._addressable(files["data_opener"]))
+            message.description.CopyFrom(self._addressable(files["description"]))
             reply = await self._call(self._upstreams.asset().RegisterDataManager, message, principal)
         return JSONResponse(Renderer(str(request.base_url)).message(reply.data_manager), status_code=201)
 
@@ -243,8 +247,8 @@ class Uploads:
             message = api.RegisterFunctionRequest()
             parse_into(spec, message, "json")
             message.key = key
-            message.archive.CopyFrom(self._address(files["file"], f"function/{key}/file"))
-            message.description.CopyFrom(self._address(files["description"], f"function/{key}/description"))
+            message.archive.CopyFrom(self._addressable(files["file"]))
+            message.description.CopyFrom(self._addressable(files["description"]))
             reply = await self._call(self._upstreams.asset().RegisterFunction, message, principal)
         return JSONResponse(Renderer(str(request.base_url)).message(reply.function), status_code=201)
 

@@ -63,15 +63,6 @@ class Upstreams:
         self.call_timeout = settings.upstream_timeout
         self.org_id = settings.org_id
 
-    @property
-    def names(self) -> list[str]:
-        """The configured upstreams."""
-        return list(self._addrs)
-
-    def configured(self, name: str) -> bool:
-        """Whether upstream ``name`` has an address."""
-        return name in self._addrs
-
     def channel(self, name: str) -> grpc.aio.Channel:
         """The channel to upstream ``name``; a 501 when this organization does not run it."""
         if name not in self._channels:

@@ -1,4 +1,4 @@
-"""Users and tokens in the gateway's schema, and their declarative provisioning.
+"""Users and tokens: the rules, over a :class:`~gateway.store.UserStore`.
 
 * Passwords are hashed with argon2id (memory-hard; ``argon2-cffi`` defaults), verified in a worker
   thread so a login never blocks the event loop, and rehashed when the parameters change.
@@ -24,18 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import argon2
-import sqlalchemy as sa
-from sqlalchemy import orm
 
-from gateway.tables import TokenRow, UserRow
+from gateway.store import IMPLICIT, Token, UserStore
 from gateway.upstreams import Principal
 from services.kit.db import UnitOfWork
 
 log = logging.getLogger("tessera.gateway.users")
 
 ROLES = ("ADMIN", "USER")
-IMPLICIT, API = "implicit", "api"
-_PROVISION_LOCK = 0x7E55E4A  # advisory lock: replicas starting together provision one after the other
 
 
 def now() -> dt.datetime:
@@ -56,32 +52,6 @@ class UserEntry:
     password: str
     role: str = "ADMIN"
     channel: str = ""
-
-
-@dataclass(frozen=True)
-class Token:
-    """A token's public description (never its value)."""
-
-    id: str
-    kind: str
-    note: str
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-
-    def describe(self) -> dict:
-        """The JSON of /active-api-tokens/."""
-        data = {
-            "id": self.id,
-            "expires_at": _iso(self.expires_at),
-            "created_at": _iso(self.created_at),
-        }
-        if self.kind == API:
-            data["note"] = self.note
-        return data
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat() if value is not None else None
 
 
 def parse_users_file(path: str) -> list[UserEntry]:
@@ -133,10 +103,10 @@ def _checked(entries: list[UserEntry], path: str) -> list[UserEntry]:
 
 
 class Accounts:
-    """The users and tokens of the gateway's schema."""
+    """The rules of users and tokens; each operation is one transaction of ``transactions``."""
 
-    def __init__(self, engine: sa.Engine, hasher: argon2.PasswordHasher | None = None) -> None:
-        self._uow = UnitOfWork(engine)
+    def __init__(self, transactions: UnitOfWork[UserStore], hasher: argon2.PasswordHasher | None = None) -> None:
+        self._transactions = transactions
         self._hasher = hasher or argon2.PasswordHasher()
         # Verifying against this keeps an unknown user name as slow as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
@@ -146,44 +116,32 @@ class Accounts:
         """Make the users table equal to ``entries``; counts of created, updated, removed users."""
         wanted = {entry.username: entry for entry in entries}
 
-        def work(session: orm.Session) -> dict[str, int]:
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PROVISION_LOCK})
+        def work(store: UserStore) -> dict[str, int]:
+            store.lock_users()
             counts = {"created": 0, "updated": 0, "removed": 0}
-            existing = {row.username: row for row in session.scalars(sa.select(UserRow))}
+            existing = {user.username: user for user in store.users()}
             moment = now()
-            for name, row in existing.items():
+            for name, user in existing.items():
                 if name not in wanted:
-                    session.delete(row)
+                    store.remove_user(user.id)
                     counts["removed"] += 1
             for name, entry in wanted.items():
-                row = existing.get(name)
-                if row is None:
-                    session.add(
-                        UserRow(
-                            username=name,
-                            password_hash=self._hasher.hash(entry.password),
-                            role=entry.role,
-                            channel=entry.channel,
-                            created_at=moment,
-                            updated_at=moment,
-                        )
-                    )
+                user = existing.get(name)
+                if user is None:
+                    store.add_user(name, self._hasher.hash(entry.password), entry.role, entry.channel, moment)
                     counts["created"] += 1
                     continue
-                changed = False
-                if not self._verify(row.password_hash, entry.password):
-                    row.password_hash = self._hasher.hash(entry.password)
-                    session.execute(sa.delete(TokenRow).where(TokenRow.user_id == row.id))
-                    changed = True
-                if (row.role, row.channel) != (entry.role, entry.channel):
-                    row.role, row.channel = entry.role, entry.channel
-                    changed = True
-                if changed:
-                    row.updated_at = moment
+                password_hash = user.password_hash
+                new_password = not self._verify(password_hash, entry.password)
+                if new_password:
+                    password_hash = self._hasher.hash(entry.password)
+                    store.delete_tokens(user.id)
+                if new_password or (user.role, user.channel) != (entry.role, entry.channel):
+                    store.update_user(user.id, password_hash, entry.role, entry.channel, moment)
                     counts["updated"] += 1
             return counts
 
-        counts = self._uow.run_sync(work)
+        counts = self._transactions.run_sync(work)
         log.info("users provisioned", extra={"fields": counts})
         return counts
 
@@ -198,104 +156,56 @@ class Accounts:
             return False
 
     # ------------------------------------------------------------------------------------- logins
-    def _login(self, username: str, password: str, lifetime: dt.timedelta) -> tuple[Token, str] | None:
-        row = self._uow.run_sync(lambda s: _user_by_name(s, username))
-        if row is None:
+    def login_sync(self, username: str, password: str, lifetime: dt.timedelta) -> tuple[Token, str] | None:
+        """A new implicit token for valid credentials (the user's expired tokens purged), or None."""
+        user = self._transactions.run_sync(lambda store: store.user_by_name(username))
+        if user is None:
             self._verify(self._dummy_hash, password)
             return None
-        if not self._verify(row.password_hash, password):
+        if not self._verify(user.password_hash, password):
             return None
-        if self._hasher.check_needs_rehash(row.password_hash):
-            rehashed = self._hasher.hash(password)
-            self._uow.run_sync(
-                lambda s: s.execute(sa.update(UserRow).where(UserRow.id == row.id).values(password_hash=rehashed))
-            )
+        rehashed = self._hasher.hash(password) if self._hasher.check_needs_rehash(user.password_hash) else None
         moment = now()
+        token, raw = _new_token(IMPLICIT, moment, moment + lifetime)
 
-        def purge(session: orm.Session) -> None:
-            session.execute(
-                sa.delete(TokenRow).where(
-                    TokenRow.user_id == row.id, TokenRow.expires_at.is_not(None), TokenRow.expires_at <= moment
-                )
-            )
+        def work(store: UserStore) -> None:
+            if rehashed is not None:
+                store.set_password_hash(user.id, rehashed)
+            store.delete_tokens(user.id, expired_at=moment)
+            store.add_token(user.id, token, token_hash(raw))
 
-        self._uow.run_sync(purge)
-        return self.create_token_sync(row.id, IMPLICIT, moment + lifetime)
+        self._transactions.run_sync(work)
+        return token, raw
 
     async def login(self, username: str, password: str, lifetime: dt.timedelta) -> tuple[Token, str] | None:
-        """A new implicit token for valid credentials, or None."""
-        return await asyncio.to_thread(self._login, username, password, lifetime)
+        """:meth:`login_sync` in a worker thread."""
+        return await asyncio.to_thread(self.login_sync, username, password, lifetime)
 
     # ------------------------------------------------------------------------------------- tokens
-    def create_token_sync(
-        self, user_id: int, kind: str, expires_at: dt.datetime | None, note: str = ""
-    ) -> tuple[Token, str]:
-        """A new token of ``user_id`` and its value (shown once)."""
-        raw = secrets.token_hex(20)
-        row = TokenRow(
-            id=str(uuid.uuid4()),
-            user_id=user_id,
-            token_hash=token_hash(raw),
-            kind=kind,
-            note=note,
-            created_at=now(),
-            expires_at=expires_at,
-        )
-        self._uow.run_sync(lambda session: session.add(row))
-        return _token(row), raw
-
     async def create_token(
         self, user_id: int, kind: str, expires_at: dt.datetime | None, note: str = ""
     ) -> tuple[Token, str]:
-        """:meth:`create_token_sync` in a worker thread."""
-        return await asyncio.to_thread(self.create_token_sync, user_id, kind, expires_at, note)
+        """A new token of ``user_id`` and its value (shown once)."""
+        token, raw = _new_token(kind, now(), expires_at, note)
+        await self._transactions.run(lambda store: store.add_token(user_id, token, token_hash(raw)))
+        return token, raw
 
     async def resolve(self, raw: str) -> tuple[Principal, dt.datetime | None] | None:
         """The user behind a token value and the token's expiry, or None."""
-
-        def work(session: orm.Session):
-            found = session.execute(
-                sa.select(TokenRow, UserRow)
-                .join(UserRow, UserRow.id == TokenRow.user_id)
-                .where(TokenRow.token_hash == token_hash(raw))
-            ).first()
-            if found is None:
-                return None
-            token, user = found
-            principal = Principal(user.id, user.username, user.role, user.channel, token.id)
-            return principal, token.expires_at
-
-        return await self._uow.run(work)
+        found = await self._transactions.run(lambda store: store.token_by_hash(token_hash(raw)))
+        if found is None:
+            return None
+        user, token = found
+        return Principal(user.id, user.username, user.role, user.channel, token.id), token.expires_at
 
     async def tokens(self, user_id: int) -> list[Token]:
         """Every unexpired token of a user, oldest first."""
-
-        def work(session: orm.Session) -> list[Token]:
-            rows = session.scalars(
-                sa.select(TokenRow)
-                .where(
-                    TokenRow.user_id == user_id,
-                    sa.or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now()),
-                )
-                .order_by(TokenRow.created_at)
-            )
-            return [_token(row) for row in rows]
-
-        return await self._uow.run(work)
+        return await self._transactions.run(lambda store: store.tokens(user_id, now()))
 
     async def delete_token(self, user_id: int, token_id: str) -> bool:
         """Delete one of the user's tokens; False when it has no such token."""
-
-        def work(session: orm.Session) -> bool:
-            result = session.execute(sa.delete(TokenRow).where(TokenRow.user_id == user_id, TokenRow.id == token_id))
-            return result.rowcount > 0
-
-        return await self._uow.run(work)
+        return await self._transactions.run(lambda store: store.delete_token(user_id, token_id))
 
 
-def _user_by_name(session: orm.Session, username: str) -> UserRow | None:
-    return session.scalars(sa.select(UserRow).where(UserRow.username == username)).first()
-
-
-def _token(row: TokenRow) -> Token:
-    return Token(row.id, row.kind, row.note, row.created_at, row.expires_at)
+def _new_token(kind: str, created_at: dt.datetime, expires_at: dt.datetime | None, note: str = "") -> tuple[Token, str]:
+    return Token(str(uuid.uuid4()), kind, note, created_at, expires_at), secrets.token_hex(20)

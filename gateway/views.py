@@ -1,5 +1,6 @@
 """The few Substra endpoints that are neither transcoded nor uploads or downloads.
 
+* ``GET /healthz``: the health of each upstream service (503 unless every one serves).
 * ``GET /info/`` (contract §2.2, §6): public; with a valid token it adds what the SDK requires
   (``channel``, ``version``, ``orchestrator_version``, ``config.model_export_enabled``, the user).
 * ``POST /data_sample/bulk_update/``: form-urlencoded (the SDK) or JSON links → ``LinkDataSamples``.
@@ -23,7 +24,7 @@ from gateway.upstreams import Principal, Upstreams
 
 
 class Views:
-    """``/info/``, data sample links and profiling."""
+    """``/healthz``, ``/info/``, data sample links and profiling."""
 
     def __init__(
         self,
@@ -36,6 +37,14 @@ class Views:
         self._upstreams = upstreams
         self._authenticate = authenticate
         self._export_enabled = export_enabled
+
+    async def health(self, request: Request, principal: Principal | None, params: dict) -> JSONResponse:
+        """``GET /healthz``: ``{"status", "upstreams"}``, 503 when an upstream does not serve."""
+        statuses = await self._upstreams.health()
+        healthy = all(status == "SERVING" for status in statuses.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", "upstreams": statuses}, status_code=200 if healthy else 503
+        )
 
     async def info(self, request: Request, principal: Principal | None, params: dict) -> JSONResponse:
         """``GET /info/``: anonymous callers get the organization only."""

@@ -1,6 +1,6 @@
 """Alembic environment of the gateway (schema ``gateway``)."""
 
-from gateway.tables import Base
+from gateway.store.tables import Base
 from services.kit.db import run_alembic_env
 
 run_alembic_env(Base.metadata)

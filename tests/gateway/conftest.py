@@ -4,8 +4,8 @@ The ledger and storage are ``grpc.aio`` servers on background threads (``tests.s
 gateway is the real application under uvicorn on a free port, so the real ``substra`` SDK talks
 HTTP to it. Storage is ``services.storage`` once it has a working ``Upload``, else the in-memory
 :class:`~tests.gateway.fake_storage.FakeStorage` (``TESSERA_TEST_FAKE_STORAGE=1`` forces it). The
-event service follows the ledger for the news feed (without NATS: it publishes no work). Compute is
-not started: the workers' steps are simulated on the ledger by the tests.
+event service registers its organization and follows the ledger for the news feed (without NATS: it
+publishes no work). Compute is not started: the workers' steps are simulated on the ledger by the tests.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from tessera.storage.v1 import storage_service_pb2_grpc
 
-from gateway.app import create_app
+from gateway.bootstrap import build as build_gateway
 from gateway.settings import GatewaySettings
 from services.asset.bootstrap import build as build_ledger
 from services.asset.settings import AssetSettings
@@ -65,7 +65,7 @@ class GatewayThread:
     def __init__(self, settings: GatewaySettings) -> None:
         host, _, port = settings.http_addr.rpartition(":")
         config = uvicorn.Config(
-            create_app(settings), host=host, port=int(port), log_config=None, access_log=False, lifespan="on"
+            build_gateway(settings), host=host, port=int(port), log_config=None, access_log=False, lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -140,7 +140,6 @@ def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset
         org_id=org,
         org_secrets_file=str(folder / "secrets.json"),
         channels=f"{CHANNEL}={','.join(ORGS)}",
-        register_organization=True,
         model_export_channels=(CHANNEL,),
         **kw,
     )
@@ -194,7 +193,7 @@ def net(postgres, tmp_path_factory):
             for org in ORGS:
                 database_url = postgres.url(f"gw_{org.lower()}_{suffix}")
                 ensure_database(database_url)
-                storages.append(_start_storage(org, folder, database_url, ledger.addr, storage_build))
+                storages.append(_start_storage(org, folder, database_url, ledger.addr, storage_build, ports[org]))
                 threads.append(storages[-1])
                 events.append(_start_events(org, folder, database_url, ledger.addr, ports[org]))
                 threads.append(events[-1])
@@ -249,7 +248,7 @@ def _start_events(org: str, folder: Path, url: str, asset_addr: str, gateway_por
     return ServerThread(lambda: build(settings)).__enter__()
 
 
-def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_build) -> ServerThread:
+def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_build, gateway_port: int) -> ServerThread:
     if storage_build is not None:
         from services.storage.settings import StorageSettings
 
@@ -261,6 +260,7 @@ def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_bu
             channels=f"{CHANNEL}={','.join(ORGS)}",
             storage_root=str(folder / "storage" / org),
             asset_addr=asset_addr,
+            public_url=f"http://127.0.0.1:{gateway_port}",
             **(
                 {"model_export_channels": (CHANNEL,)}
                 if "model_export_channels" in StorageSettings.__annotations__
@@ -295,5 +295,5 @@ def _wait_registered(stub: api_grpc.AssetServiceStub, timeout: float = 30.0) -> 
         except grpc.RpcError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError("the gateways did not register their organizations")
+            raise TimeoutError("the event services did not register their organizations")
         time.sleep(0.1)

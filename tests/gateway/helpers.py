@@ -195,3 +195,21 @@ def fail(org: Org, task_key: str, logs: bytes) -> None:
             logs_address=res.Addressable(checksum=info.checksum, storage_address=f"{org.url}/logs/{task_key}/file/"),
         )
     )
+
+
+def fail_build(org: Org, function_key: str, logs: bytes) -> None:
+    """Fail a function's build with logs, as its owner's compute would (its tasks fail with it)."""
+    org.ledger.ApplyFunctionAction(
+        api.ApplyFunctionActionRequest(function_key=function_key, action=res.FUNCTION_ACTION_BUILDING)
+    )
+    info = upload(org, storage_pb2.FILE_KIND_LOGS, function_key, logs)
+    org.ledger.RegisterFailureReport(
+        api.RegisterFailureReportRequest(
+            asset_key=function_key,
+            asset_type=res.FAILED_ASSET_FUNCTION,
+            error_type=res.BUILD_ERROR,
+            logs_address=res.Addressable(
+                checksum=info.checksum, storage_address=f"{org.url}/logs/{function_key}/file/"
+            ),
+        )
+    )

@@ -10,8 +10,9 @@ import json
 import pytest
 import requests
 
-from gateway.app import MIGRATIONS
-from gateway.tables import SCHEMA
+from gateway.bootstrap import MIGRATIONS
+from gateway.store.sql import SqlUserStore
+from gateway.store.tables import SCHEMA
 from gateway.users import Accounts, UserEntry, parse_users_file
 from services.kit import db
 from tests.gateway.conftest import GatewayThread
@@ -100,7 +101,6 @@ def tight(net):
         login_rate=3,
         max_upload_bytes=2048,
         max_json_bytes=4096,
-        register_organization=False,
     )
     with GatewayThread(settings) as gateway:
         yield gateway
@@ -130,13 +130,13 @@ def test_users_file_formats(tmp_path):
 def test_provisioning_creates_updates_and_removes(database_url):
     engine = db.create_engine(database_url, SCHEMA)
     db.migrate(engine, SCHEMA, MIGRATIONS)
-    accounts = Accounts(engine)
+    accounts = Accounts(db.UnitOfWork(engine, repositories=SqlUserStore))
     try:
         counts = accounts.provision_sync(
             [UserEntry("ann", "pw1", "ADMIN", "c1"), UserEntry("ben", "pw2", "USER", "c1")]
         )
         assert counts == {"created": 2, "updated": 0, "removed": 0}
-        _, raw = accounts._login("ann", "pw1", dt.timedelta(hours=1))
+        _, raw = accounts.login_sync("ann", "pw1", dt.timedelta(hours=1))
         assert accounts.provision_sync(
             [UserEntry("ann", "pw1", "ADMIN", "c1"), UserEntry("ben", "pw2", "USER", "c1")]
         ) == {
@@ -147,9 +147,9 @@ def test_provisioning_creates_updates_and_removes(database_url):
         # A new password revokes the user's tokens; an absent user is removed.
         counts = accounts.provision_sync([UserEntry("ann", "new", "USER", "c2")])
         assert counts == {"created": 0, "updated": 1, "removed": 1}
-        assert accounts._login("ann", "pw1", dt.timedelta(hours=1)) is None
-        assert accounts._login("ben", "pw2", dt.timedelta(hours=1)) is None
-        assert accounts._login("ann", "new", dt.timedelta(hours=1)) is not None
+        assert accounts.login_sync("ann", "pw1", dt.timedelta(hours=1)) is None
+        assert accounts.login_sync("ben", "pw2", dt.timedelta(hours=1)) is None
+        assert accounts.login_sync("ann", "new", dt.timedelta(hours=1)) is not None
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT token_hash FROM tokens").scalars().all() != [raw]
             assert conn.exec_driver_sql("SELECT role, channel FROM users").all() == [("USER", "c2")]

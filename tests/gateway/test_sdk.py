@@ -29,6 +29,7 @@ from tests.gateway.helpers import (
     dataset_spec,
     execute,
     fail,
+    fail_build,
     files,
     function_spec,
     make_ready,
@@ -120,8 +121,12 @@ def test_login_organization_info_and_organizations(world, net):
     assert {o.id: o.is_current for o in world.c2.list_organization()} == {"MyOrg1MSP": False, "MyOrg2MSP": True}
 
 
-def test_dataset_and_data_samples(world, tmp_path):
+def test_dataset_and_data_samples(world, net, tmp_path):
     dataset = world.c1.get_dataset(world.dm)
+    # The ledger keeps the files' addresses on the owner's gateway (storage's answer to the upload).
+    stored = net.org1.ledger.GetDataManager(api.GetDataManagerRequest(key=world.dm)).data_manager
+    assert stored.opener.storage_address == f"{net.org1.url}/data_manager/{world.dm}/opener/"
+    assert stored.description.storage_address == f"{net.org1.url}/data_manager/{world.dm}/description/"
     assert dataset.name == "demo-ds" and dataset.owner == "MyOrg1MSP" and dataset.metadata == {"k": "v"}
     assert set(dataset.data_sample_keys) == set(world.samples)
     assert dataset.permissions.process.public and dataset.logs_permission.public
@@ -378,6 +383,28 @@ def test_failed_task_logs(world, net, tmp_path):
     (tmp_path / "logs").mkdir()
     downloaded = world.c1.download_logs(task_key, tmp_path / "logs")
     assert Path(downloaded).read_text() == "Traceback: boom\n"
+
+
+def test_a_failed_build_gives_its_tasks_its_logs(world, net):
+    spec = function_spec(world.folder, world.paths, "train")
+    function_key = world.c1.add_function(spec.model_copy(update={"name": "broken"}))
+    task_key = world.c1.add_task(
+        schemas.TaskSpec(
+            function_key=function_key,
+            worker=world.org1,
+            inputs=_data(world.dm, world.samples[2]),
+            outputs={"model": _output()},
+        )
+    )
+    fail_build(net.org1, function_key, b"build: no such package\n")
+    task = world.c1.wait_task(task_key, timeout=10, raise_on_failure=False)
+    assert task.status == models.ComputeTaskStatus.failed and task.error_type == models.TaskErrorType.build
+    # The task's logs are its function's, by the SDK's route and by the address the task shows.
+    assert world.c1.get_logs(task_key) == "build: no such package\n"
+    headers = {"Authorization": world.c1._backend._client._headers["Authorization"]}
+    shown = requests.get(f"{net.org1.url}/task/{task_key}/", headers=headers, timeout=10).json()["logs_address"]
+    assert shown["storage_address"] == f"{net.org1.url}/logs/{function_key}/file/"
+    assert requests.get(shown["storage_address"], headers=headers, timeout=10).text == "build: no such package\n"
 
 
 def test_errors_map_to_sdk_exceptions(world, net):

@@ -12,11 +12,11 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.event.v1 import event_service_pb2
 
 from gateway import errors, openapi
-from gateway.app import SERVICE_FILES
 from gateway.errors import HttpError
 from gateway.httprule import TemplateError, compile_template
 from gateway.render import Renderer
 from gateway.router import Endpoint, Router
+from gateway.routes import SERVICE_FILES
 from gateway.transcoder import bind, page_links, query_tree, render_reply, rpc_routes
 from services.kit.errors import FieldViolation
 from services.kit.status import StatusDetails

@@ -1,0 +1,53 @@
+"""Rendering rewrites every file address to this gateway's URL for the file, built by the kit's
+``storage_address`` on the host the client used (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.storage.v1 import storage_pb2 as files
+
+from gateway.render import Renderer
+from services.kit.storage.addresses import storage_address
+
+KEY = "2c1f0b9e-3d4a-4e5f-8a7b-6c5d4e3f2a1b"
+FUNCTION_KEY = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+BASE = "http://gw.test:8000"
+
+
+def _addressable(address: str = "http://elsewhere/somewhere") -> res.Addressable:
+    return res.Addressable(checksum="0" * 64, storage_address=address)
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "kind"),
+    [
+        (res.Function(key=KEY, archive=_addressable()), "archive", files.FILE_KIND_FUNCTION_ARCHIVE),
+        (res.Function(key=KEY, description=_addressable()), "description", files.FILE_KIND_FUNCTION_DESCRIPTION),
+        (res.DataManager(key=KEY, opener=_addressable()), "opener", files.FILE_KIND_OPENER),
+        (res.DataManager(key=KEY, description=_addressable()), "description", files.FILE_KIND_DATA_MANAGER_DESCRIPTION),
+        (res.Model(key=KEY, address=_addressable()), "address", files.FILE_KIND_MODEL),
+        (res.FailureReport(asset_key=KEY, logs_address=_addressable()), "logs_address", files.FILE_KIND_LOGS),
+    ],
+)
+def test_file_addresses_are_the_kit_address_on_the_request_host(message, field, kind):
+    data = Renderer(BASE + "/").message(message)
+    assert data[field] == {"checksum": "0" * 64, "storage_address": storage_address(BASE, kind, KEY)}
+    assert data[field]["storage_address"].startswith(BASE + "/")
+
+
+def test_a_task_shows_the_logs_of_its_failure_report():
+    # Its own failure's logs, whatever host stored the address...
+    own = res.ComputeTask(key=KEY, logs_address=_addressable(f"http://org1.internal/logs/{KEY}/file/"))
+    assert Renderer(BASE).message(own)["logs_address"]["storage_address"] == f"{BASE}/logs/{KEY}/file/"
+    # ...its function's after a failed build, and its own key when the stored address names no logs file.
+    build = res.ComputeTask(key=KEY, logs_address=_addressable(f"http://org1.internal/logs/{FUNCTION_KEY}/file/"))
+    assert Renderer(BASE).message(build)["logs_address"]["storage_address"] == f"{BASE}/logs/{FUNCTION_KEY}/file/"
+    odd = res.ComputeTask(key=KEY, logs_address=_addressable(f"http://org1.internal/model/{FUNCTION_KEY}/file/"))
+    assert Renderer(BASE).message(odd)["logs_address"]["storage_address"] == f"{BASE}/logs/{KEY}/file/"
+    assert Renderer(BASE).message(res.ComputeTask(key=KEY))["logs_address"] is None
+
+
+def test_unset_addresses_stay_null_and_the_image_is_not_shown():
+    data = Renderer(BASE).message(res.Function(key=KEY, image=_addressable()))
+    assert data["archive"] is None and data["description"] is None and "image" not in data
