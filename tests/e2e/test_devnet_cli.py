@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import REPO
-from tools.devnet.embedded import free_port
+from tools.devnet.embedded import free_port_block
 
 
 def _listening(addr: str) -> bool:
@@ -50,7 +50,7 @@ def _devnet(*args: str, **kwargs) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_detached_network_comes_up_and_stop_leaves_nothing_running(tmp_path):
     state = tmp_path / "state"
-    base = free_port() // 100 * 100 if free_port() < 60000 else 20000
+    base = free_port_block()
     started = _devnet("up", "--detach", "--state-dir", str(state), "--base-port", str(base), timeout=240)
     assert started.returncode == 0, started.stdout + started.stderr
     description = json.loads((state / ".." / "state" / "network.json").read_text())

@@ -8,10 +8,12 @@ cleanly. PostgreSQL refuses to run as root, so under root it runs as a dedicated
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -49,6 +51,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def free_port_block(span: int = 100, low: int = 20000, high: int = 32000, host: str = "127.0.0.1") -> int:
+    """The first port of ``span`` consecutive ports that are all free now, below the kernel's ephemeral
+    range (where outgoing connections take their ports, so a block there can be taken at any moment)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - span) // 100 * 100
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + span):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no block of {span} free ports between {low} and {high}")
 
 
 def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
