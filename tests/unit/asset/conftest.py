@@ -1,6 +1,10 @@
 """The ledger's rules on the in-memory store: a ``Ledger`` that runs domain calls as the gRPC server
 does (one unit of work per call, ``commit`` at its end, everything undone when it raises), and
-builders that register valid assets. No database, no network: each test takes milliseconds."""
+builders that register valid assets. No database, no network: each test takes milliseconds.
+
+``Ledger`` takes its units of work from outside (``MemoryUnits`` here), so the same builders and
+scenarios run on PostgreSQL too (``tests/integration/ledger/test_stores_agree.py``); its keys are
+numbered, so two runs of one scenario register the same keys."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pytest
 from tessera.asset.v1 import events_pb2 as ev
@@ -75,31 +79,57 @@ def from_parent(parent_key: str, identifier: str = "models", output: str = "mode
     return tasks.NewTaskInput(identifier=identifier, parent_task_key=parent_key, parent_task_output_identifier=output)
 
 
-class Ledger:
-    """The rules over one in-memory ledger, called as organizations of ``mychannel``."""
+class Units(Protocol):
+    """Where a ``Ledger`` runs its units of work."""
+
+    def write(self, caller: Caller, now: dt.datetime, work: Callable[[Context], T]) -> T: ...
+    def read(self, caller: Caller, now: dt.datetime, work: Callable[[Context], T]) -> T: ...
+    def events(self, channel: str) -> list[ev.Event]: ...
+
+
+class MemoryUnits:
+    """Units of work on a :class:`MemoryLedger`, as the server runs them on PostgreSQL."""
 
     def __init__(self) -> None:
         self.memory = MemoryLedger()
-        self.now = START
 
-    # units of work
-    def write(self, org: str, work: Callable[[Context], T], channel: str = CHANNEL) -> T:
-        """One write as the server runs it: the rules, then ``commit``; nothing kept if it raises."""
+    def write(self, caller: Caller, now: dt.datetime, work: Callable[[Context], T]) -> T:
+        """The rules, then ``commit``; nothing kept if either raises."""
         with self.memory.transaction():
-            ctx = Context(caller=Caller(org, channel), now=self.now, store=self.memory.store(channel))
+            ctx = Context(caller=caller, now=now, store=self.memory.store(caller.channel))
             result = work(ctx)
             commit(ctx)
         return result
 
-    def read(self, org: str, work: Callable[[Context], T], channel: str = CHANNEL) -> T:
-        return work(Context(caller=Caller(org, channel), now=self.now, store=self.memory.store(channel)))
+    def read(self, caller: Caller, now: dt.datetime, work: Callable[[Context], T]) -> T:
+        return work(Context(caller=caller, now=now, store=self.memory.store(caller.channel)))
+
+    def events(self, channel: str) -> list[ev.Event]:
+        return self.memory.events(channel)
+
+
+class Ledger:
+    """The rules over one ledger, called as organizations of one channel."""
+
+    def __init__(self, units: Units | None = None, channel: str = CHANNEL) -> None:
+        self.units = units or MemoryUnits()
+        self.channel = channel
+        self.now = START
+        self._keys = 0
+
+    # units of work
+    def write(self, org: str, work: Callable[[Context], T]) -> T:
+        return self.units.write(Caller(org, self.channel), self.now, work)
+
+    def read(self, org: str, work: Callable[[Context], T]) -> T:
+        return self.units.read(Caller(org, self.channel), self.now, work)
 
     def later(self, seconds: float) -> None:
         """Move the ledger's clock forward."""
         self.now += dt.timedelta(seconds=seconds)
 
-    def events(self, channel: str = CHANNEL) -> list[ev.Event]:
-        return self.memory.events(channel)
+    def events(self) -> list[ev.Event]:
+        return self.units.events(self.channel)
 
     def task(self, key: str) -> res.ComputeTask:
         return self.read(ORG1, lambda ctx: tasks.get_task(ctx, key))
@@ -110,18 +140,29 @@ class Ledger:
     def plan(self, key: str) -> res.ComputePlan:
         return self.read(ORG1, lambda ctx: plans.get_plan(ctx, key))
 
+    def key(self) -> str:
+        """The next numbered key."""
+        self._keys += 1
+        return str(uuid.UUID(int=self._keys))
+
+    def address(self, kind: str = "file") -> res.Addressable:
+        key = self.key()
+        return res.Addressable(
+            checksum=hashlib.sha256(key.encode()).hexdigest(), storage_address=f"http://storage.test/{kind}/{key}/"
+        )
+
     # builders
-    def join(self, *orgs: str, channel: str = CHANNEL) -> None:
+    def join(self, *orgs: str) -> None:
         for org in orgs:
             url = f"http://{org.lower()}.test"
-            self.write(org, lambda ctx, url=url: organizations.register(ctx, url), channel)
+            self.write(org, lambda ctx, url=url: organizations.register(ctx, url))
 
     def data_manager(self, owner: str = ORG1, permissions=None, logs=None) -> res.DataManager:
         new = datasets.NewDataManager(
-            key=new_key(),
+            key=self.key(),
             name="dataset",
-            description=address("description"),
-            opener=address("opener"),
+            description=self.address("description"),
+            opener=self.address("opener"),
             type="csv",
             permissions=permissions or public(),
             logs_permission=logs or public(),
@@ -130,9 +171,7 @@ class Ledger:
 
     def samples(self, manager: res.DataManager, n: int = 1) -> list[res.DataSample]:
         new = [
-            datasets.NewDataSample(
-                key=new_key(), data_manager_keys=[manager.key], checksum=hashlib.sha256(new_key().encode()).hexdigest()
-            )
+            datasets.NewDataSample(key=self.key(), data_manager_keys=[manager.key], checksum=self.address().checksum)
             for _ in range(n)
         ]
         return self.write(manager.owner, lambda ctx: datasets.register_data_samples(ctx, new))
@@ -140,10 +179,10 @@ class Ledger:
     def function(self, owner: str = ORG1, io=None, permissions=None, built: bool = True) -> res.Function:
         io = io or CHAIN_IO
         new = functions.NewFunction(
-            key=new_key(),
+            key=self.key(),
             name="function",
-            description=address("description"),
-            archive=address("archive"),
+            description=self.address("description"),
+            archive=self.address("archive"),
             permissions=permissions or public(),
             inputs=io["inputs"],
             outputs=io["outputs"],
@@ -158,14 +197,14 @@ class Ledger:
         self.write(org, lambda ctx: functions.apply_action(ctx, key, action))
 
     def compute_plan(self, owner: str = ORG1) -> res.ComputePlan:
-        return self.write(owner, lambda ctx: plans.register_plan(ctx, plans.NewPlan(key=new_key(), name="plan")))
+        return self.write(owner, lambda ctx: plans.register_plan(ctx, plans.NewPlan(key=self.key(), name="plan")))
 
     def new_task(
         self, plan: res.ComputePlan, function: res.Function, inputs=(), worker: str = ORG1, **outputs
     ) -> tasks.NewTask:
         """A task whose outputs default to the function's, public and not transient."""
         return tasks.NewTask(
-            key=new_key(),
+            key=self.key(),
             compute_plan_key=plan.key,
             function_key=function.key,
             worker=worker,
@@ -185,7 +224,7 @@ class Ledger:
 
     def produce(self, task: res.ComputeTask, identifier: str = "model") -> res.Model:
         """Register one model under an output of an executing task, as its worker."""
-        model = outputs.NewModel(new_key(), task.key, identifier, address("model"))
+        model = outputs.NewModel(self.key(), task.key, identifier, self.address("model"))
         return self.write(task.worker, lambda ctx: outputs.register_models(ctx, [model]))[0]
 
     def run(self, task: res.ComputeTask, model: bool = True) -> None:

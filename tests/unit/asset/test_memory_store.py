@@ -19,7 +19,7 @@ def test_it_implements_every_method_of_the_protocol():
 def test_reads_are_fresh_and_updates_write_only_what_may_change(ledger):
     plan, function = ledger.compute_plan(), ledger.function()
     task = ledger.add_task(plan, function)
-    store = ledger.memory.store("mychannel")
+    store = ledger.units.memory.store("mychannel")
     read = store.get_tasks([task.key])[task.key]
     read.status = res.STATUS_EXECUTING
     assert ledger.status(task.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT  # not written yet
@@ -68,7 +68,7 @@ def test_children_and_parents_done(ledger):
     plan, function = ledger.compute_plan(), ledger.function()
     first, second = ledger.add_task(plan, function), ledger.add_task(plan, function)
     child = ledger.add_task(plan, function, [from_parent(second.key), from_parent(first.key)])
-    store: MemoryStore = ledger.memory.store("mychannel")
+    store: MemoryStore = ledger.units.memory.store("mychannel")
     assert [t.key for t in store.children(first.key)] == [child.key]
     assert store.parents_done(child.key) is False
     ledger.run(first)
