@@ -10,6 +10,7 @@ from tessera.asset.v1 import asset_service_pb2, asset_service_pb2_grpc
 from services.asset.events import Hub, Relay
 from services.asset.server import AssetService
 from services.asset.settings import AssetSettings
+from services.asset.store.repositories import Repositories
 from services.asset.store.tables import SCHEMA
 from services.kit import app, subjects
 from services.kit.db import UnitOfWork
@@ -23,8 +24,8 @@ STREAMS = [subjects.LEDGER]
 async def build(settings: AssetSettings) -> GrpcServer:
     """Everything the ledger needs, wired together; the caller starts the returned server."""
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    writes = UnitOfWork(base.engine, serializable=True, retries=settings.tx_retries)
-    reads = UnitOfWork(base.engine)
+    writes = UnitOfWork(base.engine, repositories=Repositories, serializable=True, retries=settings.tx_retries)
+    reads = UnitOfWork(base.engine, repositories=Repositories)
     hub = Hub()
     if base.js is not None and settings.relay_enabled:
         relay = Relay(reads, base.js, hub)

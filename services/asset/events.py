@@ -13,14 +13,12 @@ import asyncio
 import contextlib
 import logging
 
-import sqlalchemy as sa
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from tessera.asset.v1 import events_pb2 as ev
 
 from services.asset.domain.common import subject_token
-from services.asset.store import sql
-from services.asset.store.tables import EventRow, RelayCursorRow
+from services.asset.store.repositories import Repositories
 from services.kit import subjects
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
@@ -32,7 +30,9 @@ POSITION_HEADER = "Tessera-Position"
 class Relay:
     """Publishes committed events to ``ledger.events.<channel>.<asset_kind>``, in order, once."""
 
-    def __init__(self, uow: UnitOfWork, js: JetStreamContext, hub: Hub, batch: int = 500, poll: float = 1.0):
+    def __init__(
+        self, uow: UnitOfWork[Repositories], js: JetStreamContext, hub: Hub, batch: int = 500, poll: float = 1.0
+    ):
         self._uow = uow
         self._js = js
         self._hub = hub
@@ -80,17 +80,7 @@ class Relay:
 
     async def publish_pending(self, cursors: dict[str, int]) -> bool:
         """Publish one batch per channel with unpublished events; True if anything was sent."""
-
-        def load(session):
-            heads = dict(
-                session.execute(
-                    sa.select(EventRow.channel, sa.func.max(EventRow.position)).group_by(EventRow.channel)
-                ).all()
-            )
-            stored = dict(session.execute(sa.select(RelayCursorRow.channel, RelayCursorRow.position)).all())
-            return heads, stored
-
-        heads, stored = await self._uow.run(load)
+        heads, stored = await self._uow.run(lambda repos: (repos.outbox().heads(), repos.outbox().cursors()))
         moved = False
         for channel, head in heads.items():
             if channel not in cursors:
@@ -98,17 +88,10 @@ class Relay:
             if head <= cursors[channel]:
                 continue
             after = cursors[channel]
-
-            def fetch(session, channel=channel, after=after):
-                rows = session.scalars(
-                    sa.select(EventRow)
-                    .where(EventRow.channel == channel, EventRow.position > after)
-                    .order_by(EventRow.position)
-                    .limit(self._batch)
-                )
-                return [sql.event(row) for row in rows]
-
-            for event in await self._uow.run(fetch):
+            batch = await self._uow.run(
+                lambda repos, channel=channel, after=after: repos.outbox().events_after(channel, after, self._batch)
+            )
+            for event in batch:
                 await self._js.publish(
                     subjects.ledger_subject(channel, subject_token(event.asset_kind)),
                     event.SerializeToString(),
@@ -116,19 +99,9 @@ class Relay:
                 )
                 cursors[channel] = event.position
                 self.published += 1
-            await self._uow.run(lambda session, c=channel, p=cursors[channel]: _save_cursor(session, c, p))
+            await self._uow.run(lambda repos, c=channel, p=cursors[channel]: repos.outbox().save_cursor(c, p))
             moved = True
         return moved
-
-
-def _save_cursor(session, channel: str, position: int) -> None:
-    from sqlalchemy.dialects.postgresql import insert
-
-    session.execute(
-        insert(RelayCursorRow)
-        .values(channel=channel, position=position)
-        .on_conflict_do_update(index_elements=[RelayCursorRow.channel], set_={"position": position})
-    )
 
 
 def decode(payload: bytes) -> ev.Event:

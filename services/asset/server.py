@@ -1,30 +1,32 @@
 """gRPC handlers of the ledger: protobuf in, one unit of work around the domain rules, protobuf out.
 
-Every write runs in one serializable transaction (retried on serialization failure) that also
-appends its events; reads run in a plain transaction. The caller's organization and channel come
-from the interceptor (its credential), never from a request field.
+Every write runs in one serializable transaction (retried on serialization failure); the domain's
+``commit`` ends it (plan statuses, then the events). Reads run in a plain transaction. The unit of
+work hands each call its repositories (the rules' store, the list queries), never a session. The
+caller's organization and channel come from the interceptor (its credential), never from a request
+field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
-from tessera.asset.v1 import events_pb2 as ev
-from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
-from services.asset.domain.common import Context, validate_key
+from services.asset.domain.commit import commit
+from services.asset.domain.common import Context
 from services.asset.events import Hub
-from services.asset.store.queries import Queries
-from services.asset.store.sql import SqlStore
 from services.kit import pagination
 from services.kit.db import UnitOfWork
-from services.kit.errors import NotFound
 from services.kit.identity import current_caller
+
+if TYPE_CHECKING:
+    from services.asset.store.queries import Queries
+    from services.asset.store.repositories import Repositories
 
 T = TypeVar("T")
 REPLAY_BATCH = 100
@@ -35,30 +37,51 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def finish(ctx: Context) -> None:
-    """End of a write: derive and save the plans it touched, then append its events."""
-    for key in sorted(ctx.dirty_plans):
-        plan = ctx.plans.get(key) or ctx.store.get_plan(key, for_update=True)
-        before = plan.status
-        plans.derive(plan, ctx.now)
-        ctx.store.update_plan(plan)
-        if plan.status != before:
-            reason = f"status {res.ComputePlanStatus.Name(plan.status)}"
-            ctx.emit(
-                res.ASSET_COMPUTE_PLAN,
-                plan.key,
-                ev.EVENT_ASSET_UPDATED,
-                plan,
-                reason,
-                status_change=(before, plan.status),
+# ------------------------------------------------------------------------------- protobuf → domain
+def _optional(message, name: str):
+    """A message field's value, or None when it is not set."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def new_task(given: api.NewComputeTask) -> tasks.NewTask:
+    """A task to register, as the domain takes it."""
+    return tasks.NewTask(
+        key=given.key,
+        compute_plan_key=given.compute_plan_key,
+        function_key=given.function_key,
+        worker=given.worker,
+        tag=given.tag,
+        metadata=dict(given.metadata),
+        inputs=[
+            tasks.NewTaskInput(
+                identifier=i.identifier,
+                asset_key=i.asset_key,
+                parent_task_key=i.parent_task_key,
+                parent_task_output_identifier=i.parent_task_output_identifier,
             )
-    ctx.store.append_events(ctx.events)
+            for i in given.inputs
+        ],
+        outputs={
+            name: tasks.NewTaskOutput(permissions=o.permissions, transient=o.transient)
+            for name, o in given.outputs.items()
+        },
+    )
+
+
+def new_model(given: api.NewModel) -> outputs.NewModel:
+    """A model to register, as the domain takes it."""
+    return outputs.NewModel(
+        key=given.key,
+        compute_task_key=given.compute_task_key,
+        compute_task_output_identifier=given.compute_task_output_identifier,
+        address=given.address,
+    )
 
 
 class AssetService(api_grpc.AssetServiceServicer):
     """The ledger's gRPC API."""
 
-    def __init__(self, writes: UnitOfWork, reads: UnitOfWork, hub: Hub) -> None:
+    def __init__(self, writes: UnitOfWork[Repositories], reads: UnitOfWork[Repositories], hub: Hub) -> None:
         self._writes = writes
         self._reads = reads
         self._hub = hub
@@ -67,11 +90,11 @@ class AssetService(api_grpc.AssetServiceServicer):
         caller = current_caller()
         emitted = False
 
-        def unit(session) -> T:
+        def unit(repositories: Repositories) -> T:
             nonlocal emitted
-            ctx = Context(caller=caller, now=now(), store=SqlStore(session, caller.channel))
+            ctx = Context(caller=caller, now=now(), store=repositories.store(caller.channel))
             result = work(ctx)
-            finish(ctx)
+            commit(ctx)
             emitted = bool(ctx.events)
             return result
 
@@ -83,12 +106,18 @@ class AssetService(api_grpc.AssetServiceServicer):
     async def _read(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
         return await self._reads.run(
-            lambda session: work(Context(caller=caller, now=now(), store=SqlStore(session, caller.channel)))
+            lambda repositories: work(Context(caller=caller, now=now(), store=repositories.store(caller.channel)))
         )
 
-    async def _query(self, work: Callable[[Queries], T]) -> T:
+    async def _query(self, work: Callable[[Queries, Context], T]) -> T:
+        """A list query, with a context for the rules' checks (existence, permissions) it may need."""
         caller = current_caller()
-        return await self._reads.run(lambda session: work(Queries(session, caller.channel)))
+
+        def unit(repositories: Repositories) -> T:
+            ctx = Context(caller=caller, now=now(), store=repositories.store(caller.channel))
+            return work(repositories.queries(caller.channel), ctx)
+
+        return await self._reads.run(unit)
 
     # organizations
     async def RegisterOrganization(self, request, context):
@@ -98,28 +127,34 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     async def ListOrganizations(self, request, context):
         caller = current_caller()
-        orgs = await self._read(lambda ctx: ctx.store.list_organizations())
-        for org in orgs:
+        page = await self._query(lambda q, ctx: q.organizations(request))
+        for org in page.items:
             org.is_current = org.id == caller.org_id
-        return api.ListOrganizationsResponse(organizations=orgs, total_size=len(orgs))
+        return api.ListOrganizationsResponse(
+            organizations=page.items, next_page_token=page.next_page_token, total_size=page.total_size
+        )
 
     # data managers and samples
     async def RegisterDataManager(self, request, context):
-        manager = await self._write(lambda ctx: datasets.register_data_manager(ctx, request))
+        new = datasets.NewDataManager(
+            key=request.key,
+            name=request.name,
+            description=request.description,
+            opener=request.opener,
+            type=request.type,
+            permissions=request.permissions,
+            logs_permission=_optional(request, "logs_permission"),
+            metadata=dict(request.metadata),
+        )
+        manager = await self._write(lambda ctx: datasets.register_data_manager(ctx, new))
         return api.RegisterDataManagerResponse(data_manager=manager)
 
     async def GetDataManager(self, request, context):
-        def get(ctx: Context) -> res.DataManager:
-            key = validate_key("key", request.key)
-            found = ctx.store.get_data_managers([key], with_samples=True)
-            if key not in found:
-                raise NotFound(f"data manager {key} not found")
-            return found[key]
-
-        return api.GetDataManagerResponse(data_manager=await self._read(get))
+        manager = await self._read(lambda ctx: datasets.get_data_manager(ctx, request.key, with_samples=True))
+        return api.GetDataManagerResponse(data_manager=manager)
 
     async def ListDataManagers(self, request, context):
-        page = await self._query(lambda q: q.data_managers(request))
+        page = await self._query(lambda q, ctx: q.data_managers(request))
         return api.ListDataManagersResponse(
             data_managers=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
@@ -129,7 +164,11 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.UpdateDataManagerResponse()
 
     async def RegisterDataSamples(self, request, context):
-        samples = await self._write(lambda ctx: datasets.register_data_samples(ctx, list(request.data_samples)))
+        new = [
+            datasets.NewDataSample(key=s.key, data_manager_keys=list(s.data_manager_keys), checksum=s.checksum)
+            for s in request.data_samples
+        ]
+        samples = await self._write(lambda ctx: datasets.register_data_samples(ctx, new))
         return api.RegisterDataSamplesResponse(data_samples=samples)
 
     async def LinkDataSamples(self, request, context):
@@ -139,38 +178,43 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.LinkDataSamplesResponse(data_samples=samples)
 
     async def GetDataSample(self, request, context):
-        def get(ctx: Context) -> res.DataSample:
-            key = validate_key("key", request.key)
-            found = ctx.store.get_data_samples([key])
-            if key not in found:
-                raise NotFound(f"data sample {key} not found")
-            return found[key]
-
-        return api.GetDataSampleResponse(data_sample=await self._read(get))
+        sample = await self._read(lambda ctx: datasets.get_data_sample(ctx, request.key))
+        return api.GetDataSampleResponse(data_sample=sample)
 
     async def ListDataSamples(self, request, context):
-        page = await self._query(lambda q: q.data_samples(request))
+        page = await self._query(lambda q, ctx: q.data_samples(request))
         return api.ListDataSamplesResponse(
             data_samples=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
 
     # functions
     async def RegisterFunction(self, request, context):
+        new = functions.NewFunction(
+            key=request.key,
+            name=request.name,
+            description=request.description,
+            archive=request.archive,
+            permissions=request.permissions,
+            metadata=dict(request.metadata),
+            inputs=dict(request.inputs),
+            outputs=dict(request.outputs),
+        )
         return api.RegisterFunctionResponse(
-            function=await self._write(lambda ctx: functions.register_function(ctx, request))
+            function=await self._write(lambda ctx: functions.register_function(ctx, new))
         )
 
     async def GetFunction(self, request, context):
         return api.GetFunctionResponse(function=await self._read(lambda ctx: functions.get_function(ctx, request.key)))
 
     async def ListFunctions(self, request, context):
-        page = await self._query(lambda q: q.functions(request))
+        page = await self._query(lambda q, ctx: q.functions(request))
         return api.ListFunctionsResponse(
             functions=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
 
     async def UpdateFunction(self, request, context):
-        await self._write(lambda ctx: functions.update_function(ctx, request))
+        image = _optional(request, "image")
+        await self._write(lambda ctx: functions.update_function(ctx, request.key, request.name, image))
         return api.UpdateFunctionResponse()
 
     async def ApplyFunctionAction(self, request, context):
@@ -179,7 +223,14 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     # compute plans
     async def RegisterComputePlan(self, request, context):
-        plan = await self._write(lambda ctx: plans.register_plan(ctx, request))
+        new = plans.NewPlan(
+            key=request.key,
+            name=request.name,
+            tag=request.tag,
+            metadata=dict(request.metadata),
+            creator=request.creator,
+        )
+        plan = await self._write(lambda ctx: plans.register_plan(ctx, new))
         return api.RegisterComputePlanResponse(compute_plan=plans.present(plan, now()))
 
     async def GetComputePlan(self, request, context):
@@ -187,7 +238,7 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.GetComputePlanResponse(compute_plan=plans.present(plan, now()))
 
     async def ListComputePlans(self, request, context):
-        page = await self._query(lambda q: q.plans(request))
+        page = await self._query(lambda q, ctx: q.plans(request))
         moment = now()
         return api.ListComputePlansResponse(
             compute_plans=[plans.present(p, moment) for p in page.items],
@@ -204,10 +255,8 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.CancelComputePlanResponse()
 
     async def GetComputePlanPerformances(self, request, context):
-        current = current_caller()
-
-        def perf(q: Queries):
-            plans.get_plan(Context(caller=current, now=now(), store=q.store), request.key)
+        def perf(q: Queries, ctx: Context):
+            plans.get_plan(ctx, request.key)
             return q.plan_performances(request)
 
         page, ranks, rounds = await self._query(perf)
@@ -233,15 +282,14 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     # tasks
     async def RegisterTasks(self, request, context):
-        return api.RegisterTasksResponse(
-            tasks=await self._write(lambda ctx: tasks.register_tasks(ctx, list(request.tasks)))
-        )
+        new = [new_task(t) for t in request.tasks]
+        return api.RegisterTasksResponse(tasks=await self._write(lambda ctx: tasks.register_tasks(ctx, new)))
 
     async def GetTask(self, request, context):
         return api.GetTaskResponse(task=await self._read(lambda ctx: tasks.get_task(ctx, request.key)))
 
     async def ListTasks(self, request, context):
-        page = await self._query(lambda q: q.tasks(request))
+        page = await self._query(lambda q, ctx: q.tasks(request))
         return api.ListTasksResponse(tasks=page.items, next_page_token=page.next_page_token, total_size=page.total_size)
 
     async def ApplyTaskAction(self, request, context):
@@ -258,7 +306,16 @@ class AssetService(api_grpc.AssetServiceServicer):
         )
 
     async def CompleteTask(self, request, context):
-        return api.CompleteTaskResponse(task=await self._write(lambda ctx: work.complete_task(ctx, request)))
+        done = work.Completion(
+            task_key=request.task_key,
+            models=[new_model(m) for m in request.models],
+            performances=[
+                work.TaskPerformance(p.compute_task_output_identifier, p.performance_value)
+                for p in request.performances
+            ],
+            profiling_steps=[work.TaskStep(s.step, s.duration) for s in request.profiling_steps],
+        )
+        return api.CompleteTaskResponse(task=await self._write(lambda ctx: work.complete_task(ctx, done)))
 
     async def GetTaskInputAssets(self, request, context):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))
@@ -275,10 +332,8 @@ class AssetService(api_grpc.AssetServiceServicer):
         )
 
     async def ListTaskOutputAssets(self, request, context):
-        current = current_caller()
-
-        def run(q: Queries):
-            tasks.get_task(Context(caller=current, now=now(), store=q.store), request.key)
+        def run(q: Queries, ctx: Context):
+            tasks.get_task(ctx, request.key)
             return q.output_assets(request)
 
         page = await self._query(run)
@@ -288,15 +343,14 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     # models, performances, failures, profiling
     async def RegisterModels(self, request, context):
-        return api.RegisterModelsResponse(
-            models=await self._write(lambda ctx: outputs.register_models(ctx, list(request.models)))
-        )
+        new = [new_model(m) for m in request.models]
+        return api.RegisterModelsResponse(models=await self._write(lambda ctx: outputs.register_models(ctx, new)))
 
     async def GetModel(self, request, context):
         return api.GetModelResponse(model=await self._read(lambda ctx: outputs.get_model(ctx, request.key)))
 
     async def ListModels(self, request, context):
-        page = await self._query(lambda q: q.models(request))
+        page = await self._query(lambda q, ctx: q.models(request))
         return api.ListModelsResponse(
             models=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
@@ -308,17 +362,26 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.DisableOutputResponse(models=models)
 
     async def RegisterPerformance(self, request, context):
-        performance = await self._write(lambda ctx: outputs.register_performance(ctx, request))
+        performance = await self._write(
+            lambda ctx: outputs.register_performance(
+                ctx, request.compute_task_key, request.compute_task_output_identifier, request.performance_value
+            )
+        )
         return api.RegisterPerformanceResponse(performance=performance)
 
     async def ListPerformances(self, request, context):
-        page = await self._query(lambda q: q.performances(request))
+        page = await self._query(lambda q, ctx: q.performances(request))
         return api.ListPerformancesResponse(
             performances=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
 
     async def RegisterFailureReport(self, request, context):
-        report = await self._write(lambda ctx: outputs.register_failure_report(ctx, request))
+        logs = _optional(request, "logs_address")
+        report = await self._write(
+            lambda ctx: outputs.register_failure_report(
+                ctx, request.asset_key, request.asset_type, request.error_type, logs
+            )
+        )
         return api.RegisterFailureReportResponse(failure_report=report)
 
     async def GetFailureReport(self, request, context):
@@ -326,18 +389,25 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.GetFailureReportResponse(failure_report=report)
 
     async def RegisterProfilingStep(self, request, context):
-        step = await self._write(lambda ctx: outputs.register_profiling_step(ctx, request))
+        step = await self._write(
+            lambda ctx: outputs.register_profiling_step(ctx, request.asset_key, request.step, request.duration)
+        )
         return api.RegisterProfilingStepResponse(profiling_step=step)
 
     async def ListProfilingSteps(self, request, context):
-        page = await self._query(lambda q: q.profiling_steps(request))
+        page = await self._query(lambda q, ctx: q.profiling_steps(request))
         return api.ListProfilingStepsResponse(
             profiling_steps=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
 
     # permissions
     async def CanProcess(self, request, context):
-        return api.CanProcessResponse(allowed=await self._read(lambda ctx: outputs.can_process(ctx, request)))
+        allowed = await self._read(
+            lambda ctx: outputs.can_process(
+                ctx, request.asset_kind, request.asset_key, request.organization_id, download=request.download
+            )
+        )
+        return api.CanProcessResponse(allowed=allowed)
 
     async def CanAccessLogs(self, request, context):
         allowed = await self._read(lambda ctx: outputs.can_access_logs(ctx, request.asset_key, request.organization_id))
@@ -345,7 +415,7 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     # events
     async def QueryEvents(self, request, context):
-        page = await self._query(lambda q: q.events(request))
+        page = await self._query(lambda q, ctx: q.events(request))
         return api.QueryEventsResponse(
             events=page.items, next_page_token=page.next_page_token, total_size=page.total_size
         )
@@ -355,7 +425,7 @@ class AssetService(api_grpc.AssetServiceServicer):
         position = request.after_position
         while True:
             seen = self._hub.generation
-            batch = await self._query(lambda q, after=position: q.events_after(after, REPLAY_BATCH))
+            batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
             for event in batch:
                 yield api.SubscribeEventsResponse(event=event)
                 position = event.position

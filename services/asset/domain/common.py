@@ -119,17 +119,6 @@ def union(a: res.Permission, b: res.Permission) -> res.Permission:
     return res.Permission(public=False, authorized_ids=sorted({*a.authorized_ids, *b.authorized_ids}))
 
 
-def intersection(a: res.Permission, b: res.Permission) -> res.Permission:
-    """Public only if both are; a public side keeps the other side's ids."""
-    if a.public and b.public:
-        return res.Permission(public=True, authorized_ids=sorted({*a.authorized_ids, *b.authorized_ids}))
-    if a.public:
-        return res.Permission(public=False, authorized_ids=sorted(b.authorized_ids))
-    if b.public:
-        return res.Permission(public=False, authorized_ids=sorted(a.authorized_ids))
-    return res.Permission(public=False, authorized_ids=sorted(set(a.authorized_ids) & set(b.authorized_ids)))
-
-
 # ------------------------------------------------------------------------------------------------- context
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     """A protobuf timestamp, or None."""
@@ -215,12 +204,18 @@ class Context:
 
 
 class Store(Protocol):
-    """Persistence the rules need, scoped to one channel; ``services.asset.store.sql.SqlStore``
-    implements it on PostgreSQL. ``get_*`` of several keys return the found ones by key."""
+    """Persistence the rules need, scoped to one channel: ``services.asset.store.sql.SqlStore`` on
+    PostgreSQL, ``services.asset.store.memory.MemoryStore`` in memory (unit tests).
+
+    ``get_*`` of several keys return the found ones by key, as fresh messages: changing one changes
+    nothing stored until the matching ``update_*``, which writes only the fields that may change.
+    ``for_update`` locks the row until the end of the unit of work. ``add_output_asset`` and
+    ``add_profiling_step`` return False when the row already existed (and change nothing).
+    ``append_events`` gives the events their positions (strictly increasing per channel)."""
 
     def organization_ids(self) -> set[str]: ...
     def add_organization(self, organization: res.Organization) -> None: ...
-    def get_data_managers(self, keys: Iterable[str]) -> dict[str, res.DataManager]: ...
+    def get_data_managers(self, keys: Iterable[str], *, with_samples: bool = False) -> dict[str, res.DataManager]: ...
     def add_data_manager(self, manager: res.DataManager) -> None: ...
     def update_data_manager(self, manager: res.DataManager) -> None: ...
     def get_data_samples(self, keys: Iterable[str]) -> dict[str, res.DataSample]: ...
@@ -250,3 +245,4 @@ class Store(Protocol):
     def get_failure_report(self, asset_key: str) -> res.FailureReport | None: ...
     def add_failure_report(self, report: res.FailureReport) -> None: ...
     def add_profiling_step(self, step: res.ProfilingStep) -> bool: ...
+    def append_events(self, events: list[ev.Event]) -> None: ...

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tessera.asset.v1 import asset_service_pb2 as api
+from dataclasses import dataclass, field
+
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
@@ -18,34 +19,59 @@ from services.asset.domain.common import (
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
 
-def register_data_manager(ctx: Context, request: api.RegisterDataManagerRequest) -> res.DataManager:
+@dataclass
+class NewDataManager:
+    """A data manager as its owner asks to register it. ``logs_permission`` is required (None: missing)."""
+
+    key: str
+    name: str
+    description: res.Addressable = field(default_factory=res.Addressable)
+    opener: res.Addressable = field(default_factory=res.Addressable)
+    type: str = ""
+    permissions: res.NewPermissions = field(default_factory=res.NewPermissions)
+    logs_permission: res.NewPermissions | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class NewDataSample:
+    """A data sample as its owner asks to register it."""
+
+    key: str
+    data_manager_keys: list[str]
+    checksum: str
+
+
+def register_data_manager(ctx: Context, new: NewDataManager) -> res.DataManager:
     """Register a data manager owned by the caller."""
     v = Violations()
-    key = v.key("key", request.key)
-    v.name("name", request.name)
-    v.addressable("description", request.description)
-    v.addressable("opener", request.opener)
-    v.metadata("metadata", dict(request.metadata))
-    if len(request.type) > 100:
+    key = v.key("key", new.key)
+    v.name("name", new.name)
+    v.addressable("description", new.description)
+    v.addressable("opener", new.opener)
+    v.metadata("metadata", dict(new.metadata))
+    if len(new.type) > 100:
         v.add("type", "must be at most 100 characters")
-    if not request.HasField("logs_permission"):
+    logs = new.logs_permission
+    if logs is None:
         v.add("logs_permission", "is required")
+        logs = res.NewPermissions()
     known = ctx.store.organization_ids()
-    check_authorized_ids(v, "permissions", request.permissions, known)
-    check_authorized_ids(v, "logs_permission", request.logs_permission, known)
+    check_authorized_ids(v, "permissions", new.permissions, known)
+    check_authorized_ids(v, "logs_permission", logs, known)
     v.raise_if_any()
     if ctx.store.get_data_managers([key]):
         raise AlreadyExists(f"data manager {key} already exists", metadata={"keys": key})
     manager = res.DataManager(
         key=key,
-        name=request.name,
+        name=new.name,
         owner=ctx.org,
-        permissions=make_permissions(request.permissions, ctx.org),
-        description=request.description,
-        opener=request.opener,
-        type=request.type,
-        logs_permission=make_permission(request.logs_permission, ctx.org),
-        metadata=dict(request.metadata),
+        permissions=make_permissions(new.permissions, ctx.org),
+        description=new.description,
+        opener=new.opener,
+        type=new.type,
+        logs_permission=make_permission(logs, ctx.org),
+        metadata=dict(new.metadata),
         creation_date=timestamp(ctx.now),
     )
     ctx.store.add_data_manager(manager)
@@ -53,10 +79,10 @@ def register_data_manager(ctx: Context, request: api.RegisterDataManagerRequest)
     return manager
 
 
-def get_data_manager(ctx: Context, key: str) -> res.DataManager:
-    """A data manager of the channel, or NOT_FOUND."""
+def get_data_manager(ctx: Context, key: str, *, with_samples: bool = False) -> res.DataManager:
+    """A data manager of the channel (with its linked sample keys if asked), or NOT_FOUND."""
     key = validate_key("key", key)
-    found = ctx.store.get_data_managers([key])
+    found = ctx.store.get_data_managers([key], with_samples=with_samples)
     if key not in found:
         raise NotFound(f"data manager {key} not found")
     return found[key]
@@ -91,7 +117,7 @@ def _owned_managers(ctx: Context, v: Violations, keys: list[str], path: str) -> 
     return list(dict.fromkeys(normalized))
 
 
-def register_data_samples(ctx: Context, samples: list[api.NewDataSample]) -> list[res.DataSample]:
+def register_data_samples(ctx: Context, samples: list[NewDataSample]) -> list[res.DataSample]:
     """Register a batch of data samples; the caller must own every data manager they link to."""
     if not samples:
         raise InvalidArgument.on("data_samples", "at least one data sample is required")
@@ -149,3 +175,12 @@ def link_data_samples(ctx: Context, manager_keys: list[str], sample_keys: list[s
             ctx.emit(res.ASSET_DATA_SAMPLE, key, ev.EVENT_ASSET_UPDATED, sample)
         updated.append(sample)
     return updated
+
+
+def get_data_sample(ctx: Context, key: str) -> res.DataSample:
+    """A data sample of the channel, or NOT_FOUND."""
+    key = validate_key("key", key)
+    found = ctx.store.get_data_samples([key])
+    if key not in found:
+        raise NotFound(f"data sample {key} not found")
+    return found[key]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
@@ -38,6 +38,20 @@ IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
 IDENTIFIER_RULE = "identifiers are 1 to 100 letters, digits, '_' or '-'"
 
 
+@dataclass
+class NewFunction:
+    """A function as its owner asks to register it (its files already in the owner's storage)."""
+
+    key: str
+    name: str
+    description: res.Addressable = field(default_factory=res.Addressable)
+    archive: res.Addressable = field(default_factory=res.Addressable)
+    permissions: res.NewPermissions = field(default_factory=res.NewPermissions)
+    metadata: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, res.FunctionInput] = field(default_factory=dict)
+    outputs: dict[str, res.FunctionOutput] = field(default_factory=dict)
+
+
 def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: dict[str, res.FunctionOutput]) -> None:
     """The rules of domain §3.1 on declared inputs and outputs."""
     managers = [name for name, spec in inputs.items() if spec.kind == res.ASSET_DATA_MANAGER]
@@ -64,30 +78,30 @@ def validate_io(v: Violations, inputs: dict[str, res.FunctionInput], outputs: di
             v.add(path, "a performance output cannot be multiple")
 
 
-def register_function(ctx: Context, request: api.RegisterFunctionRequest) -> res.Function:
+def register_function(ctx: Context, new: NewFunction) -> res.Function:
     """Register a function owned by the caller; it starts WAITING for its build."""
     v = Violations()
-    key = v.key("key", request.key)
-    v.name("name", request.name)
-    v.addressable("description", request.description)
-    v.addressable("archive", request.archive)
-    v.metadata("metadata", dict(request.metadata))
-    validate_io(v, dict(request.inputs), dict(request.outputs))
-    check_authorized_ids(v, "permissions", request.permissions, ctx.store.organization_ids())
+    key = v.key("key", new.key)
+    v.name("name", new.name)
+    v.addressable("description", new.description)
+    v.addressable("archive", new.archive)
+    v.metadata("metadata", dict(new.metadata))
+    validate_io(v, dict(new.inputs), dict(new.outputs))
+    check_authorized_ids(v, "permissions", new.permissions, ctx.store.organization_ids())
     v.raise_if_any()
     if ctx.store.get_functions([key]):
         raise AlreadyExists(f"function {key} already exists", metadata={"keys": key})
     function = res.Function(
         key=key,
-        name=request.name,
-        description=request.description,
-        archive=request.archive,
-        permissions=make_permissions(request.permissions, ctx.org),
+        name=new.name,
+        description=new.description,
+        archive=new.archive,
+        permissions=make_permissions(new.permissions, ctx.org),
         owner=ctx.org,
         creation_date=timestamp(ctx.now),
-        metadata=dict(request.metadata),
-        inputs=dict(request.inputs),
-        outputs=dict(request.outputs),
+        metadata=dict(new.metadata),
+        inputs=dict(new.inputs),
+        outputs=dict(new.outputs),
         status=res.FUNCTION_STATUS_WAITING,
     )
     ctx.store.add_function(function)
@@ -104,23 +118,23 @@ def get_function(ctx: Context, key: str) -> res.Function:
     return found[key]
 
 
-def update_function(ctx: Context, request: api.UpdateFunctionRequest) -> res.Function:
+def update_function(ctx: Context, key: str, name: str = "", image: res.Addressable | None = None) -> res.Function:
     """Rename a function and/or set its built image (owner only)."""
-    function = get_function(ctx, request.key)
+    function = get_function(ctx, key)
     v = Violations()
-    if request.name:
-        v.name("name", request.name)
-    if request.HasField("image"):
-        v.addressable("image", request.image)
-    if not request.name and not request.HasField("image"):
+    if name:
+        v.name("name", name)
+    if image is not None:
+        v.addressable("image", image)
+    if not name and image is None:
         v.add("name", "nothing to update: give a name or an image")
     v.raise_if_any()
     if function.owner != ctx.org:
         raise PermissionDenied(f"only {function.owner} may update function {function.key}")
-    if request.name:
-        function.name = request.name
-    if request.HasField("image"):
-        function.image.CopyFrom(request.image)
+    if name:
+        function.name = name
+    if image is not None:
+        function.image.CopyFrom(image)
     ctx.store.update_function(function)
     ctx.emit(res.ASSET_FUNCTION, function.key, ev.EVENT_ASSET_UPDATED, function)
     return function

@@ -4,13 +4,24 @@ storage asks for (§1.15)."""
 
 from __future__ import annotations
 
-from tessera.asset.v1 import asset_service_pb2 as api
+from dataclasses import dataclass
+
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.domain import functions, tasks
 from services.asset.domain.common import Context, Violations, allows, timestamp, validate_key
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+
+
+@dataclass
+class NewModel:
+    """A model a worker registers under an output of its executing task (the file already in its storage)."""
+
+    key: str
+    compute_task_key: str
+    compute_task_output_identifier: str
+    address: res.Addressable
 
 
 def executing_task_of_worker(ctx: Context, key: str, path: str) -> res.ComputeTask:
@@ -33,7 +44,7 @@ def _link(ctx: Context, task_key: str, identifier: str, kind: int, asset_key: st
         ctx.emit(res.ASSET_COMPUTE_TASK_OUTPUT_ASSET, f"{task_key}|{identifier}", ev.EVENT_ASSET_CREATED, link)
 
 
-def register_models(ctx: Context, new_models: list[api.NewModel]) -> list[res.Model]:
+def register_models(ctx: Context, new_models: list[NewModel]) -> list[res.Model]:
     """Register models produced by one executing task (worker only)."""
     if not new_models:
         raise InvalidArgument.on("models", "at least one model is required")
@@ -92,10 +103,9 @@ def get_model(ctx: Context, key: str) -> res.Model:
     return found[key]
 
 
-def register_performance(ctx: Context, request: api.RegisterPerformanceRequest) -> res.Performance:
+def register_performance(ctx: Context, task_key: str, identifier: str, value: float) -> res.Performance:
     """Register the value of a performance output of an executing task (worker only)."""
-    task = executing_task_of_worker(ctx, request.compute_task_key, "compute_task_key")
-    identifier = request.compute_task_output_identifier
+    task = executing_task_of_worker(ctx, task_key, "compute_task_key")
     spec = task.function.outputs.get(identifier)
     if spec is None or spec.kind != res.ASSET_PERFORMANCE:
         raise InvalidArgument.on("compute_task_output_identifier", f"{identifier!r} is not a performance output")
@@ -104,7 +114,7 @@ def register_performance(ctx: Context, request: api.RegisterPerformanceRequest) 
     performance = res.Performance(
         compute_task_key=task.key,
         compute_task_output_identifier=identifier,
-        performance_value=request.performance_value,
+        performance_value=value,
         creation_date=timestamp(ctx.now),
     )
     ctx.store.add_performance(performance)
@@ -113,35 +123,37 @@ def register_performance(ctx: Context, request: api.RegisterPerformanceRequest) 
     return performance
 
 
-def register_failure_report(ctx: Context, request: api.RegisterFailureReportRequest) -> res.FailureReport:
+def register_failure_report(
+    ctx: Context, asset_key: str, asset_type: int, error_type: int, logs_address: res.Addressable | None = None
+) -> res.FailureReport:
     """Registering a report *is* the failure: the task (worker, EXECUTING) or the function build
     (owner, BUILDING) becomes FAILED, with the cascades that follow."""
-    key = validate_key("asset_key", request.asset_key)
-    if request.error_type not in (res.BUILD_ERROR, res.EXECUTION_ERROR, res.INTERNAL_ERROR):
+    key = validate_key("asset_key", asset_key)
+    if error_type not in (res.BUILD_ERROR, res.EXECUTION_ERROR, res.INTERNAL_ERROR):
         raise InvalidArgument.on("error_type", "must be BUILD_ERROR, EXECUTION_ERROR or INTERNAL_ERROR")
-    if request.HasField("logs_address"):
+    if logs_address is not None:
         v = Violations()
-        v.addressable("logs_address", request.logs_address)
+        v.addressable("logs_address", logs_address)
         v.raise_if_any()
     if ctx.store.get_failure_report(key) is not None:
         raise AlreadyExists(f"a failure report for {key} already exists", metadata={"keys": key})
     report = res.FailureReport(
         asset_key=key,
-        asset_type=request.asset_type,
-        error_type=request.error_type,
-        logs_address=request.logs_address if request.HasField("logs_address") else None,
+        asset_type=asset_type,
+        error_type=error_type,
+        logs_address=logs_address,
         creation_date=timestamp(ctx.now),
         owner=ctx.org,
     )
-    if request.asset_type == res.FAILED_ASSET_COMPUTE_TASK:
+    if asset_type == res.FAILED_ASSET_COMPUTE_TASK:
         task = executing_task_of_worker(ctx, key, "asset_key")
         ctx.store.add_failure_report(report)
         ctx.emit(res.ASSET_FAILURE_REPORT, key, ev.EVENT_ASSET_CREATED, report)
-        task.error_type = request.error_type
-        if request.HasField("logs_address"):
-            task.logs_address.CopyFrom(request.logs_address)
+        task.error_type = error_type
+        if logs_address is not None:
+            task.logs_address.CopyFrom(logs_address)
         tasks.move(ctx, task, res.STATUS_FAILED, "failure report registered")
-    elif request.asset_type == res.FAILED_ASSET_FUNCTION:
+    elif asset_type == res.FAILED_ASSET_FUNCTION:
         function = functions.get_function(ctx, key)
         if function.owner != ctx.org:
             raise PermissionDenied(f"only {function.owner} may report the build failure of function {key}")
@@ -196,12 +208,12 @@ def disable_output(ctx: Context, task_key: str, identifier: str) -> list[res.Mod
     return disabled
 
 
-def register_profiling_step(ctx: Context, request: api.RegisterProfilingStepRequest) -> res.ProfilingStep:
+def register_profiling_step(ctx: Context, asset_key: str, step: str, duration: int) -> res.ProfilingStep:
     """Record a step duration (µs) of a task (its worker) or of a function build (its owner)."""
-    key = validate_key("asset_key", request.asset_key)
+    key = validate_key("asset_key", asset_key)
     v = Violations()
-    v.name("step", request.step)
-    if request.duration < 0:
+    v.name("step", step)
+    if duration < 0:
         v.add("duration", "must not be negative")
     v.raise_if_any()
     found = ctx.store.get_tasks([key])
@@ -212,14 +224,14 @@ def register_profiling_step(ctx: Context, request: api.RegisterProfilingStepRequ
         function = functions.get_function(ctx, key)
         if function.owner != ctx.org:
             raise PermissionDenied(f"only the owner of function {key} may record its profiling")
-    step = res.ProfilingStep(asset_key=key, step=request.step, duration=request.duration)
-    if not ctx.store.add_profiling_step(step):
-        raise AlreadyExists(f"step {request.step!r} of {key} already recorded")
+    recorded = res.ProfilingStep(asset_key=key, step=step, duration=duration)
+    if not ctx.store.add_profiling_step(recorded):
+        raise AlreadyExists(f"step {step!r} of {key} already recorded")
     if key not in found:
         # Function build steps are shared with every organization, as events. A task's steps are its
         # worker's own business (Substra keeps them out of the orchestrator): stored, not broadcast.
-        ctx.emit(res.ASSET_PROFILING_STEP, key, ev.EVENT_ASSET_CREATED, step)
-    return step
+        ctx.emit(res.ASSET_PROFILING_STEP, key, ev.EVENT_ASSET_CREATED, recorded)
+    return recorded
 
 
 def record_task_step(ctx: Context, task: res.ComputeTask, step: str, duration: int) -> None:
@@ -228,14 +240,13 @@ def record_task_step(ctx: Context, task: res.ComputeTask, step: str, duration: i
     ctx.store.add_profiling_step(res.ProfilingStep(asset_key=task.key, step=step, duration=duration))
 
 
-def can_process(ctx: Context, request: api.CanProcessRequest) -> bool:
+def can_process(ctx: Context, asset_kind: int, asset_key: str, org: str, *, download: bool = False) -> bool:
     """Whether ``organization_id`` may process (or download) an asset: storage's check."""
-    key = validate_key("asset_key", request.asset_key)
-    org = request.organization_id
-    kind = request.asset_kind
+    key = validate_key("asset_key", asset_key)
+    kind = asset_kind
     if kind == res.ASSET_MODEL:
         model = get_model(ctx, key)
-        permission = model.permissions.download if request.download else model.permissions.process
+        permission = model.permissions.download if download else model.permissions.process
     elif kind == res.ASSET_FUNCTION:
         permission = functions.get_function(ctx, key).permissions.process
     elif kind == res.ASSET_DATA_MANAGER:

@@ -8,12 +8,12 @@ waits for its function's build; DONE when every task is done; DOING otherwise.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
-from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.asset.domain.common import TAG_KEY, Context, Violations, timestamp, validate_key
+from services.asset.domain.common import Context, Violations, timestamp, validate_key
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 
 COUNTER = {
@@ -29,28 +29,39 @@ COUNTER = {
 FINAL_COUNTERS = ("done_count", "canceled_count", "failed_count")
 
 
-def register_plan(ctx: Context, request: api.RegisterComputePlanRequest) -> res.ComputePlan:
+@dataclass
+class NewPlan:
+    """A compute plan as its owner asks to register it (the key is made by the client)."""
+
+    key: str
+    name: str
+    tag: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    creator: str = ""  # the gateway's user who created it, for display
+
+
+def register_plan(ctx: Context, new: NewPlan) -> res.ComputePlan:
     """Register a plan owned by the caller (keys are made by the client)."""
     v = Violations()
-    key = v.key("key", request.key)
-    v.name("name", request.name)
-    if len(request.tag) > 100:
+    key = v.key("key", new.key)
+    v.name("name", new.name)
+    if len(new.tag) > 100:
         v.add("tag", "must be at most 100 characters")
-    if len(request.creator) > 150:  # the gateway's user names are at most 150 characters
+    if len(new.creator) > 150:  # the gateway's user names are at most 150 characters
         v.add("creator", "must be at most 150 characters")
-    v.metadata("metadata", dict(request.metadata))
+    v.metadata("metadata", dict(new.metadata))
     v.raise_if_any()
     if ctx.store.get_plan(key) is not None:
         raise AlreadyExists(f"compute plan {key} already exists", metadata={"keys": key})
     plan = res.ComputePlan(
         key=key,
         owner=ctx.org,
-        tag=request.tag,
-        name=request.name,
-        metadata=dict(request.metadata),
+        tag=new.tag,
+        name=new.name,
+        metadata=dict(new.metadata),
         creation_date=timestamp(ctx.now),
         status=res.PLAN_STATUS_CREATED,
-        creator=request.creator,
+        creator=new.creator,
     )
     ctx.store.add_plan(plan)
     ctx.emit(res.ASSET_COMPUTE_PLAN, key, ev.EVENT_ASSET_CREATED, plan)
@@ -152,7 +163,7 @@ def derive(plan: res.ComputePlan, now: dt.datetime) -> None:
         plan.ClearField("end_date")
 
 
-def present(plan: res.ComputePlan, now: dt.datetime, done_seconds: float = 0.0) -> res.ComputePlan:
+def present(plan: res.ComputePlan, now: dt.datetime) -> res.ComputePlan:
     """Fill the read-time fields: duration and estimated end date."""
     if plan.HasField("start_date"):
         start = plan.start_date.ToDatetime(dt.UTC)
@@ -165,9 +176,3 @@ def present(plan: res.ComputePlan, now: dt.datetime, done_seconds: float = 0.0) 
             remaining = plan.task_count - plan.done_count - plan.canceled_count - plan.failed_count
             plan.estimated_end_date.CopyFrom(timestamp(now + per_task * remaining))
     return plan
-
-
-def split_tag(metadata: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The task tag is stored in metadata under ``__tag__`` by Substra; we keep it separate."""
-    rest = dict(metadata)
-    return rest.pop(TAG_KEY, ""), rest

@@ -9,8 +9,8 @@ task of the function first, chained ones included; only then are other descendan
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
-from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
@@ -46,6 +46,38 @@ ACTIONS = {
     res.TASK_ACTION_FAILED: res.STATUS_FAILED,
 }
 INPUT_DEFINED = {res.STATUS_WAITING_FOR_EXECUTOR_SLOT, res.STATUS_EXECUTING, res.STATUS_DONE, res.STATUS_FAILED}
+
+
+@dataclass
+class NewTaskInput:
+    """One input of a task being registered: an asset by key, or a parent task's output."""
+
+    identifier: str
+    asset_key: str = ""
+    parent_task_key: str = ""
+    parent_task_output_identifier: str = ""
+
+
+@dataclass
+class NewTaskOutput:
+    """Who may use what one output of a task will produce, and whether it is transient."""
+
+    permissions: res.NewPermissions = field(default_factory=res.NewPermissions)
+    transient: bool = False
+
+
+@dataclass
+class NewTask:
+    """A task as its plan's owner asks to register it; the ledger derives the rest."""
+
+    key: str
+    compute_plan_key: str
+    function_key: str
+    worker: str = ""
+    tag: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    inputs: list[NewTaskInput] = field(default_factory=list)
+    outputs: dict[str, NewTaskOutput] = field(default_factory=dict)
 
 
 def status_name(status: int) -> str:
@@ -190,7 +222,7 @@ def cancel_all(ctx: Context, keys: list[str], reason: str) -> None:
 class _Batch:
     """What registering one batch needs, loaded once: plan, functions, parents, assets, orgs."""
 
-    def __init__(self, ctx: Context, requests: list[api.NewComputeTask]) -> None:
+    def __init__(self, ctx: Context, requests: list[NewTask]) -> None:
         self.ctx = ctx
         self.requests = requests
         self.orgs = ctx.store.organization_ids()
@@ -202,7 +234,7 @@ class _Batch:
         self.new: dict[str, res.ComputeTask] = {}
 
 
-def register_tasks(ctx: Context, requests: list[api.NewComputeTask]) -> list[res.ComputeTask]:
+def register_tasks(ctx: Context, requests: list[NewTask]) -> list[res.ComputeTask]:
     """Register a batch of tasks of one plan, whole or not at all, in topological order."""
     if not requests:
         raise InvalidArgument.on("tasks", "at least one task is required")
@@ -254,7 +286,7 @@ def register_tasks(ctx: Context, requests: list[api.NewComputeTask]) -> list[res
     return [batch.new[key] for key in keys]
 
 
-def _parent_keys(request: api.NewComputeTask) -> list[str]:
+def _parent_keys(request: NewTask) -> list[str]:
     return list(dict.fromkeys(i.parent_task_key.lower() for i in request.inputs if i.parent_task_key))
 
 
@@ -300,9 +332,7 @@ def _sort(batch: _Batch, keys: list[str]) -> list[int]:
     return order
 
 
-def _build(
-    batch: _Batch, v: Violations, i: int, key: str, request: api.NewComputeTask, plan: res.ComputePlan
-) -> res.ComputeTask:
+def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, plan: res.ComputePlan) -> res.ComputeTask:
     """Validate one task against its function and referenced assets; return its stored form."""
     ctx = batch.ctx
     path = f"tasks[{i}]"
@@ -376,7 +406,7 @@ def _parent(batch: _Batch, key: str) -> res.ComputeTask | None:
     return batch.new.get(key) or batch.parents.get(key)
 
 
-def _check_inputs(batch: _Batch, v: Violations, path: str, request: api.NewComputeTask, function: res.Function):
+def _check_inputs(batch: _Batch, v: Violations, path: str, request: NewTask, function: res.Function):
     ctx = batch.ctx
     counts: dict[str, int] = {}
     manager: res.DataManager | None = None
@@ -459,7 +489,7 @@ def _check_inputs(batch: _Batch, v: Violations, path: str, request: api.NewCompu
     return manager, list(parents.values()), inputs
 
 
-def _check_parent_permissions(batch: _Batch, v: Violations, path: str, request: api.NewComputeTask, worker: str):
+def _check_parent_permissions(batch: _Batch, v: Violations, path: str, request: NewTask, worker: str):
     """The worker must be allowed to process each model it consumes (domain §1.15)."""
     if not worker:
         return
@@ -478,7 +508,7 @@ def _check_parent_permissions(batch: _Batch, v: Violations, path: str, request: 
             )
 
 
-def _check_outputs(batch: _Batch, v: Violations, path: str, request: api.NewComputeTask, function: res.Function):
+def _check_outputs(batch: _Batch, v: Violations, path: str, request: NewTask, function: res.Function):
     declared, given = set(function.outputs), set(request.outputs)
     for missing in sorted(declared - given):
         v.add(f"{path}.outputs", f"the output {missing!r} of function {function.key} is missing")

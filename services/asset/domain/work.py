@@ -9,9 +9,8 @@ leaves nothing half-registered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.domain import outputs, plans, tasks
@@ -19,6 +18,32 @@ from services.asset.domain.common import Context, Violations, validate_key
 from services.kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 NOT_RUNNABLE = "compute plan is not runnable"
+
+
+@dataclass
+class TaskPerformance:
+    """The value of one performance output."""
+
+    compute_task_output_identifier: str
+    performance_value: float
+
+
+@dataclass
+class TaskStep:
+    """How long one step of a task's execution took, in microseconds."""
+
+    step: str
+    duration: int
+
+
+@dataclass
+class Completion:
+    """Everything an executing task produced, registered with its DONE in one unit of work."""
+
+    task_key: str
+    models: list[outputs.NewModel] = field(default_factory=list)
+    performances: list[TaskPerformance] = field(default_factory=list)
+    profiling_steps: list[TaskStep] = field(default_factory=list)
 
 
 @dataclass
@@ -56,32 +81,27 @@ def start_task(ctx: Context, key: str) -> Started:
     return Started(task, True, tasks.input_assets(ctx, task.key), registered)
 
 
-def complete_task(ctx: Context, request: api.CompleteTaskRequest) -> res.ComputeTask:
+def complete_task(ctx: Context, done: Completion) -> res.ComputeTask:
     """The task's models, performances and profiling steps, then DONE and its cascades."""
-    task = outputs.executing_task_of_worker(ctx, request.task_key, "task_key")
+    task = outputs.executing_task_of_worker(ctx, done.task_key, "task_key")
     v = Violations()
-    for i, model in enumerate(request.models):
+    for i, model in enumerate(done.models):
         if model.compute_task_key.lower() != task.key:
             v.add(f"models[{i}].compute_task_key", f"must be the completed task {task.key}")
-    for i, step in enumerate(request.profiling_steps):
+    for i, step in enumerate(done.profiling_steps):
         v.name(f"profiling_steps[{i}].step", step.step)
         if step.duration < 0:
             v.add(f"profiling_steps[{i}].duration", "must not be negative")
     v.raise_if_any()
-    if request.models:
-        outputs.register_models(ctx, list(request.models))
-    for i, performance in enumerate(request.performances):
+    if done.models:
+        outputs.register_models(ctx, list(done.models))
+    for i, performance in enumerate(done.performances):
         if not performance.compute_task_output_identifier:
             raise InvalidArgument.on(f"performances[{i}].compute_task_output_identifier", "is required")
         outputs.register_performance(
-            ctx,
-            api.RegisterPerformanceRequest(
-                compute_task_key=task.key,
-                compute_task_output_identifier=performance.compute_task_output_identifier,
-                performance_value=performance.performance_value,
-            ),
+            ctx, task.key, performance.compute_task_output_identifier, performance.performance_value
         )
-    for step in request.profiling_steps:
+    for step in done.profiling_steps:
         outputs.record_task_step(ctx, task, step.step, step.duration)
     tasks.move(ctx, task, res.STATUS_DONE, "completed by its worker")
     return tasks.get_task(ctx, task.key)

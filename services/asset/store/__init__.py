@@ -1,1 +1,2 @@
-"""SQLAlchemy 2.0 tables and repositories of the ledger (schema ``asset``)."""
+"""The ledger's stores: on PostgreSQL (``tables``, ``sql``, ``queries``, ``outbox``, gathered per unit of work
+by ``repositories``) and in memory (``memory``, for the rule tests)."""

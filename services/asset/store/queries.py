@@ -25,6 +25,7 @@ from services.asset.store.tables import (
     EventRow,
     FunctionRow,
     ModelRow,
+    OrganizationRow,
     OutputAssetRow,
     PerformanceRow,
     ProfilingStepRow,
@@ -134,6 +135,13 @@ class Queries:
         self.session = session
         self.channel = channel
         self.store = sql.SqlStore(session, channel)
+
+    def organizations(self, request) -> Page:
+        """The channel's organizations, oldest first. The REST route has no paging: the default page
+        is large enough for every organization of a channel."""
+        t = OrganizationRow
+        query = sa.select(t).where(t.channel == self.channel).order_by(t.creation_date, t.id)
+        return paginate(self.session, request, query, sql.organization, default_size=1000, max_size=1000)
 
     def data_managers(self, request) -> Page:
         t = DataManagerRow
@@ -392,10 +400,4 @@ class Queries:
 
     def events_after(self, position: int, limit: int) -> list:
         """The channel's events after ``position``, in order (the subscription's replay)."""
-        rows = self.session.scalars(
-            sa.select(EventRow)
-            .where(EventRow.channel == self.channel, EventRow.position > position)
-            .order_by(EventRow.position)
-            .limit(limit)
-        )
-        return [sql.event(row) for row in rows]
+        return sql.events_after(self.session, self.channel, position, limit)

@@ -267,6 +267,17 @@ def event(row: EventRow) -> ev.Event:
     return as_message(ev.Event, row.asset)
 
 
+def events_after(session: Session, channel: str, position: int, limit: int) -> list[ev.Event]:
+    """Up to ``limit`` events of ``channel`` after ``position``, in position order."""
+    rows = session.scalars(
+        sa.select(EventRow)
+        .where(EventRow.channel == channel, EventRow.position > position)
+        .order_by(EventRow.position)
+        .limit(limit)
+    )
+    return [event(row) for row in rows]
+
+
 # ------------------------------------------------------------------------------------------- store
 class SqlStore:
     """The ``Store`` of the rules, on one session and one channel."""
@@ -290,14 +301,6 @@ class SqlStore:
             )
         )
         self.session.flush()
-
-    def list_organizations(self) -> list[res.Organization]:
-        rows = self.session.scalars(
-            sa.select(OrganizationRow)
-            .where(OrganizationRow.channel == self.channel)
-            .order_by(OrganizationRow.creation_date, OrganizationRow.id)
-        )
-        return [organization(row) for row in rows]
 
     # data managers and samples
     def sample_keys_of(self, manager_keys: list[str]) -> dict[str, list[str]]:

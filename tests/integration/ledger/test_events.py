@@ -17,7 +17,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.asset.bootstrap import MIGRATIONS
 from services.asset.domain.common import Context
 from services.asset.events import POSITION_HEADER, Hub, Relay, decode
-from services.asset.store.sql import SqlStore
+from services.asset.store.repositories import Repositories
 from services.kit import db, subjects
 from services.kit import nats as kit_nats
 from services.kit.client import sync_channel
@@ -110,19 +110,20 @@ def relay_setup(postgres, tmp_path):
     db.ensure_database(url)
     engine = db.create_engine(url, "asset")
     db.migrate(engine, "asset", MIGRATIONS)
-    uow = db.UnitOfWork(engine)
+    uow = db.UnitOfWork(engine, repositories=Repositories)
 
-    def write(session, n: int, channel: str):
+    def write(repositories: Repositories, n: int, channel: str):
         import datetime as dt
 
-        ctx = Context(caller=Caller(ORGS[0], channel), now=dt.datetime.now(dt.UTC), store=SqlStore(session, channel))
+        store = repositories.store(channel)
+        ctx = Context(caller=Caller(ORGS[0], channel), now=dt.datetime.now(dt.UTC), store=store)
         for _ in range(n):
             plan = res.ComputePlan(key=str(uuid.uuid4()), owner=ORGS[0], name="p")
             ctx.emit(res.ASSET_COMPUTE_PLAN, plan.key, ev.EVENT_ASSET_CREATED, plan)
         ctx.store.append_events(ctx.events)
 
-    uow.run_sync(lambda s: write(s, 1200, "mychannel"))
-    uow.run_sync(lambda s: write(s, 300, "other"))
+    uow.run_sync(lambda r: write(r, 1200, "mychannel"))
+    uow.run_sync(lambda r: write(r, 300, "other"))
     server = EmbeddedNats(tmp_path / "nats", free_port())
     server.start()
     yield uow, server

@@ -205,6 +205,23 @@ def test_list_organizations(ledger):
     assert [o.id for o in response.organizations] == list(ORGS) and response.total_size == 3
     assert [o.is_current for o in response.organizations] == [False, True, False]
     assert response.organizations[0].address == "http://myorg1msp.test"
+    assert response.next_page_token == ""
+
+
+def test_list_organizations_pages(ledger):
+    first = ledger.org3.ListOrganizations(api.ListOrganizationsRequest(page_size=2))
+    assert [o.id for o in first.organizations] == list(ORGS[:2]) and first.total_size == 3
+    assert [o.is_current for o in first.organizations] == [False, False]
+    second = ledger.org3.ListOrganizations(api.ListOrganizationsRequest(page_size=2, page_token=first.next_page_token))
+    assert [(o.id, o.is_current) for o in second.organizations] == [(ORGS[2], True)]
+    assert second.next_page_token == "" and second.total_size == 3
+    numbered = ledger.org3.ListOrganizations(api.ListOrganizationsRequest(page_size=1, page=2))
+    assert [o.id for o in numbered.organizations] == [ORGS[1]]
+    assert (
+        call_error(ledger.org3.ListOrganizations, api.ListOrganizationsRequest(page_size=2, page=3)).code == NOT_FOUND
+    )
+    error = call_error(ledger.org3.ListOrganizations, api.ListOrganizationsRequest(page_token="forged"))
+    assert error.code == INVALID and fields(error) == ["page_token"]
 
 
 # ============================================================================================ data managers
