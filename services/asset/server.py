@@ -20,7 +20,7 @@ from services.asset.domain import datasets, functions, organizations, outputs, p
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context
 from services.asset.events import Hub
-from services.kit import pagination
+from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
 from services.kit.identity import current_caller
 
@@ -88,11 +88,14 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     async def _write(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
+        trace_context = telemetry.trace_carrier()
         emitted = False
 
         def unit(repositories: Repositories) -> T:
             nonlocal emitted
-            ctx = Context(caller=caller, now=now(), store=repositories.store(caller.channel))
+            ctx = Context(
+                caller=caller, now=now(), store=repositories.store(caller.channel), trace_context=trace_context
+            )
             result = work(ctx)
             commit(ctx)
             emitted = bool(ctx.events)

@@ -68,16 +68,22 @@ class Dispatcher:
         self.storage = storage
 
     async def handle(self, event: ev.Event) -> list[Decision]:
-        """Act on one event, in a span of its own (its context travels with the work); returns what was done."""
+        """Act on one event; returns what was done. When the event asks for something, that happens in a
+        span continuing the trace of the ledger call that wrote the event (its context then travels with
+        the work to compute)."""
+        actions = list(self.rules.decide(event))
+        if not actions:
+            return []
         attributes = {
             "tessera.event.id": event.id,
             "tessera.event.position": event.position,
             "tessera.event.kind": ev.EventKind.Name(event.event_kind),
             "tessera.asset.key": event.asset_key,
         }
-        with tracer.start_as_current_span("event.dispatch", attributes=attributes):
+        parent = telemetry.context_from(event.trace_context)
+        with tracer.start_as_current_span("event.dispatch", context=parent, attributes=attributes):
             decisions: list[Decision] = []
-            for action in self.rules.decide(event):
+            for action in actions:
                 decisions += await self._carry_out(action)
             return decisions
 
@@ -101,7 +107,7 @@ class Dispatcher:
         await self.js.publish(
             subjects.work_subject(self.rules.org, work.kind),
             work.message.SerializeToString(),
-            headers=telemetry.inject_nats_headers({"Nats-Msg-Id": work.message_id}),
+            headers=telemetry.trace_carrier({"Nats-Msg-Id": work.message_id}),
         )
         return [Decision(work.kind, work.key)]
 

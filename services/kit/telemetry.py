@@ -6,8 +6,8 @@ sends spans over OTLP/gRPC in batches; ``OTEL_TRACES_EXPORTER=console`` prints t
 in-memory exporter with :func:`configure_tracing`. gRPC calls get their client and server spans, and
 the W3C trace context in their metadata, from opentelemetry-instrumentation-grpc
 (:func:`server_interceptors`, :func:`aio_client_interceptors`; blocking channels send the context
-with :func:`inject_metadata`). Work messages carry it in their NATS headers (:func:`inject_nats_headers`,
-:func:`extract_nats_context`).
+with :func:`inject_metadata`). Work messages carry it in their NATS headers and ledger events store
+it (:func:`trace_carrier`, :func:`context_from`).
 """
 
 from __future__ import annotations
@@ -88,15 +88,16 @@ def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
-def inject_nats_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
-    """NATS message headers: ``headers`` plus the current trace context (W3C ``traceparent``, and
-    ``tracestate`` when set), for the consumer to continue the trace; nothing is added outside a span."""
-    carrier = dict(headers or {})
+def trace_carrier(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` plus the current trace context as W3C headers (``traceparent``, ``tracestate`` when set):
+    the headers of a NATS message, or what a ledger event stores, for the reader to continue the trace.
+    Nothing is added outside a span."""
+    carrier = dict(base or {})
     propagate.inject(carrier)
     return carrier
 
 
-def extract_nats_context(headers: Mapping[str, str] | None):
-    """The remote trace context carried in a NATS message's headers (None or no trace headers: an
-    empty context, so a span started in it begins a new trace)."""
-    return propagate.extract(dict(headers or {}))
+def context_from(carrier: Mapping[str, str] | None):
+    """The trace context a :func:`trace_carrier` holds (none: an empty context, so a span started in it
+    begins a new trace)."""
+    return propagate.extract(dict(carrier or {}))

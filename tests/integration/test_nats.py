@@ -64,11 +64,11 @@ def test_trace_context_crosses_a_message_in_its_headers(nats_server):
         name = f"T{uuid.uuid4().hex[:8]}"
         await kit_nats.ensure_stream(js, name, [f"{name.lower()}.>"])
         with tracer.start_as_current_span("publish") as publishing:
-            headers = telemetry.inject_nats_headers({"Nats-Msg-Id": "m-1"})
+            headers = telemetry.trace_carrier({"Nats-Msg-Id": "m-1"})
             await js.publish(f"{name.lower()}.a", b"work", headers=headers)
         subscription = await js.pull_subscribe(f"{name.lower()}.a", durable="reader", stream=name)
         (message,) = await subscription.fetch(1, timeout=2)
-        with tracer.start_as_current_span("consume", context=telemetry.extract_nats_context(message.headers)) as span:
+        with tracer.start_as_current_span("consume", context=telemetry.context_from(message.headers)) as span:
             consuming = span
         await subscription.unsubscribe()
         await connection.close()
@@ -81,5 +81,5 @@ def test_trace_context_crosses_a_message_in_its_headers(nats_server):
 
 
 def test_without_a_span_no_trace_context_is_sent_and_none_is_read():
-    assert telemetry.inject_nats_headers({"Nats-Msg-Id": "m"}) == {"Nats-Msg-Id": "m"}
-    assert trace.get_current_span(telemetry.extract_nats_context(None)).get_span_context().is_valid is False
+    assert telemetry.trace_carrier({"Nats-Msg-Id": "m"}) == {"Nats-Msg-Id": "m"}
+    assert trace.get_current_span(telemetry.context_from(None)).get_span_context().is_valid is False

@@ -162,6 +162,8 @@ class Context:
     dirty_plans: set[str] = field(default_factory=set)
     # The build failure being registered, copied onto the tasks it fails.
     build_failure: res.FailureReport | None = None
+    # The caller's trace context (W3C headers as strings), stamped on every event of the unit.
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     @property
     def channel(self) -> str:
@@ -200,6 +202,7 @@ class Context:
         event.metadata.update(metadata)
         if status_change is not None:
             event.status_change.previous, event.status_change.current = status_change
+        event.trace_context.update(self.trace_context)
         self.events.append(event)
 
 

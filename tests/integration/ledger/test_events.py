@@ -180,3 +180,20 @@ def test_a_relay_killed_midway_loses_and_duplicates_nothing(relay_setup):
     assert contents["other"] == list(range(1, 301))
     # The message in flight at the kill may have reached the stream uncounted; it is not re-sent.
     assert 1500 - killed_after - 1 <= resumed <= 1500 - killed_after
+
+
+def test_events_carry_the_trace_of_the_call_that_wrote_them(ledger):
+    from services.kit import telemetry
+
+    telemetry.configure_tracing("tests")  # a recording provider (idempotent): spans get real ids
+    with telemetry.tracer("tests").start_as_current_span("client") as span:
+        plan = make_plan(ledger.org1)
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    created = [e for e in _all_events(ledger.org1, asset_key=plan.key) if e.event_kind == ev.EVENT_ASSET_CREATED]
+    assert len(created) == 1
+    traceparent = created[0].trace_context["traceparent"]
+    assert traceparent.split("-")[1] == trace_id
+    # The consumer's side: the stored context continues that trace.
+    restored = telemetry.context_from(created[0].trace_context)
+    with telemetry.tracer("tests").start_as_current_span("consumer", context=restored) as child:
+        assert child.get_span_context().trace_id == span.get_span_context().trace_id
