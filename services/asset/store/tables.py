@@ -116,8 +116,6 @@ class ComputePlanRow(Base):
     status: Mapped[int] = mapped_column(sa.SmallInteger)
     start_date: Mapped[dt.datetime | None] = mapped_column(Stamp, nullable=True)
     end_date: Mapped[dt.datetime | None] = mapped_column(Stamp, nullable=True)
-    # Sum of (end - start) of DONE tasks, in seconds, for the estimated end date.
-    done_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
 
 
 class ComputeTaskRow(Base):
