@@ -45,16 +45,18 @@ class Ledger:
         self._creds = creds
         self._attempts = attempts
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, api_grpc.AssetServiceStub] = {}
 
     def _stub(self, channel: str) -> api_grpc.AssetServiceStub:
-        if channel not in self._channels:
+        if channel not in self._stubs:
             creds = dataclasses.replace(self._creds, channel=channel)
             self._channels[channel] = client.channel(self._address, creds)
-        return api_grpc.AssetServiceStub(self._channels[channel])
+            self._stubs[channel] = api_grpc.AssetServiceStub(self._channels[channel])
+        return self._stubs[channel]
 
     async def close(self) -> None:
         """Close every channel."""
-        channels, self._channels = list(self._channels.values()), {}
+        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
         for channel in channels:
             await channel.close()
 
