@@ -26,7 +26,6 @@ from tessera.storage.v1 import storage_pb2
 
 from services.compute.builds import Builds
 from services.compute.domain import inputs, outputs, runs
-from services.compute.domain.errors import BuildError, UserError
 from services.compute.domain.execution import ExecutionResult, TaskInput
 from services.compute.domain.places import Places
 from services.compute.domain.reconcile import Reconciliation
@@ -143,10 +142,10 @@ class Runs:
             failure = runs.failure_of(exc)
             if failure is None:
                 raise  # infrastructure away or busy: the message is redelivered and the task restarted
-            if isinstance(exc, (UserError, BuildError)):
-                log.info("task %s failed: %s", task.key, exc)
-            else:
+            if failure.error_type == res.INTERNAL_ERROR:
                 log.exception("task %s: internal error", task.key)
+            else:
+                log.info("task %s failed: %s", task.key, exc)
             logs = None
             if failure.logs is Logs.BUILD:
                 logs = self._places.build_log(task.function_key)
