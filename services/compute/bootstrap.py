@@ -1,5 +1,10 @@
-"""Composition root of compute: settings → engine and migrations → NATS work stream → storage
-clients and executor → worker → servicer → server."""
+"""Composition root of compute: settings → engine and migrations → NATS work stream → ledger and
+storage clients, executor → builds, runs, reconciler, work consumer → servicer → server.
+
+Nothing else builds or wires compute's parts. On stop, in this order: the consumer stops taking
+work, the reconciler stops, runs and the executor stop (their messages will be redelivered), then
+the clients close their channels.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +15,93 @@ from tessera.compute.v1 import compute_service_pb2 as api
 from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
 from services.compute import isolation
-from services.compute.executor import LocalExecutor
+from services.compute.builds import Builds
+from services.compute.consumer import WorkConsumer
+from services.compute.domain.places import Places
+from services.compute.domain.reconcile import Reconciliation
+from services.compute.failures import FailureReports
 from services.compute.files import Files
+from services.compute.ledger import Ledger
+from services.compute.local_executor import LocalExecutor
+from services.compute.reconciler import Reconciler
+from services.compute.runs import Runs
 from services.compute.server import ComputeService
 from services.compute.settings import ComputeSettings
-from services.compute.tables import SCHEMA
-from services.compute.worker import Worker
+from services.compute.store import SCHEMA
 from services.kit import app, subjects
 from services.kit.server import GrpcServer, credentials_from
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = api.DESCRIPTOR.services_by_name["ComputeService"].full_name
 STREAMS = [subjects.WORK]
+TEARDOWNS_AT_ONCE = 4
 
 
 async def build(settings: ComputeSettings) -> GrpcServer:
     """Everything compute needs, wired together; the caller starts the returned server."""
-    work_dir = Path(settings.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    places = Places(Path(settings.work_dir))
+    places.root.mkdir(parents=True, exist_ok=True)
     if settings.executor != "local":
         raise ValueError(f"TESSERA_EXECUTOR={settings.executor!r}: only the local executor is available yet")
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    worker = None
+    runs = None
     if settings.worker_enabled and settings.asset_addr:
-        limits = settings.limits()
-        uids = isolation.UidPool(settings.sandbox_uid_base, settings.sandbox_uid_count)
-        await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
-        executor = LocalExecutor(
-            work_dir, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
-        )
-        files = Files(settings.org_id, settings.peer_addresses(), work_dir / "cache")
-        jails = isolation.OneShot(limits, uids)
-        worker = Worker(settings, credentials_from(settings), files, executor, base.js, jails)
-        await worker.start()
-        base.server.on_stop(worker.stop)
-    base.server.add(api_grpc.add_ComputeServiceServicer_to_server, ComputeService(settings, worker), SERVICE)
+        runs = await _worker(settings, places, base)
+    service = ComputeService(settings.org_id, settings.slots, settings.executor, runs)
+    base.server.add(api_grpc.add_ComputeServiceServicer_to_server, service, SERVICE)
     return base.server
+
+
+async def _worker(settings: ComputeSettings, places: Places, base: app.Foundation) -> Runs:
+    """The worker's parts, started, their stops registered on the server (called in reverse order)."""
+    limits = settings.limits()
+    uids = isolation.UidPool(settings.sandbox_uid_base, settings.sandbox_uid_count)
+    await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
+    creds = credentials_from(settings)
+    ledger = Ledger(settings.asset_addr, creds)
+    files = Files(creds, settings.peer_addresses(), places)
+    base.server.on_stop(ledger.close)
+    base.server.on_stop(files.close)
+    executor = LocalExecutor(
+        places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
+    )
+    base.server.on_stop(executor.close)
+    failures = FailureReports(ledger, files, settings.public_url)
+    jails = isolation.OneShot(limits, uids)
+    builds = Builds(settings.org_id, places, ledger, files, failures, jails, settings.build_timeout)
+    reconciliation = Reconciliation(patience=settings.ack_wait)
+    runs = Runs(
+        places,
+        ledger,
+        files,
+        builds,
+        failures,
+        executor,
+        reconciliation,
+        public_url=settings.public_url,
+        task_timeout=settings.task_timeout,
+    )
+    base.server.on_stop(runs.stop)
+    if base.js is not None:
+        reconciler = Reconciler(
+            settings.org_id,
+            settings.own_channels(),
+            ledger,
+            runs,
+            base.js,
+            reconciliation,
+            settings.reconcile_every,
+        )
+        reconciler.start()
+        base.server.on_stop(reconciler.stop)
+        consumer = WorkConsumer(
+            base.js,
+            settings.org_id,
+            {"build": builds.on_build, "run": runs.on_run, "teardown": runs.on_teardown},
+            {"build": settings.slots, "run": settings.slots, "teardown": TEARDOWNS_AT_ONCE},
+            ack_wait=settings.ack_wait,
+            max_ack_pending=max(settings.slots * 4, 16),
+        )
+        await consumer.start()
+        base.server.on_stop(consumer.stop)
+    return runs

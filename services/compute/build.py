@@ -19,31 +19,18 @@ import shlex
 import shutil
 import sys
 import sysconfig
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from services.compute.domain.builds import BuildError, FunctionCode
 from services.compute.isolation import Mount, OneShot
 from services.kit import archives
 from services.kit.errors import InvalidArgument, ResourceExhausted
 
 TOOLING = {"pip", "setuptools", "wheel"}
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}
-
-
-class BuildError(Exception):
-    """The user's function cannot be prepared (a BUILD_ERROR, with logs)."""
-
-
-@dataclass(frozen=True)
-class FunctionCode:
-    """A prepared function: its unpacked code, how to start it, with which interpreter."""
-
-    directory: Path
-    entrypoint: list[str]
-    python: str
 
 
 def _pip_arguments(command: str) -> list[str] | None:

@@ -1,15 +1,17 @@
-"""Files for compute: download from this organization's or a peer's storage, upload outputs.
+"""Files for compute: fetched from this organization's or a peer's storage into the cache, outputs
+and logs stored in this organization's storage.
 
-Downloads stream to a temporary file (with storage's own client), are checked against the
+Downloads stream to a temporary file (with the kit's storage client), are checked against the
 ledger's checksum (salted with the task key for models, domain §1.9), then renamed into place;
-nothing half-written is ever used.
-Models are cached by key, so a model consumed by many tasks is fetched once.
+nothing half-written is ever used. The cache (:mod:`services.compute.domain.places`) keeps each
+input once, whatever the number of tasks reading it; one lock per cached path makes concurrent
+tasks wait for the first one's download. Failed calls raise the kit's domain errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import os
 import shutil
 import uuid
@@ -18,49 +20,51 @@ from pathlib import Path
 import grpc
 from tessera.storage.v1 import storage_pb2, storage_service_pb2, storage_service_pb2_grpc
 
-from services.kit import client
-from services.kit.errors import FailedPrecondition, NotFound
+from services.compute.domain.inputs import Placement
+from services.compute.domain.places import Places
+from services.compute.remote import translated
+from services.kit import archives, client
+from services.kit.errors import FailedPrecondition
 from services.kit.identity import OrgCredentials
-from services.kit.storage.client import ChecksumMismatch, chunks_of, download_to, upload_requests
+from services.kit.storage.client import ChecksumMismatch, download_to, upload_requests
 
-
-def file_checksum(path: Path, salt: str = "") -> str:
-    """sha256 of the file's bytes followed by ``salt``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in chunks_of(stream):
-            digest.update(block)
-    digest.update(salt.encode())
-    return digest.hexdigest()
+READY = ".ready"  # marks an unpacked data sample as complete
 
 
 class Files:
-    """Storage clients for every organization this one talks to."""
+    """Storage clients for every organization this one talks to, and the cache they fill."""
 
-    def __init__(self, org: str, peers: dict[str, str], cache_dir: Path) -> None:
-        self.org = org
+    def __init__(self, creds: OrgCredentials, peers: dict[str, str], places: Places) -> None:
+        self._creds = creds
         self._peers = peers
-        self._cache = cache_dir
-        self._cache.mkdir(parents=True, exist_ok=True)
+        self._places = places
+        places.cache.mkdir(parents=True, exist_ok=True)
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[Path, asyncio.Lock] = {}
 
-    def _stub(self, org: str, creds: OrgCredentials) -> storage_service_pb2_grpc.StorageServiceStub:
+    def _stub(self, org: str, channel: str) -> storage_service_pb2_grpc.StorageServiceStub:
+        """A client of ``org``'s storage, called as this organization acting in ``channel``."""
         if org not in self._peers:
             raise FailedPrecondition(f"no storage address known for organization {org}", reason="UNKNOWN_PEER")
-        key = (org, creds.channel)
+        key = (org, channel)
         if key not in self._channels:
+            creds = dataclasses.replace(self._creds, channel=channel)
             self._channels[key] = client.channel(self._peers[org], creds)
         return storage_service_pb2_grpc.StorageServiceStub(self._channels[key])
 
     async def close(self) -> None:
         """Close every channel."""
-        for channel in self._channels.values():
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
             await channel.close()
+
+    def lock(self, path: Path) -> asyncio.Lock:
+        """The lock of one cached path."""
+        return self._locks.setdefault(path, asyncio.Lock())
 
     async def download(
         self,
-        creds: OrgCredentials,
+        channel: str,
         owner: str,
         kind: int,
         asset_key: str,
@@ -69,14 +73,16 @@ class Files:
         checksum: str = "",
         salt: str = "",
     ) -> Path:
-        """Fetch a file from ``owner``'s storage into ``dest``, verifying ``checksum`` if given."""
+        """Fetch a file from ``owner``'s storage into ``dest`` (acting in ``channel``), verifying ``checksum``
+        if given."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         request = storage_service_pb2.DownloadRequest(ref=storage_pb2.FileRef(kind=kind, asset_key=asset_key))
         try:
-            await download_to(
-                self._stub(owner, creds), request, partial, expected_checksum=checksum or None, salt=salt.encode()
-            )
+            with translated():
+                await download_to(
+                    self._stub(owner, channel), request, partial, expected_checksum=checksum or None, salt=salt.encode()
+                )
             partial.replace(dest)
         except ChecksumMismatch as exc:
             raise FailedPrecondition(
@@ -86,21 +92,43 @@ class Files:
             partial.unlink(missing_ok=True)
         return dest
 
-    async def cached_model(self, creds: OrgCredentials, owner: str, model_key: str, checksum: str, salt: str) -> Path:
-        """A model's file from the local cache, fetched on first use."""
-        path = self._cache / "models" / model_key
-        lock = self._locks.setdefault(model_key, asyncio.Lock())
-        async with lock:
-            if not path.exists():
+    async def cached(self, channel: str, placement: Placement) -> Path:
+        """An input in the cache, fetched on first use; the path the task reads."""
+        if placement.kind == storage_pb2.FILE_KIND_DATA_SAMPLE:
+            return await self._data_sample(channel, placement)
+        async with self.lock(placement.path):
+            if not placement.path.exists():
                 await self.download(
-                    creds, owner, storage_pb2.FILE_KIND_MODEL, model_key, path, checksum=checksum, salt=salt
+                    channel,
+                    placement.owner,
+                    placement.kind,
+                    placement.asset_key,
+                    placement.path,
+                    checksum=placement.checksum,
+                    salt=placement.salt,
                 )
-        return path
+        return placement.path
+
+    async def _data_sample(self, channel: str, placement: Placement) -> Path:
+        """A data sample's archive, fetched and unpacked into its own folder once."""
+        folder = placement.path.parent
+        async with self.lock(folder):
+            if (folder / READY).exists():
+                return placement.path
+            archive = folder.parent / f"{placement.asset_key}.archive"
+            await self.download(channel, placement.owner, placement.kind, placement.asset_key, archive)
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            await asyncio.to_thread(archives.extract, archive, placement.path)
+            archive.unlink(missing_ok=True)
+            (folder / READY).touch()
+        return placement.path
 
     def keep_model(self, model_key: str, path: Path) -> None:
         """Put a model this organization just produced in the cache (its bytes were hashed on the
         way out): a task of the same worker consuming it does not fetch it back from storage."""
-        dest = self._cache / "models" / model_key
+        dest = self._places.model(model_key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{model_key}.{uuid.uuid4().hex}.part")
         try:
@@ -109,12 +137,8 @@ class Files:
             shutil.copyfile(path, partial)
         partial.replace(dest)
 
-    def forget_model(self, model_key: str) -> None:
-        """Drop a model from the cache (it was disabled)."""
-        (self._cache / "models" / model_key).unlink(missing_ok=True)
-
     async def upload(
-        self, creds: OrgCredentials, path: Path, kind: int, asset_key: str, *, salt: str = "", filename: str = ""
+        self, channel: str, path: Path, kind: int, asset_key: str, *, salt: str = "", filename: str = ""
     ) -> storage_pb2.FileInfo:
         """Store a local file in this organization's storage; returns its record."""
         metadata = storage_service_pb2.UploadMetadata(
@@ -124,21 +148,6 @@ class Files:
             filename=filename or path.name,
             checksum_salt=salt,
         )
-        with open(path, "rb") as stream:
-            reply = await self._stub(self.org, creds).Upload(upload_requests(metadata, stream))
+        with open(path, "rb") as stream, translated():
+            reply = await self._stub(self._creds.org_id, channel).Upload(upload_requests(metadata, stream))
         return reply.file
-
-    async def exists(self, creds: OrgCredentials, owner: str, kind: int, asset_key: str) -> bool:
-        """Whether ``owner``'s storage holds the file."""
-        try:
-            await self._stub(owner, creds).StatFile(
-                storage_service_pb2.StatFileRequest(ref=storage_pb2.FileRef(kind=kind, asset_key=asset_key))
-            )
-            return True
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False
-            raise
-
-
-__all__ = ["Files", "NotFound", "file_checksum"]

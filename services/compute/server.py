@@ -1,53 +1,72 @@
-"""gRPC handlers of the compute service: status, running tasks, cancel."""
+"""gRPC handlers of the compute service (what this organization's executor is doing; cancel): they
+translate protobuf to calls of the runs and the domain, and back."""
 
 from __future__ import annotations
+
+import logging
 
 from tessera.compute.v1 import compute_service_pb2 as api
 from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
-from services.compute.settings import ComputeSettings
-from services.compute.worker import Running, Worker
+from services.compute.domain import listing
+from services.compute.domain.runs import Run
+from services.compute.runs import Runs
 from services.kit.errors import PermissionDenied
 from services.kit.identity import current_caller
 
+log = logging.getLogger("tessera.compute.server")
 
-def _running(task: Running) -> api.RunningTask:
+
+def _running(run: Run) -> api.RunningTask:
     message = api.RunningTask(
-        compute_task_key=task.key,
-        compute_plan_key=task.plan_key,
-        function_key=task.function_key,
-        channel=task.channel,
-        step=task.step,
+        compute_task_key=run.key,
+        compute_plan_key=run.plan_key,
+        function_key=run.function_key,
+        channel=run.channel,
+        step=run.step,
     )
-    message.start_time.FromDatetime(task.started)
+    message.start_time.FromDatetime(run.started)
     return message
 
 
 class ComputeService(api_grpc.ComputeServiceServicer):
-    """What this organization's executor is doing."""
+    """Status and control of this organization's executor (``runs`` is None when the worker is off)."""
 
-    def __init__(self, settings: ComputeSettings, worker: Worker | None) -> None:
-        self._settings = settings
-        self._worker = worker
+    def __init__(self, org_id: str, slots: int, executor: str, runs: Runs | None) -> None:
+        self._org = org_id
+        self._slots = slots
+        self._executor = executor
+        self._runs = runs
 
-    def _tasks(self) -> list[Running]:
-        return list(self._worker.running.values()) if self._worker else []
+    def _all(self) -> list[Run]:
+        return list(self._runs.running.values()) if self._runs else []
 
     async def GetStatus(self, request, context):
-        running = self._tasks()
+        running = self._all()
         return api.GetStatusResponse(
-            slots_total=self._settings.slots,
+            slots_total=self._slots,
             slots_busy=len(running),
-            running_tasks=[_running(t) for t in running],
-            executor=self._settings.executor,
+            running_tasks=[_running(run) for run in running],
+            executor=self._executor,
         )
 
     async def ListRunningTasks(self, request, context):
-        running = [t for t in self._tasks() if not request.compute_plan_key or t.plan_key == request.compute_plan_key]
-        return api.ListRunningTasksResponse(running_tasks=[_running(t) for t in running], total_size=len(running))
+        page = listing.running_page(
+            self._all(),
+            plan_key=request.compute_plan_key,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return api.ListRunningTasksResponse(
+            running_tasks=[_running(run) for run in page.runs],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
 
     async def CancelTask(self, request, context):
-        if current_caller().org_id != self._settings.org_id:
+        if current_caller().org_id != self._org:
             raise PermissionDenied("only this organization's own services may cancel its tasks")
-        canceled = await self._worker.cancel(request.compute_task_key) if self._worker else False
+        canceled = await self._runs.cancel(request.compute_task_key) if self._runs else False
+        if canceled:
+            log.info("task %s canceled: %s", request.compute_task_key, request.reason or "no reason given")
         return api.CancelTaskResponse(canceled=canceled)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.compute.executor import LocalExecutor, TaskInput, TaskSpec
+from services.compute.executor import TaskInput, TaskSpec
 from services.compute.isolation import Limits, UidPool
+from services.compute.local_executor import LocalExecutor
 from tools.samples import flassets
 
 

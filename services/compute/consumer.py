@@ -1,0 +1,119 @@
+"""The NATS work consumer: one durable pull consumer per kind of work (``work.<org>.build | run |
+teardown``) on the WORK stream, each message handled with explicit acknowledgement.
+
+A message is acknowledged once its handler returns (the outcome is in the ledger); a handler that
+raises gets it redelivered after ``ack_wait / 2``, and a message whose work takes long is kept alive
+with in-progress heartbeats every ``ack_wait / 3``. Each kind has its own limit of messages in hand:
+a consumer holds its limit while it waits for a message, and the run consumer must not wait behind
+idle build or teardown fetches for a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.js import JetStreamContext
+
+from services.kit import nats as kit_nats
+from services.kit import subjects
+
+log = logging.getLogger("tessera.compute.consumer")
+Handler = Callable[[bytes], Awaitable[None]]
+
+
+class WorkConsumer:
+    """Feeds one organization's work messages to their handlers."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        org_id: str,
+        handlers: dict[str, Handler],
+        limits: dict[str, int],
+        *,
+        ack_wait: float,
+        max_ack_pending: int,
+    ) -> None:
+        self._js = js
+        self._org = org_id
+        self._handlers = handlers
+        self._limits = {kind: asyncio.Semaphore(limit) for kind, limit in limits.items()}
+        self._ack_wait = ack_wait
+        self._max_ack_pending = max_ack_pending
+        self._loops: list[asyncio.Task] = []
+        self._in_hand: set[asyncio.Task] = set()
+        self._subscriptions: list = []
+
+    def durable(self, kind: str) -> str:
+        """Durable consumer name of this organization for ``kind`` work."""
+        return f"compute-{self._org}-{kind}".replace(".", "_")
+
+    async def start(self) -> None:
+        """Declare the consumers and start fetching."""
+        for kind in self._handlers:
+            await kit_nats.ensure_consumer(
+                self._js,
+                subjects.WORK_STREAM,
+                self.durable(kind),
+                subjects.work_subject(self._org, kind),
+                ack_wait_seconds=self._ack_wait,
+                max_ack_pending=self._max_ack_pending,
+            )
+        for kind in self._handlers:
+            self._loops.append(asyncio.create_task(self._consume(kind), name=f"consume-{kind}"))
+
+    async def stop(self) -> None:
+        """Stop fetching and drop the messages in hand (they will be redelivered)."""
+        tasks = [*self._loops, *self._in_hand]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subscription in self._subscriptions:  # so that the connection drains at once
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _consume(self, kind: str) -> None:
+        subscription = await self._js.pull_subscribe_bind(self.durable(kind), stream=subjects.WORK_STREAM)
+        self._subscriptions.append(subscription)
+        limit = self._limits[kind]
+        while True:
+            await limit.acquire()
+            try:
+                messages = await subscription.fetch(1, timeout=1.0)
+            except TimeoutError:
+                limit.release()
+                continue
+            except Exception:
+                limit.release()
+                log.warning("fetching %s work failed; retrying", kind, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            task = asyncio.create_task(self._handle(kind, messages[0]))
+            self._in_hand.add(task)
+            task.add_done_callback(self._in_hand.discard)
+
+    async def _handle(self, kind: str, message) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(message))
+        try:
+            await self._handlers[kind](message.data)
+            await message.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s work failed; it will be redelivered", kind)
+            with contextlib.suppress(Exception):
+                await message.nak(delay=self._ack_wait / 2)
+        finally:
+            heartbeat.cancel()
+            self._limits[kind].release()
+
+    async def _heartbeat(self, message) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self._ack_wait / 3))
+            with contextlib.suppress(Exception):
+                await message.in_progress()

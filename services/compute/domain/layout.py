@@ -1,0 +1,41 @@
+"""The substratools 1.0.0 contract of a task (contract §9.2, §9.3): the arguments file, the log's and
+output identifiers' names, the performance file (output file names: :mod:`.outputs`).
+
+substratools reads its arguments from a file (``@path``, one token per line): the task's
+properties, its inputs and its outputs as JSON lists of ``{"id", "value", "multiple"}``. The paths
+are those the task sees where it runs (see :mod:`services.compute.local_executor`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+TASK_LOG = "task.log"
+SAFE_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def input_entry(identifier: str, path: str, multiple: bool) -> dict:
+    """One entry of ``--inputs`` or ``--outputs``."""
+    return {"id": identifier, "value": path, "multiple": multiple}
+
+
+def arguments(rank: int, inputs: list[dict], outputs: list[dict]) -> str:
+    """The argparse from-file of substratools: one token per line."""
+    lines = [
+        "--task-properties",
+        json.dumps({"rank": rank}),
+        "--inputs",
+        json.dumps(inputs),
+        "--outputs",
+        json.dumps(outputs),
+        "--log-level",
+        "info",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def performance_value(text: str) -> float:
+    """The value a performance output file holds (``{"all": value}``); ValueError, KeyError or TypeError
+    when it holds anything else."""
+    return float(json.loads(text)["all"])

@@ -1,0 +1,48 @@
+"""Where compute keeps things in its work folder (``TESSERA_WORK_DIR``), the one description of it.
+
+    archives/<checksum>                 a function's archive, as fetched
+    functions/<checksum>/               its unpacked code (and functions/venvs/: the build's virtualenvs)
+    builds/<function key>.log           a function's build log
+    cache/openers/<data manager>/       a data manager's opener (``__init__.py``)
+    cache/data_samples/<key>/data/      a data sample, unpacked
+    cache/models/<key>                  a model, fetched or produced here
+
+The executor keeps its own folders beside these (the local one: ``runners/`` and ``results/``).
+Keys and checksums come from the ledger, which accepts only UUIDs and hex digests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Places:
+    """The paths of compute's work folder."""
+
+    root: Path
+
+    @property
+    def functions(self) -> Path:
+        return self.root / "functions"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def archive(self, checksum: str) -> Path:
+        return self.root / "archives" / checksum
+
+    def build_log(self, function_key: str) -> Path:
+        return self.root / "builds" / f"{function_key}.log"
+
+    def opener(self, data_manager_key: str) -> Path:
+        return self.cache / "openers" / data_manager_key / "__init__.py"
+
+    def data_sample(self, key: str) -> Path:
+        """The unpacked data sample a task reads (a folder)."""
+        return self.cache / "data_samples" / key / "data"
+
+    def model(self, key: str) -> Path:
+        return self.cache / "models" / key

@@ -1,0 +1,480 @@
+"""The local executor (:mod:`services.compute.executor`'s interface): warm runners in bubblewrap jails.
+
+One runner (:mod:`services.compute.runner`) lives in one jail per (compute plan, function)
+and runs that plan's tasks of that function one after another, as Substra keeps one pod per plan
+and function. A runner's view of the organization is its own folder::
+
+    <work>/runners/<id>/work/        a copy of the function's code, the runner's cwd   (rw: /tessera/work)
+    <work>/runners/<id>/in/<task>/   the task's inputs, hard links into the cache      (ro: /tessera/in)
+    <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
+
+Inputs are staged for a task just before it runs and removed just after, so a runner never sees
+another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
+out of the jail's reach (regular files only, links refused) before anyone reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import stat
+import time
+import uuid
+from pathlib import Path
+
+from services.compute import isolation
+from services.compute.domain import layout
+from services.compute.domain.execution import ExecutionResult, TaskSpec
+from services.compute.isolation import Jail, Limits, Mount, UidPool
+from services.compute.runner import SIGNAL_HINTS
+
+log = logging.getLogger("tessera.compute.executor")
+
+
+def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
+    """Copy the regular file ``name`` of an open folder to ``dest``; False when it is missing, a link,
+    a folder or anything but a regular file (the folder is the jail's: nothing in it is trusted)."""
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        return False  # one plain name inside the folder: never a path through links the jail made
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EACCES, errno.ENOTDIR):
+            return False
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        # A fresh file in compute's own folder: never an existing file, never through a link.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Readable by others: a model may be staged (hard-linked) as a later task's input in another jail.
+        with open(os.open(dest, flags, 0o644), "wb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise OSError(errno.EFBIG, f"{name} is larger than {max_bytes} bytes")
+                out.write(chunk)
+        return True
+    finally:
+        os.close(fd)
+
+
+def open_folder(parent: Path, name: str) -> int | None:
+    """An fd on ``parent/name`` when it is a real folder (not a link), else None."""
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(parent_fd)
+
+
+def link_tree(source: Path, dest: Path) -> None:
+    """``dest`` mirrors ``source`` with hard links (copies across file systems); links are skipped."""
+    if source.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copyfile(source, dest)
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(source):
+        if entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+            link_tree(Path(entry.path), dest / entry.name)
+
+
+def _jail_namespace(bwrap_pid: int) -> str | None:
+    """The pid namespace of the jail whose outer bwrap is ``bwrap_pid`` (that of its init child)."""
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+        return os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
+    except OSError:
+        return None
+
+
+def _namespace_pid(pid: str) -> int:
+    """A process's pid inside its own (innermost) pid namespace."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    return -1
+
+
+def runner_group(spec: TaskSpec) -> tuple:
+    """What tasks must share to run in one runner: their plan, their function and how it runs."""
+    return (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+
+
+class WarmRunner:
+    """One runner process in its jail, serving one (compute plan, function)."""
+
+    def __init__(self, executor: LocalExecutor, spec: TaskSpec) -> None:
+        self.executor = executor
+        self.group = runner_group(spec)
+        self.plan_key = spec.plan_key
+        self.id = uuid.uuid4().hex[:12]
+        self.root = executor.work_dir / "runners" / self.id
+        self.uid = executor.uids.acquire()
+        self.process: asyncio.subprocess.Process | None = None
+        self.results: asyncio.StreamReader | None = None
+        self.idle_since = time.monotonic()
+        self.dead = False
+        self.namespace: str | None = None  # the jail's pid namespace, once known
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "out"
+
+    def _chown(self, path: Path) -> None:
+        if isolation.privileged():
+            os.chown(path, self.uid, self.uid)
+
+    async def start(self, spec: TaskSpec) -> None:
+        """Lay out the runner's folders and start its jail."""
+        await asyncio.to_thread(self._lay_out, spec)
+        limits = self.executor.limits
+        mounts = [
+            *isolation.runtime_mounts(),
+            *self._environment_mounts(spec.python),
+            Mount(self.root / "work", "/tessera/work", writable=True),
+            Mount(self.inbox, "/tessera/in"),
+            Mount(self.outbox, "/tessera/out", writable=True),
+        ]
+        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd="/tessera/work")
+        read_fd, write_fd = os.pipe()
+        command = isolation.runner_command(self.uid, *isolation.serve_command(spec.python, write_fd, spec.entrypoint))
+        try:
+            with open(self.root / "runner.log", "ab") as runner_log:
+                self.process = await asyncio.create_subprocess_exec(
+                    *isolation.argv(jail, command),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=runner_log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    pass_fds=(write_fd,),
+                    env=isolation.BWRAP_ENV,
+                    preexec_fn=isolation.child_setup(jail),
+                )
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        self.results = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(self.results), os.fdopen(read_fd, "rb", buffering=0)
+        )
+
+    def _environment_mounts(self, python: str) -> list[Mount]:
+        """A function's own virtualenv (made by the build) is visible read-only, where it was made."""
+        venv = Path(python).parent.parent
+        functions = self.executor.work_dir / "functions"
+        if venv.is_relative_to(functions):
+            return [Mount(venv, str(venv))]
+        return []
+
+    def _lay_out(self, spec: TaskSpec) -> None:
+        self.root.mkdir(parents=True)
+        self.root.chmod(0o755)
+        # Links are copied as links (they stay inside the code by construction): following them could
+        # multiply a small archive whose links point at their own folders.
+        shutil.copytree(spec.code, self.root / "work", symlinks=True)
+        if isolation.privileged():
+            isolation.chown_tree(self.root / "work", self.uid)
+        self.inbox.mkdir(mode=0o755)
+        self.outbox.mkdir(mode=0o755)  # only compute creates entries here: the jail cannot swap a task's folder
+
+    def stage(self, spec: TaskSpec) -> list[str]:
+        """Put ``spec``'s inputs in the inbox, make its outbox, write its arguments; returns the
+        runner's arguments for the task."""
+        inbox, outbox = self.inbox / spec.key, self.outbox / spec.key
+        shutil.rmtree(inbox, ignore_errors=True)
+        shutil.rmtree(outbox, ignore_errors=True)
+        inbox.mkdir(mode=0o755)
+        outbox.mkdir(mode=0o700)
+        self._chown(outbox)
+        inputs = []
+        for index, item in enumerate(spec.inputs):
+            name = f"{index}-{item.path.name}"
+            link_tree(item.path, inbox / name)
+            inputs.append(layout.input_entry(item.identifier, f"/tessera/in/{spec.key}/{name}", item.multiple))
+        outputs = [
+            layout.input_entry(identifier, f"/tessera/out/{spec.key}/{filename}", False)
+            for identifier, filename in sorted(spec.outputs.items())
+        ]
+        arguments = inbox / "arguments.txt"
+        arguments.write_text(layout.arguments(spec.rank, inputs, outputs))
+        return [f"@/tessera/in/{spec.key}/arguments.txt"]
+
+    def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path]:
+        """Copy the task's outputs and log out of the jail's reach, into ``dest``; the log is always
+        there (empty when the task wrote none), for compute to append why a task failed."""
+        dest.mkdir(parents=True, exist_ok=True)
+        outputs: dict[str, Path] = {}
+        log_path = dest / layout.TASK_LOG
+        folder = open_folder(self.outbox, spec.key)
+        if folder is None:
+            log_path.touch()
+            return outputs, log_path
+        try:
+            limit = self.executor.limits.file_bytes
+            for index, (identifier, filename) in enumerate(sorted(spec.outputs.items())):
+                target = dest / "outputs" / f"output-{index}"  # compute's name, not the function's
+                if safe_copy(folder, filename, target, limit):
+                    outputs[identifier] = target
+            if not safe_copy(folder, layout.TASK_LOG, log_path, limit):
+                log_path.touch()
+        finally:
+            os.close(folder)
+        return outputs, log_path
+
+    def sweep(self) -> int:
+        """Kill every process left in the jail but its init and the runner; how many were killed.
+
+        A task's leftovers (a double-forked, setsid, SIGTERM-ignoring child) must not outlive it
+        while its runner waits for the next task. Found from outside, by pid namespace, so that a
+        task that tampered with its runner's memory cannot hide them."""
+        if self.namespace is None:
+            self.namespace = _jail_namespace(self.process.pid)
+            if self.namespace is None:
+                return 0
+        killed = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") != self.namespace:
+                    continue
+                inner = _namespace_pid(entry.name)
+                if inner in (1, 2):  # bwrap's init and the runner
+                    continue
+                pidfd = os.pidfd_open(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+            finally:
+                os.close(pidfd)
+        return killed
+
+    def unstage(self, key: str) -> None:
+        """Remove a task's inputs and outputs from the runner's view."""
+        shutil.rmtree(self.inbox / key, ignore_errors=True)
+        shutil.rmtree(self.outbox / key, ignore_errors=True)
+
+    async def run(self, args: list[str], key: str, timeout: float) -> dict:
+        """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``, which
+        nothing written on the answer pipe extends)."""
+        command = {"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.results.readline(), timeout)  # one answer: nothing extends the wait
+        if not line:
+            code = await self.process.wait()
+            return {"task": key, "ok": False, "error": self._death(code), "retire": True}
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or answer.get("task") != key:
+            # Only the runner answers, once per task: anything else is the task tampering with the pipe.
+            await self.kill()
+            return {"task": key, "ok": False, "error": "the task wrote on its runner's answer pipe", "retire": True}
+        return answer
+
+    @staticmethod
+    def _death(code: int | None) -> str:
+        """Why a runner died, in words (bwrap reports a death by signal N as 128 + N)."""
+        signum = -code if code is not None and code < 0 else (code - 128 if code and code > 128 else 0)
+        if signum in signal.Signals._value2member_map_:
+            name = signal.Signals(signum).name
+            return f"the task's process was killed by {name}{SIGNAL_HINTS.get(name, '')}"
+        return f"the task's runner exited with status {code}"
+
+    async def kill(self) -> None:
+        """Kill the jail (every process in it); its folders stay until :meth:`stop`."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await self.process.wait()
+
+    async def stop(self) -> None:
+        """Kill the jail and free the runner's uid and folders."""
+        if self.dead:
+            return
+        self.dead = True
+        await self.kill()
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+        self.executor.uids.release(self.uid)
+
+
+class LocalExecution:
+    """A task handed to a warm runner."""
+
+    def __init__(self, executor: LocalExecutor, spec: TaskSpec) -> None:
+        self._executor = executor
+        self._spec = spec
+        self._runner: WarmRunner | None = None
+        self._canceled = False
+        self._task = asyncio.create_task(self._execute())
+
+    async def wait(self) -> ExecutionResult:
+        return await asyncio.shield(self._task)
+
+    async def cancel(self) -> None:
+        self._canceled = True
+        if self._runner is not None:
+            await self._runner.stop()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._task
+
+    async def _execute(self) -> ExecutionResult:
+        spec, executor = self._spec, self._executor
+        runner = await executor.runner_for(spec)
+        self._runner = runner
+        dest = executor.results_dir(spec.key)
+        shutil.rmtree(dest, ignore_errors=True)
+        timed_out = False
+        try:
+            args = await asyncio.to_thread(runner.stage, spec)
+            if self._canceled:
+                raise asyncio.CancelledError
+            try:
+                answer = await runner.run(args, spec.key, spec.timeout)
+            except TimeoutError:
+                timed_out = True
+                answer = {"ok": False, "error": f"timed out after {spec.timeout:g} s", "retire": True}
+                await runner.kill()  # the log written so far is still collected below
+            except (BrokenPipeError, ConnectionResetError):
+                code = await runner.process.wait()
+                answer = {"ok": False, "error": runner._death(code), "retire": True}
+            # Leftover processes go before the outputs are read: nothing writes them meanwhile.
+            if runner.process.returncode is None and await asyncio.to_thread(runner.sweep):
+                log.info("task %s left processes behind in its jail; they were killed", spec.key)
+            outputs, log_path = await asyncio.to_thread(runner.collect, spec, dest)
+        except asyncio.CancelledError:
+            await runner.stop()
+            return ExecutionResult(None, canceled=True)
+        except BaseException:
+            await runner.stop()
+            raise
+        finally:
+            if not runner.dead:
+                await asyncio.to_thread(runner.unstage, spec.key)
+        # From here the runner may serve the plan's next task: a late cancel must not stop it.
+        self._runner = None
+        await executor.give_back(runner, retire=bool(answer.get("retire")) or self._canceled)
+        return ExecutionResult(
+            0 if answer.get("ok") else 1,
+            timed_out=timed_out,
+            canceled=self._canceled,
+            error=answer.get("error", ""),
+            outputs=outputs,
+            log_path=log_path,
+        )
+
+
+class LocalExecutor:
+    """Runs tasks in warm runners, one jail per (compute plan, function), kept while they serve."""
+
+    def __init__(
+        self, work_dir: Path, limits: Limits, uids: UidPool, *, idle_seconds: float = 60.0, max_idle: int = 8
+    ) -> None:
+        self.work_dir = work_dir
+        self.limits = limits
+        self.uids = uids
+        self.idle_seconds = idle_seconds
+        self.max_idle = max_idle
+        self._idle: list[WarmRunner] = []
+        self._busy: set[WarmRunner] = set()
+        self._reaper: asyncio.Task | None = None
+        self.runners_started = 0
+        shutil.rmtree(work_dir / "runners", ignore_errors=True)  # what a previous process left
+        shutil.rmtree(work_dir / "results", ignore_errors=True)
+
+    def results_dir(self, task_key: str) -> Path:
+        return self.work_dir / "results" / task_key
+
+    async def start(self, task: TaskSpec) -> LocalExecution:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="runner-reaper")
+        return LocalExecution(self, task)
+
+    async def runner_for(self, spec: TaskSpec) -> WarmRunner:
+        """An idle runner of the task's plan and function, or a new one."""
+        group = runner_group(spec)
+        for runner in self._idle:
+            if runner.group == group and runner.process is not None and runner.process.returncode is None:
+                self._idle.remove(runner)
+                self._busy.add(runner)
+                return runner
+        runner = WarmRunner(self, spec)
+        self._busy.add(runner)
+        try:
+            await runner.start(spec)
+        except BaseException:
+            self._busy.discard(runner)
+            await runner.stop()
+            raise
+        self.runners_started += 1
+        return runner
+
+    async def give_back(self, runner: WarmRunner, *, retire: bool) -> None:
+        """A runner's task is over: keep it warm for its plan's next task, or stop it."""
+        self._busy.discard(runner)
+        if retire or runner.dead or runner.process.returncode is not None:
+            await runner.stop()
+            return
+        runner.idle_since = time.monotonic()
+        self._idle.append(runner)
+        while len(self._idle) > self.max_idle:
+            await self._idle.pop(0).stop()
+
+    async def release(self, plan_key: str) -> None:
+        for runner in [r for r in self._idle if r.plan_key == plan_key]:
+            self._idle.remove(runner)
+            await runner.stop()
+
+    def forget(self, task_key: str) -> None:
+        shutil.rmtree(self.results_dir(task_key), ignore_errors=True)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, min(5.0, self.idle_seconds / 2)))
+            horizon = time.monotonic() - self.idle_seconds
+            for runner in [r for r in self._idle if r.idle_since < horizon]:
+                self._idle.remove(runner)
+                await runner.stop()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for runner in [*self._idle, *self._busy]:
+            await runner.stop()
+        self._idle.clear()
+        self._busy.clear()

@@ -1,0 +1,229 @@
+"""Running tasks: a ``work.<org>.run`` message → StartTask, the function's code and the inputs
+fetched, the task executed, its outputs saved and CompleteTask (or a failure report); teardowns
+and cancels stop what runs.
+
+A worker claims a task key the moment its message arrives, before any call, so that a second copy
+of the same work (a redelivery, a re-queue) reaching another slot meanwhile is skipped. The ledger's
+answer to StartTask then decides (:mod:`services.compute.domain.runs`): a task already final, not
+ours or of a plan that cannot run is skipped; a task EXECUTING here after a crash is restarted and
+keeps the outputs its earlier attempt registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from pathlib import Path
+
+from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.compute.v1 import work_pb2
+from tessera.storage.v1 import storage_pb2
+
+from services.compute.builds import Builds
+from services.compute.domain import inputs, outputs, runs
+from services.compute.domain.execution import ExecutionResult, TaskInput
+from services.compute.domain.places import Places
+from services.compute.domain.reconcile import Reconciliation
+from services.compute.domain.runs import Logs, Run
+from services.compute.executor import Execution, Executor
+from services.compute.failures import FailureReports
+from services.compute.files import Files
+from services.compute.ledger import Ledger
+
+log = logging.getLogger("tessera.compute.runs")
+
+
+class Runs:
+    """The tasks this worker runs."""
+
+    def __init__(
+        self,
+        places: Places,
+        ledger: Ledger,
+        files: Files,
+        builds: Builds,
+        failures: FailureReports,
+        executor: Executor,
+        reconciliation: Reconciliation,
+        *,
+        public_url: str,
+        task_timeout: float,
+    ) -> None:
+        self._places = places
+        self._ledger = ledger
+        self._files = files
+        self._builds = builds
+        self._failures = failures
+        self._executor = executor
+        self._reconciliation = reconciliation
+        self._public_url = public_url
+        self._task_timeout = task_timeout
+        self.running: dict[str, Run] = {}
+        self._executions: dict[str, Execution] = {}
+
+    async def on_run(self, data: bytes) -> None:
+        """Handle one run message."""
+        work = work_pb2.RunTask.FromString(data)
+        key = work.compute_task_key
+        self._reconciliation.received(key, time.monotonic())
+        if key in self.running:
+            log.info("run of %s skipped: it already runs here", key)
+            return
+        # Claimed before the first await (see the module's description).
+        run = Run(key, work.channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
+        self.running[key] = run
+        try:
+            await self._claimed(run)
+        finally:
+            self.running.pop(key, None)
+            self._executions.pop(key, None)
+
+    async def _claimed(self, run: Run) -> None:
+        try:
+            start = await self._ledger.start_task(run.channel, run.key)
+        except Exception as exc:
+            if runs.start_refused(exc):
+                log.info("run of %s skipped: the ledger refused to start it (%s)", run.key, exc)
+                return
+            raise
+        task = start.task
+        run.plan_key, run.function_key = task.compute_plan_key, task.function_key
+        skipped = runs.skip_reason(start)
+        if skipped:
+            log.info("run of %s skipped: %s", run.key, skipped)
+            return
+        await self._run(run, start)
+
+    async def _run(self, run: Run, start: api.StartTaskResponse) -> None:
+        task = start.task
+        durations: dict[str, int] = {}
+        result: ExecutionResult | None = None
+        try:
+            run.step = "download_function"
+            t0 = time.perf_counter()
+            logs = self._places.build_log(task.function_key)
+            logs.parent.mkdir(parents=True, exist_ok=True)
+            code = await self._builds.code(run.channel, task.function, logs)
+            durations[run.step] = int((time.perf_counter() - t0) * 1e6)
+
+            run.step = "prepare_inputs"
+            t0 = time.perf_counter()
+            task_inputs = await self._inputs(run.channel, task, start.input_assets)
+            durations[run.step] = int((time.perf_counter() - t0) * 1e6)
+
+            run.step = "task_execution"
+            t0 = time.perf_counter()
+            if run.canceled:
+                return
+            execution = await self._executor.start(runs.task_spec(task, code, task_inputs, self._task_timeout))
+            self._executions[run.key] = execution
+            result = await execution.wait()
+            durations[run.step] = int((time.perf_counter() - t0) * 1e6)
+            if run.canceled or result.canceled:
+                log.info("task %s canceled while running", task.key)
+                return
+            failed = runs.execution_failure(result)
+            if failed is not None:
+                raise failed
+
+            run.step = "save_outputs"
+            t0 = time.perf_counter()
+            completion = await self._save_outputs(run.channel, task, result, set(start.registered_outputs))
+            durations[run.step] = int((time.perf_counter() - t0) * 1e6)
+            await self._ledger.complete_task(run.channel, runs.profiling(completion, durations))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure = runs.failure_of(exc)
+            if failure is None:
+                raise  # infrastructure away or busy: the message is redelivered and the task restarted
+            if failure.error_type == res.INTERNAL_ERROR:
+                log.exception("task %s: internal error", task.key)
+            else:
+                log.info("task %s failed: %s", task.key, exc)
+            logs = None
+            if failure.logs is Logs.BUILD:
+                logs = self._places.build_log(task.function_key)
+            elif failure.logs is Logs.TASK and result is not None:
+                logs = self._failure_log(result, str(exc))
+            await self._failures.report(run.channel, failure.report(task.key), logs)
+        finally:
+            self._executor.forget(task.key)
+
+    @staticmethod
+    def _failure_log(result: ExecutionResult, reason: str) -> Path | None:
+        """The task's log (compute's own copy) with why it failed appended."""
+        if result.log_path is None:
+            return None
+        with open(result.log_path, "a") as out:
+            out.write(runs.failure_note(reason))
+        return result.log_path
+
+    async def _inputs(
+        self, channel: str, task: res.ComputeTask, assets: list[res.ComputeTaskInputAsset]
+    ) -> list[TaskInput]:
+        found = []
+        for placement in inputs.placements(task, assets, self._places):
+            await self._files.cached(channel, placement)
+            found.append(placement.task_input())
+        return found
+
+    async def _save_outputs(
+        self, channel: str, task: res.ComputeTask, result: ExecutionResult, registered: set[str]
+    ) -> api.CompleteTaskRequest:
+        """Store the models, read the performances: what the ledger records when the task completes."""
+        completion = api.CompleteTaskRequest(task_key=task.key)
+        for output in outputs.to_save(task, registered):
+            path = result.outputs.get(output.identifier)
+            if path is None:
+                raise outputs.missing(output.identifier)
+            if output.performance:
+                text = path.read_text(errors="replace")
+                completion.performances.append(outputs.performance(output.identifier, text))
+                continue
+            model_key = str(uuid.uuid4())
+            stored = await self._files.upload(
+                channel,
+                path,
+                storage_pb2.FILE_KIND_MODEL,
+                model_key,
+                salt=task.key,
+                filename=f"{output.identifier}.model",
+            )
+            # The results folder is compute's own (the jail never had it): the file is what storage hashed.
+            self._files.keep_model(model_key, path)
+            completion.models.append(
+                outputs.new_model(task.key, output.identifier, model_key, stored.checksum, self._public_url)
+            )
+        return completion
+
+    # ----------------------------------------------------------------------------- stopping runs
+    async def on_teardown(self, data: bytes) -> None:
+        """A plan has ended: stop its runs still here and what the executor keeps warm for it."""
+        work = work_pb2.Teardown.FromString(data)
+        for run in list(self.running.values()):
+            if run.plan_key == work.compute_plan_key and run.key in self._executions:
+                await self.cancel(run.key)
+        await self._executor.release(work.compute_plan_key)
+
+    async def cancel(self, task_key: str) -> bool:
+        """Stop a task of this worker now (the ledger has already ended it); False when it is not here."""
+        run = self.running.get(task_key)
+        if run is None:
+            return False
+        run.canceled = True
+        execution = self._executions.get(task_key)
+        if execution is not None:
+            await execution.cancel()
+        return True
+
+    async def stop(self) -> None:
+        """Stop every execution (their messages will be redelivered)."""
+        for execution in list(self._executions.values()):
+            with contextlib.suppress(Exception):
+                await execution.cancel()
