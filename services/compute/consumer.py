@@ -5,7 +5,8 @@ A message is acknowledged once its handler returns (the outcome is in the ledger
 raises gets it redelivered after ``ack_wait / 2``, and a message whose work takes long is kept alive
 with in-progress heartbeats every ``ack_wait / 3``. Each kind has its own limit of messages in hand:
 a consumer holds its limit while it waits for a message, and the run consumer must not wait behind
-idle build or teardown fetches for a slot.
+idle build or teardown fetches for a slot. Each message is handled in a span that continues the trace
+its headers carry (the event service's, itself continuing the ledger call that asked for the work).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from services.kit import nats as kit_nats
-from services.kit import subjects
+from services.kit import subjects, telemetry
 
 log = logging.getLogger("tessera.compute.consumer")
+tracer = telemetry.tracer("tessera.compute")
 Handler = Callable[[bytes], Awaitable[None]]
 
 
@@ -99,8 +102,10 @@ class WorkConsumer:
 
     async def _handle(self, kind: str, message) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(message))
+        parent = telemetry.context_from(message.headers)
         try:
-            await self._handlers[kind](message.data)
+            with tracer.start_as_current_span(f"compute.{kind}", context=parent, kind=SpanKind.CONSUMER):
+                await self._handlers[kind](message.data)
             await message.ack()
         except asyncio.CancelledError:
             raise

@@ -77,7 +77,7 @@ def test_one_sdk_call_is_one_trace_through_every_service(organizations, collecto
     client = sdk_client(organizations[0])
     task_key = _task_of_one_call(client, tmp_path)
     task = client.wait_task(task_key, timeout=90, polling_period=0.3)
-    assert task.status == models.Status.done
+    assert task.status == models.ComputeTaskStatus.done
 
     def trace_of_the_call():
         calls = [s for s in collector.spans() if s.service.startswith("gateway") and s.name == CALL]
