@@ -15,6 +15,7 @@ that opentelemetry-instrumentation-grpc opens (continuing the caller's W3C trace
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -58,26 +59,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         streaming_response = handler.response_streaming
 
         async def unary(request, context):
-            outcome = _CallOutcome()
-            started = time.perf_counter()
-            span = trace.get_current_span()
-            try:
-                self._authenticate(context, outcome, span)
+            async with self._call(method, context):
                 result = behavior(request, context)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-            except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
-                await self._fail(exc, context, outcome, span, method)
-            finally:
-                self._log(method, outcome, started)
+                return await result if inspect.isawaitable(result) else result
 
         async def streaming(request, context):
-            outcome = _CallOutcome()
-            started = time.perf_counter()
-            span = trace.get_current_span()
-            try:
-                self._authenticate(context, outcome, span)
+            async with self._call(method, context):
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -87,12 +74,22 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                         result = await result
                     for item in result or ():
                         yield item
-            except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
-                await self._fail(exc, context, outcome, span, method)
-            finally:
-                self._log(method, outcome, started)
 
         return streaming if streaming_response else unary
+
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, context):
+        """Around one call: authenticate, translate what the handler raises, log how it ended."""
+        outcome = _CallOutcome()
+        started = time.perf_counter()
+        span = trace.get_current_span()
+        try:
+            self._authenticate(context, outcome, span)
+            yield
+        except Exception as exc:  # noqa: BLE001 - translated below, never swallowed
+            await self._fail(exc, context, outcome, span, method)
+        finally:
+            self._log(method, outcome, started)
 
     def _authenticate(self, context, outcome: _CallOutcome, span) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
