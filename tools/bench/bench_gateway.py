@@ -37,14 +37,14 @@ from tessera.asset.v1 import resources_pb2 as res
 
 from services.kit.client import sync_channel
 from services.kit.db import ensure_database
-from services.kit.identity import OrgCredentials
+from services.kit.identity import DEFAULT_CHANNEL, OrgCredentials
 from tools.bench.bench_ledger import percentile, ready_function
 from tools.devnet.embedded import EmbeddedPostgres, free_port, stop_process, wait_for_port
 
 ORG = "BenchOrgMSP"
 SECRET = "bench-secret"
 USER, PASSWORD = "bench-admin", "bench-password"
-CHANNEL = "mychannel"
+CHANNEL = DEFAULT_CHANNEL
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 500
 MS = 1000.0

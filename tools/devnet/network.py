@@ -21,10 +21,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit.identity import DEFAULT_CHANNEL
 from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, _die_with_parent, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
-CHANNEL = "mychannel"
+CHANNEL = DEFAULT_CHANNEL
 ORG_SERVICES = ("storage", "compute", "event", "gateway")
 
 
