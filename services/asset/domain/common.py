@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import timestamp_pb2
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import FieldViolation, InvalidArgument, NotFound
 from services.kit.identity import Caller
 
+T = TypeVar("T")
 MAX_NAME = 100
 MAX_METADATA = 100
 TAG_KEY = "__tag__"
@@ -85,6 +86,15 @@ def validate_key(path: str, value: str) -> str:
     key = violations.key(path, value)
     violations.raise_if_any()
     return key
+
+
+def get_one(key: str, what: str, fetch: Callable[[list[str]], dict[str, T]]) -> T:
+    """The record ``key`` names (validated as a UUID), read with ``fetch``; NOT_FOUND naming ``what`` if none."""
+    key = validate_key("key", key)
+    found = fetch([key])
+    if key not in found:
+        raise NotFound(f"{what} {key} not found")
+    return found[key]
 
 
 # --------------------------------------------------------------------------------------------- permissions

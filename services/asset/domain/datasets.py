@@ -11,10 +11,10 @@ from services.asset.domain.common import (
     Context,
     Violations,
     check_authorized_ids,
+    get_one,
     make_permission,
     make_permissions,
     timestamp,
-    validate_key,
 )
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
@@ -81,11 +81,7 @@ def register_data_manager(ctx: Context, new: NewDataManager) -> res.DataManager:
 
 def get_data_manager(ctx: Context, key: str, *, with_samples: bool = False) -> res.DataManager:
     """A data manager of the channel (with its linked sample keys if asked), or NOT_FOUND."""
-    key = validate_key("key", key)
-    found = ctx.store.get_data_managers([key], with_samples=with_samples)
-    if key not in found:
-        raise NotFound(f"data manager {key} not found")
-    return found[key]
+    return get_one(key, "data manager", lambda keys: ctx.store.get_data_managers(keys, with_samples=with_samples))
 
 
 def update_data_manager(ctx: Context, key: str, name: str) -> res.DataManager:
@@ -179,8 +175,4 @@ def link_data_samples(ctx: Context, manager_keys: list[str], sample_keys: list[s
 
 def get_data_sample(ctx: Context, key: str) -> res.DataSample:
     """A data sample of the channel, or NOT_FOUND."""
-    key = validate_key("key", key)
-    found = ctx.store.get_data_samples([key])
-    if key not in found:
-        raise NotFound(f"data sample {key} not found")
-    return found[key]
+    return get_one(key, "data sample", ctx.store.get_data_samples)

@@ -13,11 +13,11 @@ from services.asset.domain.common import (
     Context,
     Violations,
     check_authorized_ids,
+    get_one,
     make_permissions,
     timestamp,
-    validate_key,
 )
-from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 
 INPUT_KINDS = {res.ASSET_MODEL, res.ASSET_DATA_SAMPLE, res.ASSET_DATA_MANAGER}
 OUTPUT_KINDS = {res.ASSET_MODEL, res.ASSET_PERFORMANCE}
@@ -111,11 +111,7 @@ def register_function(ctx: Context, new: NewFunction) -> res.Function:
 
 def get_function(ctx: Context, key: str) -> res.Function:
     """A function of the channel, or NOT_FOUND."""
-    key = validate_key("key", key)
-    found = ctx.store.get_functions([key])
-    if key not in found:
-        raise NotFound(f"function {key} not found")
-    return found[key]
+    return get_one(key, "function", ctx.store.get_functions)
 
 
 def update_function(ctx: Context, key: str, name: str = "", image: res.Addressable | None = None) -> res.Function:

@@ -10,7 +10,7 @@ from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.domain import functions, tasks
-from services.asset.domain.common import Context, Violations, allows, timestamp, validate_key
+from services.asset.domain.common import Context, Violations, allows, get_one, timestamp, validate_key
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 
@@ -96,11 +96,7 @@ def register_models(ctx: Context, new_models: list[NewModel]) -> list[res.Model]
 
 def get_model(ctx: Context, key: str) -> res.Model:
     """A model of the channel, or NOT_FOUND."""
-    key = validate_key("key", key)
-    found = ctx.store.get_models([key])
-    if key not in found:
-        raise NotFound(f"model {key} not found")
-    return found[key]
+    return get_one(key, "model", ctx.store.get_models)
 
 
 def register_performance(ctx: Context, task_key: str, identifier: str, value: float) -> res.Performance:
@@ -250,15 +246,9 @@ def can_process(ctx: Context, asset_kind: int, asset_key: str, org: str, *, down
     elif kind == res.ASSET_FUNCTION:
         permission = functions.get_function(ctx, key).permissions.process
     elif kind == res.ASSET_DATA_MANAGER:
-        found = ctx.store.get_data_managers([key])
-        if key not in found:
-            raise NotFound(f"data manager {key} not found")
-        permission = found[key].permissions.process
+        permission = get_one(key, "data manager", ctx.store.get_data_managers).permissions.process
     elif kind == res.ASSET_DATA_SAMPLE:
-        found = ctx.store.get_data_samples([key])
-        if key not in found:
-            raise NotFound(f"data sample {key} not found")
-        return found[key].owner == org  # data samples never leave their organization
+        return get_one(key, "data sample", ctx.store.get_data_samples).owner == org  # samples never leave their org
     else:
         raise InvalidArgument.on("asset_kind", "must be a model, function, data manager or data sample")
     return allows(permission, org)

@@ -20,10 +20,10 @@ from services.asset.domain.common import (
     Violations,
     allows,
     check_authorized_ids,
+    get_one,
     make_permissions,
     timestamp,
     union,
-    validate_key,
 )
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
@@ -152,11 +152,7 @@ def _snapshot(task: res.ComputeTask) -> res.ComputeTask:
 
 def get_task(ctx: Context, key: str) -> res.ComputeTask:
     """A task of the channel, or NOT_FOUND."""
-    key = validate_key("key", key)
-    found = ctx.store.get_tasks([key])
-    if key not in found:
-        raise NotFound(f"task {key} not found")
-    return found[key]
+    return get_one(key, "task", ctx.store.get_tasks)
 
 
 def apply_action(ctx: Context, key: str, action: int, reason: str = "") -> res.ComputeTask:
