@@ -63,6 +63,20 @@ def test_detached_network_comes_up_and_stop_leaves_nothing_running(tmp_path):
     addrs = _endpoints(description)
     assert all(_listening(a) for a in addrs)
 
+    # A crash is healed: the supervisor starts the killed process again and says so in network.json.
+    label = "MyOrg1MSP/compute"
+    killed = description["processes"][label]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        current = json.loads((state / "network.json").read_text())["processes"][label]
+        if current != killed and _listening(description["organizations"][0]["compute"]):
+            break
+        assert time.monotonic() < deadline, "the killed service was not restarted"
+        time.sleep(0.3)
+    assert f"{label} exited with status -9; restarting" in (state / "devnet.log").read_text()
+    assert all(_listening(a) for a in addrs)
+
     stopped = _devnet("stop", "--state-dir", str(state), timeout=120)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert _wait_closed(addrs) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from services.kit.identity import OrgCredentials
 from tools.devnet.network import Network
+from tools.devnet.supervisor import RestartPolicy
 
 
 def _say(message: str) -> None:
@@ -30,6 +31,47 @@ def _running_pid(state_dir: Path) -> int | None:
         return pid
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
+
+
+def _write_description(network: Network, path: Path) -> None:
+    """network.json: the endpoints and logins, and each service's current process id."""
+    description = network.description()
+    description["processes"] = {s.label: s.process.pid for s in network.services if s.process is not None}
+    path.write_text(json.dumps(description, indent=2))
+
+
+def _supervise(network: Network, network_json: Path, stopping) -> int:
+    """Restart services that exit, as a kubelet restarts a pod's container; 1 after a crash loop, 0 on stop."""
+    policies = {spec.label: RestartPolicy() for spec in network.services}
+    for policy in policies.values():
+        policy.started(time.monotonic())
+    due: dict[str, float] = {}
+    while not stopping():
+        now = time.monotonic()
+        for spec in network.dead_services():
+            if spec.label in due:
+                continue
+            delay = policies[spec.label].exited(now)
+            if delay is None:
+                _say(
+                    f"{spec.label} keeps exiting (status {spec.process.returncode}, see {network.log_path(spec)}); "
+                    "crash loop: stopping the network"
+                )
+                return 1
+            _say(
+                f"{spec.label} exited with status {spec.process.returncode}; restarting in {delay:.0f} s "
+                f"(exit {policies[spec.label].restarts} in the last 2 minutes)"
+            )
+            due[spec.label] = now + delay
+        for spec in network.services:
+            if spec.label in due and now >= due[spec.label]:
+                del due[spec.label]
+                network.launch(spec)
+                policies[spec.label].started(now)
+                _write_description(network, network_json)
+                _say(f"{spec.label} restarted (pid {spec.process.pid})")
+        time.sleep(0.5)
+    return 0
 
 
 def up(args: argparse.Namespace) -> int:
@@ -54,22 +96,17 @@ def up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     _pid_file(state_dir).write_text(str(os.getpid()))
-    status = 0
+    status = 1
     try:
         network.plan()
         network.start()
-        network_json.write_text(json.dumps(network.description(), indent=2))
+        _write_description(network, network_json)
         print("\n" + network.table() + "\n", flush=True)
         _say(f"endpoints written to {network_json}")
         _say("explore a service: grpcurl -plaintext " + network.services[0].addr + " list")
+        _say("a service that exits is restarted with a back-off; a crash loop (5 exits in 2 minutes) stops the network")
         _say("press Ctrl-C to stop" if not args.supervised else "running detached; `make stop` stops it")
-        while not stop_requested:
-            dead = network.dead_services()
-            if dead:
-                _say(f"{', '.join(s.label for s in dead)} exited unexpectedly; stopping the network")
-                status = 1
-                break
-            time.sleep(0.5)
+        status = _supervise(network, network_json, lambda: stop_requested)
     except Exception as exc:  # noqa: BLE001 - reported, then everything is stopped
         _say(f"failed: {exc}")
         status = 1
