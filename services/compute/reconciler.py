@@ -51,6 +51,30 @@ class Reconciler:
     def start(self) -> None:
         self._loop = asyncio.create_task(self._forever(), name="reconciler")
 
+    async def _list(self) -> list[Listed]:
+        listed = []
+        for channel in self._channels:
+            for task in await self._ledger.tasks(channel, self._org, LISTED_STATUSES):
+                listed.append(Listed(task.key, task.compute_plan_key, channel, task.status))
+        return listed
+
+    async def _requeue(self, task: Listed, message_id: str) -> None:
+        message = work_pb2.RunTask(compute_task_key=task.key, compute_plan_key=task.plan_key, channel=task.channel)
+        await self._js.publish(
+            subjects.work_subject(self._org, "run"), message.SerializeToString(), headers={"Nats-Msg-Id": message_id}
+        )
+
+    async def resume(self) -> list[str]:
+        """Once, at start: run again at once the tasks this worker's previous process was executing."""
+        resumed = []
+        boot = int(time.time())
+        for task in reconcile.to_resume(await self._list(), set(self._runs.running)):
+            self._reconciliation.received(task.key, time.monotonic())
+            await self._requeue(task, f"resume:{task.key}:{boot}")
+            log.info("task %s was executing when this worker stopped: run again now", task.key)
+            resumed.append(task.key)
+        return resumed
+
     async def stop(self) -> None:
         if self._loop is not None:
             self._loop.cancel()
@@ -58,6 +82,10 @@ class Reconciler:
                 await self._loop
 
     async def _forever(self) -> None:
+        try:
+            await self.resume()
+        except Exception:
+            log.warning("resuming the tasks of the previous process failed; the next passes will", exc_info=True)
         while True:
             await asyncio.sleep(self._period)
             try:
@@ -70,10 +98,7 @@ class Reconciler:
     async def reconcile(self) -> tuple[list[str], list[str]]:
         """One pass; returns the keys of the tasks re-queued and of the runs stopped."""
         began = time.monotonic()
-        listed = []
-        for channel in self._channels:
-            for task in await self._ledger.tasks(channel, self._org, LISTED_STATUSES):
-                listed.append(Listed(task.key, task.compute_plan_key, channel))
+        listed = await self._list()
         canceled = []
         for run in reconcile.cancel_candidates(listed, list(self._runs.running.values()), began):
             task = await self._ledger.task(run.channel, run.key)
@@ -82,12 +107,7 @@ class Reconciler:
                 canceled.append(run.key)
         requeued = []
         for task in self._reconciliation.to_requeue(listed, set(self._runs.running), time.monotonic()):
-            message = work_pb2.RunTask(compute_task_key=task.key, compute_plan_key=task.plan_key, channel=task.channel)
-            await self._js.publish(
-                subjects.work_subject(self._org, "run"),
-                message.SerializeToString(),
-                headers={"Nats-Msg-Id": f"reconcile:{task.key}:{int(time.time())}"},
-            )
+            await self._requeue(task, f"reconcile:{task.key}:{int(time.time())}")
             requeued.append(task.key)
         if requeued:
             log.info("reconciler re-queued %d task(s)", len(requeued))

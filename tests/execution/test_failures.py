@@ -159,7 +159,15 @@ def test_killing_compute_mid_task_still_completes_each_task_once(setup, network)
     tasks = _chain(plan, [f["nap"], f["nap"], f["train"]], dm, samples)
     _plan(org1, tasks)
     wait_for(lambda: _task(org1, tasks[0].key).status == res.STATUS_EXECUTING, what="the first task to start")
-    network.restart(network.service("compute", org1.id), kill=True)
+    compute = network.service("compute", org1.id)
+    network.restart(compute, kill=True)
+    # The restarted worker learns from the ledger what it was executing and runs it again at once, without
+    # waiting for the work message's redelivery.
+    wait_for(
+        lambda: f"task {tasks[0].key} was executing when this worker stopped" in network.log_path(compute).read_text(),
+        timeout=30,
+        what="the restarted compute to resume the task",
+    )
     final = wait_plan_final(org1, plan)
     assert final.status == res.PLAN_STATUS_DONE
     assert [_done_events(org1, t.key) for t in tasks] == [1, 1, 1]

@@ -8,6 +8,8 @@ EXECUTING on this worker and compares them with the runs here:
   received within ``patience`` (the work messages' ack wait) and was already idle on a pass at
   least ``patience`` earlier: a task that has just become runnable has its message in flight from
   the event service, and a second copy would only cost a ledger round trip before being skipped.
+- At start (:func:`to_resume`), the tasks EXECUTING on this worker are those the previous process was
+  running when it died: they are re-queued at once.
 - A run here whose task the ledger no longer lists may have been ended elsewhere (canceled or
   failed while the cancel did not reach this worker): a candidate, if it was claimed before the
   listing began (a newer one may have become runnable since), the ledger has started it, and its
@@ -36,6 +38,7 @@ class Listed:
     key: str
     plan_key: str
     channel: str  # the channel it was listed in
+    status: int = res.STATUS_UNKNOWN
 
 
 class Reconciliation:
@@ -86,3 +89,10 @@ def cancel_candidates(listed: Iterable[Listed], runs: Iterable[Run], listing_beg
 def ended(task: res.ComputeTask) -> bool:
     """Whether the ledger has ended ``task``: a run of it here has nothing left to do."""
     return task.status in FINAL
+
+
+def to_resume(listed: Iterable[Listed], running: Collection[str]) -> list[Listed]:
+    """At start, the tasks the ledger has EXECUTING on this worker that nothing here runs: the previous
+    process of this worker was running them when it died (one compute per organization), so they are
+    run again at once rather than after their work message's ack wait."""
+    return [task for task in listed if task.status == res.STATUS_EXECUTING and task.key not in running]

@@ -6,6 +6,7 @@ import datetime as dt
 
 from tessera.asset.v1 import resources_pb2 as res
 
+from services.compute.domain import reconcile
 from services.compute.domain.reconcile import Listed, Reconciliation, cancel_candidates, ended
 from services.compute.domain.runs import Run
 
@@ -91,3 +92,12 @@ def test_only_a_final_task_is_ended():
     assert [status for status in res.ComputeTaskStatus.values() if ended(res.ComputeTask(status=status))] == sorted(
         [res.STATUS_DONE, res.STATUS_CANCELED, res.STATUS_FAILED]
     )
+
+
+def test_at_start_the_executing_tasks_nothing_runs_are_resumed():
+    listed = [
+        Listed("a", "plan", "ch", res.STATUS_EXECUTING),
+        Listed("b", "plan", "ch", res.STATUS_WAITING_FOR_EXECUTOR_SLOT),
+        Listed("c", "plan", "ch", res.STATUS_EXECUTING),
+    ]
+    assert [t.key for t in reconcile.to_resume(listed, running={"c"})] == ["a"]
