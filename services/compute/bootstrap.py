@@ -16,6 +16,7 @@ from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
 from services.compute import isolation
 from services.compute.builds import Builds
+from services.compute.completions import Completions
 from services.compute.consumer import WorkConsumer
 from services.compute.domain.places import Places
 from services.compute.domain.reconcile import Reconciliation
@@ -76,6 +77,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
         files,
         builds,
         failures,
+        Completions(places),
         executor,
         reconciliation,
         public_url=settings.public_url,

@@ -25,6 +25,7 @@ from tessera.compute.v1 import work_pb2
 from tessera.storage.v1 import storage_pb2
 
 from services.compute.builds import Builds
+from services.compute.completions import Completions
 from services.compute.domain import inputs, outputs, runs
 from services.compute.domain.execution import ExecutionResult, TaskInput
 from services.compute.domain.places import Places
@@ -48,6 +49,7 @@ class Runs:
         files: Files,
         builds: Builds,
         failures: FailureReports,
+        completions: Completions,
         executor: Executor,
         reconciliation: Reconciliation,
         *,
@@ -59,6 +61,7 @@ class Runs:
         self._files = files
         self._builds = builds
         self._failures = failures
+        self._completions = completions
         self._executor = executor
         self._reconciliation = reconciliation
         self._public_url = public_url
@@ -78,10 +81,23 @@ class Runs:
         run = Run(key, work.channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
         self.running[key] = run
         try:
-            await self._claimed(run)
+            if not await self._report_kept(key):
+                await self._claimed(run)
         finally:
             self.running.pop(key, None)
             self._executions.pop(key, None)
+
+    async def _report_kept(self, key: str) -> bool:
+        """Send the completion kept from an earlier attempt whose report failed; True if there was one
+        (the task is not run again; a failure to reach the ledger raises, and the message comes back)."""
+        kept = self._completions.kept(key)
+        if kept is None:
+            return False
+        channel, request = kept
+        log.info("task %s finished earlier: reporting its kept completion", key)
+        await self._ledger.complete_task(channel, request)  # False: the ledger had it already
+        self._completions.drop(key)
+        return True
 
     async def _claimed(self, run: Run) -> None:
         try:
@@ -120,6 +136,7 @@ class Runs:
             t0 = time.perf_counter()
             if run.canceled:
                 return
+            log.info("task %s: executing", task.key)
             execution = await self._executor.start(runs.task_spec(task, code, task_inputs, self._task_timeout))
             self._executions[run.key] = execution
             result = await execution.wait()
@@ -135,7 +152,10 @@ class Runs:
             t0 = time.perf_counter()
             completion = await self._save_outputs(run.channel, task, result, set(start.registered_outputs))
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
-            await self._ledger.complete_task(run.channel, runs.profiling(completion, durations))
+            completion = runs.profiling(completion, durations)
+            self._completions.keep(run.channel, completion)  # the work is done: never run it again
+            await self._ledger.complete_task(run.channel, completion)
+            self._completions.drop(task.key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

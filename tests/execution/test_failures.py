@@ -176,6 +176,30 @@ def test_killing_compute_mid_task_still_completes_each_task_once(setup, network)
     assert len(outputs) == 1
 
 
+def test_a_task_that_finished_while_the_ledger_was_down_is_reported_not_run_again(setup, network):
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["nap"]], dm, samples)
+    _plan(org1, tasks)
+    key = tasks[0].key
+    wait_for(lambda: _task(org1, key).status == res.STATUS_EXECUTING, what="the task to start")
+    ledger, compute = network.service("asset"), network.service("compute", org1.id)
+    ledger.process.kill()  # the ledger crashes while the task runs, and stays down until it has finished
+    ledger.process.wait()
+    kept = network.state_dir / "compute" / org1.id / "completions" / key
+    try:
+        wait_for(kept.exists, timeout=60, what="the finished task's completion to be kept")
+    finally:
+        network.restart(ledger)  # started again, and healthy
+    final = wait_plan_final(org1, plan)
+    assert final.status == res.PLAN_STATUS_DONE
+    assert _done_events(org1, key) == 1
+    log = network.log_path(compute).read_text()
+    assert f"task {key} finished earlier: reporting its kept completion" in log
+    assert log.count(f"task {key}: executing") == 1  # executed once, reported twice
+    assert not kept.exists()
+
+
 def _publish_run_twice_over(network, org, task_key: str, plan: str, copies: int) -> None:
     """Put ``copies`` extra RunTask messages for ``task_key`` on the organization's work queue at once,
     each with its own message id (so that JetStream keeps them all): what a re-queue by the reconciler

@@ -6,6 +6,7 @@
     cache/openers/<data manager>/       a data manager's opener (``__init__.py``)
     cache/data_samples/<key>/data/      a data sample, unpacked
     cache/models/<key>                  a model, fetched or produced here
+    completions/<task key>              a finished task's CompleteTask, kept until the ledger has it
 
 The executor keeps its own folders beside these (the local one: ``runners/`` and ``results/``).
 Keys and checksums come from the ledger, which accepts only UUIDs and hex digests.
@@ -46,3 +47,6 @@ class Places:
 
     def model(self, key: str) -> Path:
         return self.cache / "models" / key
+
+    def completion(self, task_key: str) -> Path:
+        return self.root / "completions" / task_key
