@@ -44,7 +44,7 @@ async def build(settings: ComputeSettings) -> GrpcServer:
     places.root.mkdir(parents=True, exist_ok=True)
     if settings.executor != "local":
         raise ValueError(f"TESSERA_EXECUTOR={settings.executor!r}: only the local executor is available yet")
-    base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS, own_organization_only=True)
     runs = None
     if settings.worker_enabled and settings.asset_addr:
         runs = await _worker(settings, places, base)

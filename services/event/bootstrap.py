@@ -32,7 +32,7 @@ STREAMS = [subjects.WORK]  # it publishes work
 
 async def build(settings: EventSettings) -> GrpcServer:
     """Everything the event service needs, wired together; the caller starts the returned server."""
-    base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
+    base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS, own_organization_only=True)
     uow = UnitOfWork(base.engine, repositories=SqlStore)
     hub = Hub()
     base.server.add(api_grpc.add_EventServiceServicer_to_server, EventService(uow, hub), SERVICE)

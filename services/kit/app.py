@@ -91,10 +91,12 @@ async def foundation(
     *,
     use_nats: bool = True,
     migrate_in_child: bool = False,
+    own_organization_only: bool = False,
 ) -> Foundation:
     """Server with identity from the settings, migrated database, NATS with ``streams`` declared
-    (unless the service does not use NATS at all)."""
-    server = GrpcServer(config, authenticator_from(config))
+    (unless the service does not use NATS at all). ``own_organization_only``: an organization's private
+    service (compute, event) that no other organization may call, whatever its credential."""
+    server = GrpcServer(config, authenticator_from(config), own_organization_only=own_organization_only)
     engine = await database(config, schema, migrations, server, migrate_in_child=migrate_in_child)
     connection, js = await jetstream(config, server, streams) if use_nats else (None, None)
     return Foundation(server=server, engine=engine, nats=connection, js=js)

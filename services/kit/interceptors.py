@@ -45,8 +45,9 @@ class _CallOutcome:
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every non-public RPC handler with the chain described in the module docstring."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, *, only_organization: str | None = None) -> None:
         self._authenticator = authenticator
+        self._only = only_organization
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -94,8 +95,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _authenticate(self, context, outcome: _CallOutcome, span) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         caller = self._authenticator.authenticate(metadata, context.auth_context() or {})
-        set_current_caller(caller)
         outcome.org = caller.org_id
+        if self._only is not None and caller.org_id != self._only:
+            raise errors.PermissionDenied(
+                f"this service belongs to organization {self._only} and answers it only", reason="NOT_OWN_ORGANIZATION"
+            )
+        set_current_caller(caller)
         span.set_attribute("tessera.org", caller.org_id)
         span.set_attribute("tessera.channel", caller.channel)
 

@@ -71,10 +71,18 @@ def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredenti
 class GrpcServer:
     """One gRPC server: the service's servicers plus health and reflection."""
 
-    def __init__(self, settings: CommonSettings, authenticator: Authenticator) -> None:
+    def __init__(
+        self, settings: CommonSettings, authenticator: Authenticator, *, own_organization_only: bool = False
+    ) -> None:
+        """``own_organization_only``: every RPC answers the calling organization only if it is this server's
+        (``TESSERA_ORG_ID``); another organization's valid credential gets PERMISSION_DENIED."""
         self._settings = settings
+        only = settings.org_id if own_organization_only else None
+        if own_organization_only and not only:
+            raise ValueError("a service of one organization needs TESSERA_ORG_ID")
         self._server = grpc.aio.server(
-            interceptors=[*telemetry.server_interceptors(), ServerInterceptor(authenticator)], options=SERVER_OPTIONS
+            interceptors=[*telemetry.server_interceptors(), ServerInterceptor(authenticator, only_organization=only)],
+            options=SERVER_OPTIONS,
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
