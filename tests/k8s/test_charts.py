@@ -12,6 +12,7 @@ real cluster is beyond this tier. The tests read the created objects back throug
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -163,6 +164,8 @@ class Pod:
 
 @dataclass
 class Network:
+    """The installed network: its namespaces, the values each release got, and shortcuts to read it back."""
+
     helm: Helm
     api: kubernetes.client.ApiClient
     charts: Path
@@ -205,6 +208,74 @@ class Network:
         return Pod(namespace, labels)
 
 
+def _install(net: Network, folder: Path, volumes: list[str]) -> Network:
+    """Namespaces, the operator's Secrets and volumes, then every release; ``volumes`` collects the
+    cluster-wide volumes made, for the caller to delete."""
+    core = net.core
+    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
+    for namespace in (net.network, *net.orgs.values()):
+        core.create_namespace({"metadata": {"name": namespace, "labels": restricted}})
+
+    # What the operator creates before installing (docs/deploy.md): the database URLs, the certificates, the users.
+    ca = _certificate("tessera-network-ca")
+    secrets = {
+        net.network: [
+            _secret("tessera-ledger-database", {"url": "postgresql+psycopg2://ledger:pw@postgres:5432/ledger"}),
+            _tls_secret("tessera-asset-tls", *_certificate("asset", ca), ca[1]),
+        ]
+    }
+    for org, namespace in net.orgs.items():
+        secrets[namespace] = [
+            _secret("tessera-database", {"url": f"postgresql+psycopg2://{org}:pw@postgres:5432/{org}"}),
+            _tls_secret(f"tessera-{org}-tls", *_certificate(org, ca), ca[1]),
+            _secret("tessera-gateway-users", {"users.json": '{"users": []}'}),
+        ]
+    for namespace, bodies in secrets.items():
+        for body in bodies:
+            core.create_namespaced_secret(namespace, body)
+
+    # A volume for each storage claim: the test cluster has no provisioner, the operator's cluster has one.
+    for namespace in net.orgs.values():
+        volumes.append(f"{namespace}-storage")
+        core.create_persistent_volume(
+            {
+                "metadata": {"name": volumes[-1]},
+                "spec": {
+                    "capacity": {"storage": "50Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": f"/var/lib/tessera-test/{namespace}"},
+                    "claimRef": {"namespace": namespace, "name": "storage-data"},
+                },
+            }
+        )
+
+    # deploy/kubernetes names the namespaces tessera-network, org1 and org2; this run's have a suffix.
+    asset_addr = f"asset.{net.network}.svc.cluster.local:50051"
+    nats_url = f"nats://nats.{net.network}.svc.cluster.local:4222"
+    net.overrides["network"] = folder / "network.yaml"
+    net.overrides["network"].write_text(yaml.safe_dump({"nats": {"url": nats_url}}))
+    for org in ORGS:
+        peers = ",".join(f"{o}=storage.{net.orgs[o]}.svc.cluster.local:50052" for o in ORGS if o != org)
+        net.overrides[org] = folder / f"{org}.yaml"
+        net.overrides[org].write_text(
+            yaml.safe_dump({"upstreams": {"asset": asset_addr}, "peers": peers, "nats": {"url": nats_url}})
+        )
+
+    # Every release at once (each waits for its own Deployment); one failure fails the module.
+    started = [(release, namespace, net.helm.start(*net.install_args(namespace, release, owner)))
+               for namespace, release, owner in net.releases()]  # fmt: skip
+    failures = []
+    for release, namespace, process in started:
+        output, _ = process.communicate(timeout=120)
+        if process.returncode != 0:
+            failures.append(f"helm install {release} -n {namespace}: exit {process.returncode}\n{output}")
+        elif "would violate PodSecurity" in output:
+            failures.append(f"helm install {release} -n {namespace} warns:\n{output}")
+    assert not failures, "\n".join(failures)
+    return net
+
+
 @pytest.fixture(scope="module")
 def helm(k8s_cluster, tmp_path_factory) -> Helm:
     return Helm(k8s_cluster.bin_dir / "helm", k8s_cluster.kubeconfig, tmp_path_factory.mktemp("helm"))
@@ -232,76 +303,17 @@ def network(k8s_cluster, helm, charts, tmp_path_factory) -> Network:
         overrides={},
     )
     core = net.core
-    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
-    for namespace in (net.network, *net.orgs.values()):
-        core.create_namespace({"metadata": {"name": namespace, "labels": restricted}})
-
-    # What the operator creates before installing (docs/deploy.md): the database URLs, the certificates, the users.
-    ca = _certificate("tessera-network-ca")
-    secrets = {
-        net.network: [
-            _secret("tessera-ledger-database", {"url": "postgresql+psycopg2://ledger:pw@postgres:5432/ledger"}),
-            _tls_secret("tessera-asset-tls", *_certificate("asset", ca), ca[1]),
-        ]
-    }
-    for org, namespace in net.orgs.items():
-        secrets[namespace] = [
-            _secret("tessera-database", {"url": f"postgresql+psycopg2://{org}:pw@postgres:5432/{org}"}),
-            _tls_secret(f"tessera-{org}-tls", *_certificate(org, ca), ca[1]),
-            _secret("tessera-gateway-users", {"users.json": '{"users": []}'}),
-        ]
-    for namespace, bodies in secrets.items():
-        for body in bodies:
-            core.create_namespaced_secret(namespace, body)
-
-    # A volume for each storage claim: the test cluster has no provisioner, the operator's cluster has one.
-    volumes = []
-    for namespace in net.orgs.values():
-        volumes.append(f"{namespace}-storage")
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": volumes[-1]},
-                "spec": {
-                    "capacity": {"storage": "50Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/var/lib/tessera-test/{namespace}"},
-                    "claimRef": {"namespace": namespace, "name": "storage-data"},
-                },
-            }
-        )
-
-    # deploy/kubernetes names the namespaces tessera-network, org1 and org2; this run's have a suffix.
-    folder = tmp_path_factory.mktemp("values")
-    asset_addr = f"asset.{net.network}.svc.cluster.local:50051"
-    nats_url = f"nats://nats.{net.network}.svc.cluster.local:4222"
-    net.overrides["network"] = folder / "network.yaml"
-    net.overrides["network"].write_text(yaml.safe_dump({"nats": {"url": nats_url}}))
-    for org in ORGS:
-        peers = ",".join(f"{o}=storage.{net.orgs[o]}.svc.cluster.local:50052" for o in ORGS if o != org)
-        net.overrides[org] = folder / f"{org}.yaml"
-        net.overrides[org].write_text(
-            yaml.safe_dump({"upstreams": {"asset": asset_addr}, "peers": peers, "nats": {"url": nats_url}})
-        )
-
-    # Every release at once (each waits for its own Deployment); one failure fails the module.
-    started = [(release, namespace, helm.start(*net.install_args(namespace, release, owner)))
-               for namespace, release, owner in net.releases()]  # fmt: skip
-    failures = []
-    for release, namespace, process in started:
-        output, _ = process.communicate(timeout=120)
-        if process.returncode != 0:
-            failures.append(f"helm install {release} -n {namespace}: exit {process.returncode}\n{output}")
-        elif "would violate PodSecurity" in output:
-            failures.append(f"helm install {release} -n {namespace} warns:\n{output}")
-    assert not failures, "\n".join(failures)
-    yield net
-
-    for volume in volumes:
-        core.delete_persistent_volume(volume)
-    for namespace in (net.network, *net.orgs.values()):
-        core.delete_namespace(namespace)  # not awaited: namespace deletion takes seconds
-    net.api.close()
+    volumes: list[str] = []
+    try:
+        yield _install(net, tmp_path_factory.mktemp("values"), volumes)
+    finally:
+        # Whatever the install got to make; namespace deletion is not awaited (it takes seconds).
+        deletions = [(core.delete_persistent_volume, v) for v in volumes]
+        deletions += [(core.delete_namespace, ns) for ns in (net.network, *net.orgs.values())]
+        for delete, name in deletions:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                delete(name)
+        net.api.close()
 
 
 # ---- charts on their own ------------------------------------------------------------------------------------
@@ -386,8 +398,8 @@ def test_probes_ask_the_health_port_and_services_expose_the_values_ports(network
             assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
             port_name = "http"
         else:
-            health = values["healthPort"]
-            assert ports == {"grpc": values["containerPort"], "health": health}, release
+            health = values.get("healthPort", 8081)  # the library's default (compute's values leave it out)
+            assert ports["grpc"] == values["containerPort"] and ports.get("health", health) == health, release
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 assert container[probe]["grpc"]["port"] == health, (release, probe)
             assert config["TESSERA_GRPC_ADDR"] == f"0.0.0.0:{values['containerPort']}"
@@ -397,12 +409,19 @@ def test_probes_ask_the_health_port_and_services_expose_the_values_ports(network
         (port,) = service["spec"]["ports"]
         assert port["port"] == values["service"]["port"] and port["targetPort"] == port_name, release
         assert service["spec"]["selector"] == {"app.kubernetes.io/name": release, INSTANCE: release}
-        # The Service reaches the release's pods, and only them.
-        endpoints = network.core.list_namespaced_pod(
-            namespace, label_selector=",".join(f"{k}={v}" for k, v in service["spec"]["selector"].items())
-        ).items
-        assert endpoints and all(p.metadata.labels[INSTANCE] == release for p in endpoints)
-        assert config.get("TESSERA_ORG_ID", "network") == owner or owner == "network"
+        # The endpoint controller found the ready pods behind the Service, on the port its name points at.
+        discovery = kubernetes.client.DiscoveryV1Api(network.api)
+        endpoints = watch_until(
+            discovery.list_namespaced_endpoint_slice,
+            lambda s: any(e.conditions.ready for e in s.endpoints or []),
+            10,
+            namespace=namespace,
+            label_selector=f"kubernetes.io/service-name={release}",
+        )
+        assert [p.port for p in endpoints.ports] == [ports[port_name]], release
+        pods = network.core.list_namespaced_pod(namespace, label_selector=f"{INSTANCE}={release}").items
+        assert {e.target_ref.name for e in endpoints.endpoints} == {p.metadata.name for p in pods}
+        assert config.get("TESSERA_ORG_ID") == (None if owner == "network" else owner), release
 
 
 def test_config_maps_hold_only_settings_the_services_read(network):
@@ -469,6 +488,31 @@ def test_storage_claims_its_volume_and_compute_gets_its_rbac(network):
         assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", "compute", namespace)]
         assert binding.role_ref.kind == "Role" and rbac.read_namespaced_role(binding.role_ref.name, namespace).rules
         assert network.config(namespace, "compute")["TESSERA_EXECUTOR"] == "kubernetes", org
+
+
+def test_the_namespaces_refuse_a_pod_that_is_not_hardened(network, k8s_cluster):
+    """What makes the installs above meaningful: the API server enforces `restricted` there. Here one value
+    (root) is enough for every pod of the release to be refused."""
+    namespace = f"{network.network}-refused"
+    network.core.create_namespace(
+        {"metadata": {"name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    try:
+        network.helm.run(
+            "install", "event", str(network.charts / "event"), "-n", namespace, *network.values_args("org1"),
+            "--set", "podSecurity.runAsUser=0",
+        )  # fmt: skip
+        refused = watch_until(
+            network.apps.list_namespaced_replica_set,
+            lambda rs: any(c.type == "ReplicaFailure" for c in rs.status.conditions or []),
+            30,
+            namespace=namespace,
+        )
+        (condition,) = refused.status.conditions
+        assert "violates PodSecurity" in condition.message and "runAsUser=0" in condition.message
+        assert network.core.list_namespaced_pod(namespace).items == []
+    finally:
+        network.core.delete_namespace(namespace)
 
 
 # ---- two organizations side by side: who may call whom --------------------------------------------------
@@ -545,7 +589,8 @@ def test_network_policies_admit_every_call_the_configuration_makes(network):
             callee_namespace, callee, port = _resolve(network, address, namespace)
             caller_pod, callee_pod = network.pod(namespace, release), network.pod(callee_namespace, callee)
             calls.append((f"{release}@{namespace} -> {callee}@{callee_namespace}:{port}", caller_pod, callee_pod, port))
-    assert len(calls) == 4 + 2 * (1 + 2 + 4 + 1)  # storage 1, compute 2 (+1 peer), event 3, gateway 4 (+1 peer)
+    # Per organization: storage 1 (asset), compute 2 + 1 peer, event 3, gateway 4 + 1 peer.
+    assert len(calls) == 2 * (1 + 3 + 3 + 5), [name for name, *_ in calls]
     refused = [name for name, caller, callee, port in calls if not _admits(network, caller, callee, port)]
     assert not refused, refused
 
@@ -605,9 +650,7 @@ def test_helm_test_passes_when_the_health_pod_succeeds_and_fails_when_it_fails(n
     assert pod.status.phase == "Failed"
     spec = _as_dict(network.api, pod)["spec"]
     assert spec["automountServiceAccountToken"] is False
-    assert spec["containers"][0]["args" if "args" in spec["containers"][0] else "command"][-1] == (
-        "http://gateway:8000/healthz"
-    )
+    assert spec["containers"][0]["command"][-1] == "http://gateway:8000/healthz"
 
 
 def test_an_upgrade_with_a_changed_value_rolls_the_deployment(network):
