@@ -491,7 +491,7 @@ def test_storage_claims_its_volume_and_compute_gets_its_rbac(network):
         assert network.config(namespace, "compute")["TESSERA_EXECUTOR"] == "kubernetes", org
 
 
-def test_the_namespaces_refuse_a_pod_that_is_not_hardened(network, k8s_cluster):
+def test_the_namespaces_refuse_a_pod_that_is_not_hardened(network):
     """What makes the installs above meaningful: the API server enforces `restricted` there. Here one value
     (root) is enough for every pod of the release to be refused."""
     namespace = f"{network.network}-refused"
