@@ -1,4 +1,5 @@
-"""A ``grpc.aio`` server with health checking, reflection, the interceptor chain and graceful stop.
+"""A ``grpc.aio`` server with health checking (also on an optional plaintext port for probes), reflection, the
+interceptor chain and graceful stop.
 
 Usage from a composition root::
 
@@ -87,6 +88,9 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._service_names: list[str] = []
+        # The kubelet's gRPC probes speak plaintext only; in mtls mode the main port requires a client certificate.
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port: int | None = None
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self.port: int | None = None
 
@@ -114,6 +118,11 @@ class GrpcServer:
         else:
             self.port = self._server.add_insecure_port(settings.grpc_addr)
         await self._server.start()
+        if settings.health_addr:
+            self._health_server = grpc.aio.server(options=SERVER_OPTIONS)
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
+            self.health_port = self._health_server.add_insecure_port(settings.health_addr)
+            await self._health_server.start()
         for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -128,6 +137,8 @@ class GrpcServer:
         """Report NOT_SERVING, let in-flight calls finish within ``grace`` seconds, then clean up."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self._settings.shutdown_grace if grace is None else grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         for callback in reversed(self._on_stop):
             try:
                 await callback()

@@ -108,6 +108,12 @@ class CommonSettings:
     tls_key: str = env("TESSERA_TLS_KEY", "", "mtls mode: server private key (PEM file).")
     tls_ca: str = env("TESSERA_TLS_CA", "", "mtls mode: CA bundle that signs the organizations' certificates.")
     org_id: str = env("TESSERA_ORG_ID", "", "The organization this process belongs to (empty for the ledger).")
+    health_addr: str = env(
+        "TESSERA_HEALTH_ADDR",
+        "",
+        "host:port of a plaintext server with grpc.health.v1 only, for probes that hold no client certificate "
+        "(the kubelet's); empty: none.",
+    )
     shutdown_grace: float = env("TESSERA_SHUTDOWN_GRACE", 5.0, "Seconds in-flight calls get to finish on stop.")
 
     def own_channels(self) -> list[str]:

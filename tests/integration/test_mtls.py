@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 
@@ -93,6 +94,7 @@ def tls_ledger(postgres, tmp_path_factory):
         tls_key=str(folder / "server.key"),
         tls_ca=str(folder / "ca.crt"),
         channels="mychannel=org1,org2",
+        health_addr="127.0.0.1:0",
     )
     with ServerThread(lambda: build(settings)) as server:
         yield server, ca
@@ -125,3 +127,20 @@ def test_a_certified_organization_outside_every_channel_is_denied(tls_ledger):
     with pytest.raises(grpc.RpcError) as info:
         _stub(server.addr, key, cert, ca.pem, org="stranger").ListOrganizations(api.ListOrganizationsRequest())
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_probes_without_a_certificate_reach_only_the_plaintext_health_server(tls_ledger):
+    # What the kubelet's gRPC probe does: a plaintext Health/Check, no client certificate.
+    server, _ca = tls_ledger
+    request = health_pb2.HealthCheckRequest(service="tessera.asset.v1.AssetService")
+    with grpc.insecure_channel(f"127.0.0.1:{server.server.health_port}") as channel:
+        assert (
+            health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
+        with pytest.raises(grpc.RpcError) as info:  # the health server serves nothing else
+            api_grpc.AssetServiceStub(channel).ListOrganizations(api.ListOrganizationsRequest(), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with grpc.insecure_channel(server.addr) as channel, pytest.raises(grpc.RpcError) as info:
+        health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)  # the service port wants TLS
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -68,6 +68,10 @@ Later sources win: base settings, then upstream addresses, then the chart's extr
 {{- $data := fromYaml (include "tessera-common.baseConfig" $ctx) -}}
 {{- $data = mergeOverwrite $data (fromYaml (include "tessera-common.upstreamConfig" (dict "ctx" $ctx "names" (.upstreams | default list)))) -}}
 {{- $data = mergeOverwrite $data (.extra | default dict) -}}
+{{- if hasKey $data "TESSERA_GRPC_ADDR" -}}
+{{- /* gRPC services also answer grpc.health.v1 in plaintext there, for the kubelet's probes. */ -}}
+{{- $_ := set $data "TESSERA_HEALTH_ADDR" (printf "0.0.0.0:%s" (include "tessera-common.healthPort" $ctx)) -}}
+{{- end -}}
 apiVersion: v1
 kind: ConfigMap
 metadata:

@@ -76,8 +76,9 @@ command:
 {{- end -}}
 
 {{/*
-Startup, liveness and readiness probes from .Values.probes around one handler.
-The startup probe covers the database migrations every service runs before it serves.
+Startup, liveness and readiness probes from .Values.probes: startup and liveness around .handler, readiness
+around .ready (default: .handler). The startup probe covers the database migrations every service runs before
+it serves.
 */}}
 {{- define "tessera-common.probes" -}}
 startupProbe:
@@ -85,19 +86,31 @@ startupProbe:
 livenessProbe:
   {{- toYaml (merge (dict) .handler .probes.liveness) | nindent 2 }}
 readinessProbe:
-  {{- toYaml (merge (dict) .handler .probes.readiness) | nindent 2 }}
+  {{- toYaml (merge (dict) (.ready | default .handler) .probes.readiness) | nindent 2 }}
 {{- end -}}
 
-{{/* Kubernetes' native gRPC probe against grpc.health.v1 on the container port. */}}
+{{/* The port of the plaintext grpc.health.v1 server (TESSERA_HEALTH_ADDR) that gRPC services open for probes. */}}
+{{- define "tessera-common.healthPort" -}}
+{{- .Values.healthPort | default 8081 -}}
+{{- end -}}
+
+{{/*
+Kubernetes' native gRPC probe against grpc.health.v1 on the health port. Not the service port: the kubelet's
+gRPC probe speaks plaintext only, and in mtls mode the service port requires a client certificate.
+*/}}
 {{- define "tessera-common.grpcProbes" -}}
-{{- $handler := dict "grpc" (dict "port" (int .Values.containerPort)) -}}
+{{- $handler := dict "grpc" (dict "port" (int (include "tessera-common.healthPort" .))) -}}
 {{- include "tessera-common.probes" (dict "handler" $handler "probes" .Values.probes) -}}
 {{- end -}}
 
-{{/* HTTP probe on the named `http` port. */}}
+{{/*
+HTTP probes on the named `http` port: startup and liveness on .Values.livenessPath, which answers without
+calling anyone; readiness on .Values.healthPath, which answers 200 only while every upstream serves.
+*/}}
 {{- define "tessera-common.httpProbes" -}}
-{{- $handler := dict "httpGet" (dict "path" .Values.healthPath "port" "http") -}}
-{{- include "tessera-common.probes" (dict "handler" $handler "probes" .Values.probes) -}}
+{{- $alive := dict "httpGet" (dict "path" .Values.livenessPath "port" "http") -}}
+{{- $ready := dict "httpGet" (dict "path" .Values.healthPath "port" "http") -}}
+{{- include "tessera-common.probes" (dict "handler" $alive "ready" $ready "probes" .Values.probes) -}}
 {{- end -}}
 
 {{/*
