@@ -181,15 +181,16 @@ class KubernetesExecution:
         )
 
     async def _log(self, verdict: Verdict) -> str:
-        """The container's log through the API; its termination message when the log cannot be read."""
+        """The container's log through the API; its termination message (its last lines) when the log cannot
+        be read. Why it cannot goes to compute's own log only: the report is the user's, not the cluster's."""
         try:
-            text = await self._executor.api.pod_log(self.name, specs.CONTAINER, self._executor.log_bytes)
+            return await self._executor.api.pod_log(self.name, specs.CONTAINER, self._executor.log_bytes)
         except errors.DomainError as exc:
-            log.info("task %s: its pod's log cannot be read (%s)", self._spec.key, exc.message)
-            text = ""
-            if verdict.last_words:
-                text = verdict.last_words + "\n[tessera] the container's log could not be read; above: its last lines\n"
-        return text
+            log.warning("task %s: its pod's log cannot be read (%s)", self._spec.key, exc.message)
+        note = "[tessera] the container's log could not be read"
+        if verdict.last_words:
+            return f"{verdict.last_words.rstrip()}\n{note}; above: its last lines\n"
+        return note + "\n"
 
 
 def _phase(pod: dict) -> str:

@@ -46,6 +46,7 @@ class Images:
         self._follower: Follower | None = None
         self._opening: asyncio.Task | None = None
         self.built = 0  # Jobs this process created (and saw complete)
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def context(self, function_key: str) -> Path:
         return self.work_dir / specs.context_folder(function_key)
@@ -88,6 +89,10 @@ class Images:
 
     async def build(self, function_key: str, logs: Path) -> str:
         """Make sure the function's image exists (its Job completed); returns the image's reference."""
+        async with self._locks.setdefault(function_key, asyncio.Lock()):
+            return await self._build(function_key, logs)
+
+    async def _build(self, function_key: str, logs: Path) -> str:
         await self.open()
         name = specs.job_name(self.config.organization, function_key)
         image = specs.image_ref(self.config, function_key)
@@ -150,20 +155,21 @@ class Images:
         raise errors.Unavailable(f"the failed build Job {name} is still being deleted")
 
     async def _build_log(self, name: str) -> str:
-        """The log of the Job's pod (Kaniko's output), or why it cannot be read."""
+        """The log of the Job's pod (Kaniko's output); its termination message when the log cannot be read."""
         pods = await self.api.pods(f"{JOB_NAME_LABEL}={name}")
         if not pods:
             return "[tessera] the build's pod is gone: no build log\n"
         pod = pods[-1]
         try:
             text = await self.api.pod_log(pod["metadata"]["name"], specs.BUILD_CONTAINER, self.log_bytes)
+            return text if text.endswith("\n") else text + "\n"
         except errors.DomainError as exc:
-            terminated = {}
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                terminated = (status.get("state") or {}).get("terminated") or {}
-            text = terminated.get("message", "")
-            text += f"\n[tessera] the build's log could not be read ({exc.message})\n"
-        return text if text.endswith("\n") else text + "\n"
+            log.warning("the log of build Job %s cannot be read (%s)", name, exc.message)
+        last = ""
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            last = ((status.get("state") or {}).get("terminated") or {}).get("message", "") or last
+        note = "[tessera] the build's log could not be read"
+        return f"{last.rstrip()}\n{note}; above: its last lines\n" if last else note + "\n"
 
 
 def _unpack(archive: Path, context: Path) -> None:
