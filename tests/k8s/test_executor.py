@@ -19,7 +19,6 @@ import pytest
 import yaml
 from kubernetes import client
 from tessera.asset.v1 import resources_pb2 as res
-from tools.k8s.cluster import watch_until
 
 from services.compute.domain.builds import BuildError
 from services.compute.domain.execution import TaskInput, TaskSpec
@@ -29,6 +28,7 @@ from services.compute.kubernetes.executor import KubernetesExecutor
 from services.compute.kubernetes.images import Images
 from services.kit import errors
 from tests.k8s.stand_in import StandIn
+from tools.k8s.cluster import watch_until
 from tools.samples import flassets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def test_a_task_pod_is_created_hardened_and_the_deny_all_policy_exists(
         executor, _ = _executor(kubeconfig, namespace, work)
         try:
             execution = await executor.start(spec)
-            pod = _running(admin, namespace, spec.key)
+            pod = await asyncio.to_thread(_running, admin, namespace, spec.key)
             await execution.cancel()
             return pod
         finally:
@@ -263,14 +263,14 @@ def test_a_successful_task_gives_its_outputs_and_its_pod_is_deleted(
         executor, _ = _executor(kubeconfig, namespace, work)
         try:
             result = await (await executor.start(spec)).wait()
+            assert result.succeeded, (result, stand_in.logs.get(specs.pod_name(spec.key)))
             model = json.loads(result.outputs["model"].read_text())
             executor.forget(spec.key)
-            return result, model
+            return model
         finally:
             await executor.close()
 
-    result, model = asyncio.run(scenario())
-    assert result.succeeded, stand_in.logs
+    model = asyncio.run(scenario())
     assert np.allclose(model, [2.0, 2.0, 2.0])
     assert "train rank 0: 4 rows" in stand_in.logs[specs.pod_name(spec.key)]  # it ran in the "container"
     _gone(admin, namespace, specs.pod_name(spec.key))

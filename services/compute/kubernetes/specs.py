@@ -33,6 +33,9 @@ BUILD_CONTAINER = "kaniko"
 IN = "/tessera/in"
 OUT = "/tessera/out"
 ARGUMENTS = "arguments.txt"
+CHAINKEYS = "chainkeys"
+SCRATCH_CHAINKEYS = "/tmp/chainkeys"
+SCRATCH_LOG = "/tmp/substratools.log"
 NETWORK_POLICY = "tessera-tasks-deny-all"
 DELETE_GRACE_SECONDS = 5
 
@@ -179,18 +182,23 @@ def task_labels(config: Config, spec: TaskSpec) -> dict[str, str]:
 # ----------------------------------------------------------------------------------- task pods
 def arguments(spec: TaskSpec) -> tuple[str, dict[str, str]]:
     """The substratools arguments file of a task as its pod sees it, and the inputs to stage:
-    ``in`` folder entry name → host path (as a string) of the cached file or folder."""
+    ``in`` folder entry name → host path (as a string) of the cached file or folder.
+
+    substratools writes its own log and a ``chainkeys`` folder under the working directory unless told
+    otherwise; the image's root filesystem is read-only, so both are pointed at the pod's ``/tmp``."""
     staged: dict[str, str] = {}
     inputs = []
     for index, item in enumerate(spec.inputs):
         name = f"{index}-{item.path.name}"
         staged[name] = str(item.path)
         inputs.append(layout.input_entry(item.identifier, f"{IN}/{name}", item.multiple))
+    if not any(item.identifier == CHAINKEYS for item in spec.inputs):
+        inputs.append(layout.input_entry(CHAINKEYS, SCRATCH_CHAINKEYS, False))
     outputs = [
-        layout.input_entry(identifier, f"{OUT}/{filename}", False)
-        for identifier, filename in sorted(spec.outputs.items())
+        layout.input_entry(identifier, f"{OUT}/{filename}", False) for identifier, filename in sorted(spec.outputs.items())
     ]
-    return layout.arguments(spec.rank, inputs, outputs), staged
+    text = layout.arguments(spec.rank, inputs, outputs) + f"--log-path\n{SCRATCH_LOG}\n"
+    return text, staged
 
 
 def _resources(config: Config) -> dict:
@@ -235,6 +243,7 @@ def task_pod(config: Config, spec: TaskSpec) -> dict:
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         ],
         "resources": _resources(config),
         "securityContext": restricted,
