@@ -15,20 +15,30 @@ tessera-compute``) and plays each container once:
 
 The exit code goes to kwok (``Cluster.set_exit_code``), which ends the pod: Succeeded or Failed. A pod
 deleted meanwhile has its process killed, as a kubelet would. What each container printed is kept in
-``logs`` (a kubelet would serve it; kwok does not).
+``logs`` and served as a kubelet serves it: the API server answers ``pods/log`` by calling the node's
+``/containerLogs/<namespace>/<pod>/<container>`` over HTTPS (it checks no kubelet certificate unless told
+to), so the stand-in listens on 127.0.0.1 and gives the fake node that address and port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import http.server
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 
 import kubernetes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from services.compute import isolation
 from services.compute.kubernetes import specs
@@ -52,10 +62,13 @@ class StandIn:
         self._thread = threading.Thread(target=self._follow, name="stand-in", daemon=True)
 
     def __enter__(self) -> StandIn:
+        self._serve_logs()
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._server.shutdown()
+        self._server.server_close()
         self._stopped.set()
         if self._watch is not None:
             self._watch.stop()
@@ -64,6 +77,43 @@ class StandIn:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
         self._thread.join(10)
+
+    def _serve_logs(self) -> None:
+        """The kubelet's log endpoint, on a free port of 127.0.0.1, which the fake node then advertises."""
+        stand_in = self
+
+        class Logs(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                parts = url.path.strip("/").split("/")
+                if len(parts) != 4 or parts[0] != "containerLogs" or parts[2] not in stand_in.logs:
+                    self.send_error(404)
+                    return
+                body = stand_in.logs[parts[2]].encode()
+                limit = urllib.parse.parse_qs(url.query).get("limitBytes")
+                if limit:
+                    body = body[: int(limit[0])]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Logs)
+        self._server.socket = _tls(self.folder).wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, name="stand-in-logs", daemon=True).start()
+        port = self._server.server_address[1]
+        status = {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        }
+        with self.cluster.api_client() as api:
+            core = kubernetes.client.CoreV1Api(api)
+            for node in core.list_node().items:
+                core.patch_node_status(node.metadata.name, {"status": status})
 
     def _follow(self) -> None:
         with self.cluster.api_client() as api:
@@ -156,3 +206,27 @@ class StandIn:
         if code < 0:  # killed: the pod was deleted, there is nobody to tell
             return None
         return code
+
+
+def _tls(folder: Path) -> ssl.SSLContext:
+    """A server context with a throw-away self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in-kubelet")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "kubelet.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "kubelet.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "kubelet.crt", folder / "kubelet.key")
+    return context
