@@ -16,10 +16,10 @@ DETACH ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen check lint fmt test test-unit run stop bench lock clean
+.PHONY: help venv gen check lint fmt test test-unit k8s-tools run stop bench lock clean
 
 help: ## List every verb
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## Create .venv and install the pinned dependencies (requirements.lock)
 
@@ -59,7 +59,12 @@ fmt: venv ## Format the Python code
 test-unit: gen ## Run the I/O-free unit tests only (tests/unit: rules, no database, no network), in seconds
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
-test: gen ## Run the whole test suite (starts its own PostgreSQL and NATS)
+# The Kubernetes tier's binaries (kube-apiserver, etcd, kwok, helm, ...) are built from Go modules into
+# ${TESSERA_CACHE:-~/.cache/tessera}/k8s/<versions>: ~10 min once per machine, instant afterwards.
+k8s-tools: venv ## Build the Kubernetes test binaries unless cached (needs go; see docs/adr/0009)
+	$(BIN)/python -m tools.k8s build
+
+test: gen k8s-tools ## Run the whole test suite (starts its own PostgreSQL, NATS and Kubernetes control plane)
 	@# pytest exits 5 when it collected nothing: a failure here, never a pass.
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	 if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
