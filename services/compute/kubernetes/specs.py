@@ -195,7 +195,8 @@ def arguments(spec: TaskSpec) -> tuple[str, dict[str, str]]:
     if not any(item.identifier == CHAINKEYS for item in spec.inputs):
         inputs.append(layout.input_entry(CHAINKEYS, SCRATCH_CHAINKEYS, False))
     outputs = [
-        layout.input_entry(identifier, f"{OUT}/{filename}", False) for identifier, filename in sorted(spec.outputs.items())
+        layout.input_entry(identifier, f"{OUT}/{filename}", False)
+        for identifier, filename in sorted(spec.outputs.items())
     ]
     text = layout.arguments(spec.rank, inputs, outputs) + f"--log-path\n{SCRATCH_LOG}\n"
     return text, staged
