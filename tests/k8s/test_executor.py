@@ -23,7 +23,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.compute.domain.builds import BuildError
 from services.compute.domain.execution import TaskInput, TaskSpec
 from services.compute.kubernetes import specs
-from services.compute.kubernetes.api import Api, api_client
+from services.compute.kubernetes.api import Api, Conflict, api_client
 from services.compute.kubernetes.executor import KubernetesExecutor
 from services.compute.kubernetes.images import Images
 from services.kit import errors
@@ -351,6 +351,8 @@ def test_a_restarted_executor_re_adopts_the_running_pod_and_the_task_runs_once(
         assert left.canceled
         assert [pod.metadata.uid for pod in _pods(admin, namespace, spec.key)] == [uid]
         second, _ = _executor(kubeconfig, namespace, work)
+        with pytest.raises(Conflict):  # the name is the task's: a second pod cannot be made
+            await second.api.create_pod(specs.task_pod(second.config, spec))
         try:
             again = await second.start(spec)
             result = await again.wait()
@@ -361,6 +363,39 @@ def test_a_restarted_executor_re_adopts_the_running_pod_and_the_task_runs_once(
     uid, again, result = asyncio.run(scenario())
     assert again.adopted and again.uid == uid  # the same pod, no second one
     assert result.succeeded and "model" in result.outputs
+    assert stand_in.runs[name] == 1
+    _gone(admin, namespace, name)
+
+
+def test_a_pod_that_ended_while_compute_was_away_is_read_as_it_ended(
+    admin, kubeconfig, namespace, work, inputs, function_key, stand_in
+):
+    spec = _spec(function_key, inputs)
+    name = specs.pod_name(spec.key)
+
+    async def scenario():
+        first, _ = _executor(kubeconfig, namespace, work)
+        await first.start(spec)
+        await _started(stand_in, name)
+        await first.close()
+        await asyncio.to_thread(
+            watch_until,
+            client.CoreV1Api(admin).list_namespaced_pod,
+            lambda pod: pod.status.phase == "Succeeded",
+            30,
+            namespace=namespace,
+            field_selector=f"metadata.name={name}",
+        )
+        second, _ = _executor(kubeconfig, namespace, work)
+        try:
+            again = await second.start(spec)
+            return again, await again.wait()
+        finally:
+            await second.close()
+
+    again, result = asyncio.run(scenario())
+    assert again.adopted and result.succeeded
+    assert np.allclose(json.loads(result.outputs["model"].read_text()), [2.0, 2.0, 2.0])
     assert stand_in.runs[name] == 1
     _gone(admin, namespace, name)
 
