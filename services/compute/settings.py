@@ -114,6 +114,8 @@ class ComputeSettings(CommonSettings):
         """How the Kubernetes executor uses its namespace (ValueError on a bad combination)."""
         if bool(self.k8s_work_claim) == bool(self.k8s_work_host_path):
             raise ValueError("set exactly one of TESSERA_K8S_WORK_CLAIM and TESSERA_K8S_WORK_HOST_PATH")
+        if not self.k8s_registry:
+            raise ValueError("TESSERA_K8S_REGISTRY is required: function images are pushed there and pulled from it")
         if self.k8s_work_claim:
             volume = {"persistentVolumeClaim": {"claimName": self.k8s_work_claim}}
         else:

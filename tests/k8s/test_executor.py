@@ -53,6 +53,7 @@ def _chart_rbac(k8s_cluster, namespace: str, folder: Path) -> list[dict]:
     env["HELM_DATA_HOME"] = str(folder / "h")
     subprocess.run([helm, "dependency", "build", str(charts / "compute")], check=True, capture_output=True, env=env)
     values = ["--set", "executor.type=kubernetes", "--set", "executor.kubernetes.workClaim=work"]
+    values += ["--set", f"executor.kubernetes.registry={REGISTRY}"]
     rendered = subprocess.run(
         [helm, "template", "org1", str(charts / "compute"), "--namespace", namespace, *values],
         check=True,

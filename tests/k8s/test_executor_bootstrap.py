@@ -75,6 +75,7 @@ def test_compute_with_the_kubernetes_executor_starts_makes_the_policy_and_reaps_
                 k8s_kubeconfig=str(kubeconfig),
                 k8s_namespace=namespace,
                 k8s_work_host_path=str(work),
+                k8s_registry="registry.test:5000",
                 reconcile_every=0.5,
                 **common,
             )

@@ -37,7 +37,7 @@ TESSERA_K8S_GPUS: {{ $k.gpus | quote }}
 TESSERA_K8S_NODE_SELECTOR: {{ include "compute.pairs" $k.nodeSelector | quote }}
 TESSERA_K8S_TOLERATIONS: {{ $k.tolerations | toJson | quote }}
 TESSERA_K8S_PULL_SECRET: {{ $k.pullSecret | quote }}
-TESSERA_K8S_REGISTRY: {{ $k.registry | quote }}
+TESSERA_K8S_REGISTRY: {{ required "executor.kubernetes.registry is required when executor.type is kubernetes" $k.registry | quote }}
 TESSERA_K8S_IMAGE_PREFIX: {{ $k.imagePrefix | quote }}
 TESSERA_K8S_KANIKO_IMAGE: {{ $k.kanikoImage | quote }}
 TESSERA_K8S_REGISTRY_SECRET: {{ $k.registrySecret | quote }}

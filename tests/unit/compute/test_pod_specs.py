@@ -343,10 +343,14 @@ def test_node_selector_and_tolerations_parse_or_are_refused():
         specs.parse_tolerations('{"key": "gpu"}')
 
 
-def test_settings_need_exactly_one_shared_volume():
+def test_settings_need_exactly_one_shared_volume_and_a_registry():
     base = {"TESSERA_EXECUTOR": "kubernetes", "TESSERA_ORG_ID": "org1", "TESSERA_K8S_NAMESPACE": "tessera"}
+    base["TESSERA_K8S_REGISTRY"] = "registry.example"
     with pytest.raises(ValueError):
         load(ComputeSettings, base).kubernetes()
+    without_registry = {**base, "TESSERA_K8S_WORK_CLAIM": "c", "TESSERA_K8S_REGISTRY": ""}
+    with pytest.raises(ValueError, match="TESSERA_K8S_REGISTRY"):
+        load(ComputeSettings, without_registry).kubernetes()
     both = {**base, "TESSERA_K8S_WORK_CLAIM": "c", "TESSERA_K8S_WORK_HOST_PATH": "/srv"}
     with pytest.raises(ValueError):
         load(ComputeSettings, both).kubernetes()
