@@ -54,7 +54,8 @@ class StandIn:
         self.namespace = namespace
         self.folder = folder
         self.logs: dict[str, str] = {}
-        self.runs: dict[str, int] = {}  # pod name → how many times its container was played
+        self.runs: dict[str, int] = {}  # pod name → how many pods of that name had their container played
+        self._played: set[str] = set()  # pod uids
         self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -133,8 +134,9 @@ class StandIn:
                         version = pod.metadata.resource_version
                         if event["type"] == "DELETED" or pod.metadata.deletion_timestamp:
                             self._kill(pod.metadata.name)
-                        elif pod.status.phase == "Running" and pod.metadata.name not in self.runs:
-                            self.runs[pod.metadata.name] = 1
+                        elif pod.status.phase == "Running" and pod.metadata.uid not in self._played:
+                            self._played.add(pod.metadata.uid)
+                            self.runs[pod.metadata.name] = self.runs.get(pod.metadata.name, 0) + 1
                             threading.Thread(target=self._play, args=(pod,), daemon=True).start()
                 except kubernetes.client.ApiException as exc:
                     if exc.status == 410:
