@@ -13,7 +13,8 @@ Rooms, dependencies pointing inward (to ``domain``):
 ``failures``                  failure reports with their logs
 ``ledger`` · ``files``        clients of the ledger and of storage (and the cache they fill)
 ``remote``                    failed gRPC calls as the kit's domain errors
-``executor``                  the executor interface; ``local_executor`` its warm runners in jails
+``executor``                  the executor interface; ``local_executor`` its warm runners in jails;
+                              ``kubernetes/`` a pod per task and Kaniko image builds (ADR 0010)
 ``isolation`` · ``runner``    the bubblewrap jails and the program that runs first in each (ADR 0007)
 ``build``                     preparing a function's code and environment (the local stand-in for an image)
 ``store/`` · ``migrations/``  compute persists no table (see ``store``)

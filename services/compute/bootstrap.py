@@ -1,9 +1,11 @@
 """Composition root of compute: settings → engine and migrations → NATS work stream → ledger and
-storage clients, executor → builds, runs, reconciler, work consumer → servicer → server.
+storage clients, executor (local jails, or Kubernetes pods with image builds and a reaper) → builds,
+runs, reconciler, work consumer → servicer → server.
 
 Nothing else builds or wires compute's parts. On stop, in this order: the consumer stops taking
-work, the reconciler stops, runs and the executor stop (their messages will be redelivered), then
-the clients close their channels.
+work, the reconciler stops (and the Kubernetes executor lets its pods go on, for the next compute to
+re-adopt), runs and the executor stop (their messages will be redelivered), then the clients close
+their channels.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tessera.asset.v1 import resources_pb2 as res
 from tessera.compute.v1 import compute_service_pb2 as api
 from tessera.compute.v1 import compute_service_pb2_grpc as api_grpc
 
@@ -36,14 +39,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = api.DESCRIPTOR.services_by_name["ComputeService"].full_name
 STREAMS = [subjects.WORK]
 TEARDOWNS_AT_ONCE = 4
+OPEN_TIMEOUT = 60.0  # seconds the Kubernetes executor may take to reach the API server at start
 
 
 async def build(settings: ComputeSettings) -> GrpcServer:
     """Everything compute needs, wired together; the caller starts the returned server."""
     places = Places(Path(settings.work_dir))
     places.root.mkdir(parents=True, exist_ok=True)
-    if settings.executor != "local":
-        raise ValueError(f"TESSERA_EXECUTOR={settings.executor!r}: only the local executor is available yet")
+    if settings.executor not in ("local", "kubernetes"):
+        raise ValueError(f"TESSERA_EXECUTOR={settings.executor!r}: local or kubernetes")
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS, own_organization_only=True)
     runs = None
     if settings.worker_enabled and settings.asset_addr:
@@ -57,19 +61,23 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
     """The worker's parts, started, their stops registered on the server (called in reverse order)."""
     limits = settings.limits()
     uids = isolation.UidPool(settings.sandbox_uid_base, settings.sandbox_uid_count)
-    await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
     creds = credentials_from(settings)
     ledger = Ledger(settings.asset_addr, creds)
     files = Files(creds, settings.peer_addresses(), places)
     base.server.on_stop(ledger.close)
     base.server.on_stop(files.close)
-    executor = LocalExecutor(
-        places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
-    )
-    base.server.on_stop(executor.close)
     failures = FailureReports(ledger, files, settings.public_url)
     jails = isolation.OneShot(limits, uids)
-    builds = Builds(settings.org_id, places, ledger, files, failures, jails, settings.build_timeout)
+    if settings.executor == "kubernetes":
+        executor, prepare, reaper = await _kubernetes(settings, places, ledger, base)
+    else:
+        await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
+        executor = LocalExecutor(
+            places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
+        )
+        base.server.on_stop(executor.close)
+        prepare = reaper = None
+    builds = Builds(settings.org_id, places, ledger, files, failures, jails, settings.build_timeout, prepare)
     reconciliation = Reconciliation(patience=settings.ack_wait)
     runs = Runs(
         places,
@@ -84,6 +92,12 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
         task_timeout=settings.task_timeout,
     )
     base.server.on_stop(runs.stop)
+    if reaper is not None:
+        # Stopped first (callbacks run in reverse): pods are let go before runs are stopped, and left
+        # running for the next compute to re-adopt, instead of being deleted as canceled.
+        base.server.on_stop(executor.detach)
+        reaper.start()
+        base.server.on_stop(reaper.stop)
     if base.js is not None:
         reconciler = Reconciler(
             settings.org_id,
@@ -107,3 +121,30 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
         await consumer.start()
         base.server.on_stop(consumer.stop)
     return runs
+
+
+async def _kubernetes(settings: ComputeSettings, places: Places, ledger: Ledger, base: app.Foundation):
+    """The Kubernetes executor, its image builds and its reaper (ADR 0010), their stops registered.
+    Imported here: the local executor never loads the Kubernetes client."""
+    from services.compute.kubernetes.api import Api, api_client
+    from services.compute.kubernetes.executor import KubernetesExecutor, Reaper
+    from services.compute.kubernetes.images import Images
+
+    config = settings.kubernetes()
+    api = Api(await asyncio.to_thread(api_client, settings.k8s_kubeconfig), config.namespace)
+    base.server.on_stop(lambda: asyncio.to_thread(api.close))
+    executor = KubernetesExecutor(
+        api, config, places.root, grace=settings.k8s_grace, file_bytes=settings.file_size_mb * isolation.MIB
+    )
+    images = Images(api, config, places.root, grace=settings.k8s_grace)
+    base.server.on_stop(executor.close)
+    base.server.on_stop(images.close)
+    await asyncio.wait_for(executor.open(), OPEN_TIMEOUT)  # the deny-all policy and the watch, before any task
+
+    async def executing() -> set[str]:
+        keys = set()
+        for channel in settings.own_channels():
+            keys |= {t.key for t in await ledger.tasks(channel, settings.org_id, [res.STATUS_EXECUTING])}
+        return keys
+
+    return executor, images.prepare, Reaper(executor, executing, settings.reconcile_every)

@@ -2,8 +2,9 @@
 its image recorded and READY, or its build failed with the logs.
 
 For the local executor a function's "image" is its archive, unpacked and given an environment
-(:mod:`services.compute.build`); tasks on any worker prepare a function's code the same way,
-through :meth:`Builds.code`, once per archive.
+(:mod:`services.compute.build`); the Kubernetes executor passes its own preparation (a Kaniko image
+build, :mod:`services.compute.kubernetes.images`). Tasks on any worker prepare a function's code the
+same way, through :meth:`Builds.code`, once per archive.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tessera.asset.v1 import resources_pb2 as res
@@ -30,6 +32,9 @@ from services.kit.errors import DomainError
 
 log = logging.getLogger("tessera.compute.builds")
 
+Prepare = Callable[[res.Function, Path, Path], Awaitable[FunctionCode]]
+"""Makes a fetched archive runnable: (function, archive, build log) → its code; BuildError on user mistakes."""
+
 
 class Builds:
     """Builds this organization's functions and prepares any function's code for its tasks."""
@@ -43,6 +48,7 @@ class Builds:
         failures: FailureReports,
         jails: OneShot,
         timeout: float,
+        prepare: Prepare | None = None,
     ) -> None:
         self._org = org_id
         self._places = places
@@ -51,6 +57,7 @@ class Builds:
         self._failures = failures
         self._jails = jails
         self._timeout = timeout
+        self._prepare = prepare or self._prepare_locally
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def on_build(self, data: bytes) -> None:
@@ -101,4 +108,9 @@ class Builds:
                     raise
                 except DomainError as exc:
                     raise BuildError(f"cannot fetch the archive: {exc.message}") from exc
-            return await build.prepare(archive, self._places.functions, checksum, logs, self._timeout, self._jails)
+            return await self._prepare(function, archive, logs)
+
+    async def _prepare_locally(self, function: res.Function, archive: Path, logs: Path) -> FunctionCode:
+        """The local executor's preparation: the archive unpacked, its environment made in a jail."""
+        checksum = function.archive.checksum
+        return await build.prepare(archive, self._places.functions, checksum, logs, self._timeout, self._jails)

@@ -7,8 +7,8 @@ compute can write. Implementations:
 
 - :class:`services.compute.local_executor.LocalExecutor` (``TESSERA_EXECUTOR=local``): warm runners
   in bubblewrap jails, one per (compute plan, function), in compute's own pod or machine;
-- a Kubernetes executor (ARCHITECTURE.md §7: a pod per compute plan and function, running the same
-  runner program) is the other implementation the interface is shaped for; it does not exist yet.
+- :class:`services.compute.kubernetes.executor.KubernetesExecutor` (``TESSERA_EXECUTOR=kubernetes``,
+  ADR 0010): a pod per task in compute's namespace, running the function's image built by Kaniko.
 """
 
 from __future__ import annotations
