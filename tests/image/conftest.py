@@ -168,34 +168,50 @@ def _plan(tmp: Path, postgres, nats_server) -> list[Service]:
     return services
 
 
+def _start(image: str, service: Service) -> None:
+    command = containers.run_command(
+        image,
+        [service.module],
+        name=service.container,
+        env=service.env,
+        volumes=service.volumes,
+        network="host",
+        options=service.options,
+        detach=True,
+    )
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def _wait_healthy(services: list[Service], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    while pending:
+        for service in list(pending):
+            if service.healthy():
+                pending.remove(service)
+            elif not containers.running(service.container):
+                pytest.fail(f"{service.name} exited in its container:\n{containers.logs(service.container)}")
+        if pending and time.monotonic() > deadline:
+            report = "\n".join(f"--- {s.name}\n{containers.logs(s.container)}" for s in pending)
+            pytest.fail(f"not healthy after {timeout:.0f}s: {', '.join(s.name for s in pending)}\n{report}")
+        time.sleep(0.25)
+
+
 @pytest.fixture(scope="module")
 def network(image, postgres, nats_server, tmp_path_factory) -> dict[str, Service]:
-    """The five services in containers of the image, on the session's PostgreSQL and NATS; each is
-    started once the one before it answers its health check (the gateway's needs all four)."""
+    """The five services in containers of the image, on the session's PostgreSQL and NATS: the four gRPC
+    services at once, then the gateway (whose health is that of all four)."""
     tmp = tmp_path_factory.mktemp("image-network")
     tmp.chmod(0o755)
     services = _plan(tmp, postgres, nats_server)
+    grpc_services, gateway = services[:-1], services[-1]
     started = time.monotonic()
     try:
-        for service in services:
-            command = containers.run_command(
-                image,
-                [service.module],
-                name=service.container,
-                env=service.env,
-                volumes=service.volumes,
-                network="host",
-                options=service.options,
-                detach=True,
-            )
-            subprocess.run(command, check=True, capture_output=True)
-            deadline = time.monotonic() + 90
-            while not service.healthy():
-                if not containers.running(service.container):
-                    pytest.fail(f"{service.name} exited in its container:\n{containers.logs(service.container)}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{service.name} not healthy after 90s:\n{containers.logs(service.container)}")
-                time.sleep(0.25)
+        for service in grpc_services:
+            _start(image, service)
+        _wait_healthy(grpc_services)
+        _start(image, gateway)
+        _wait_healthy([gateway])
         FIGURES.append(f"image network: five containers healthy in {time.monotonic() - started:.1f}s")
         yield {service.name: service for service in services}
     finally:

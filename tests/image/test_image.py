@@ -14,7 +14,8 @@ import pytest
 from tests.image.conftest import SERVICES
 from tools.image import build, containers
 
-pytestmark = pytest.mark.slow
+# The first run makes the base and downloads the wheels inside the first test's setup: minutes, not seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _run(image: str, script: str, user: str | None = None) -> str:
