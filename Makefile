@@ -16,7 +16,7 @@ DETACH ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen check lint fmt test test-unit k8s-tools run stop bench lock clean
+.PHONY: help venv gen check lint fmt test test-unit k8s-tools image run stop bench lock clean
 
 help: ## List every verb
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,13 @@ stop: venv ## Stop a detached dev network
 
 bench: gen ## Run the benchmarks of tools/bench (figures go to docs/benchmarks.md)
 	$(BIN)/python -m tools.bench
+
+# The image's base: empty builds on a base made here from Debian's packages (debootstrap, root); set it to a
+# Python 3.11 image (`BASE_IMAGE=registry.example.org/library/python:3.11-slim-bookworm`) to build on a mirror.
+BASE_IMAGE ?=
+
+image: venv ## Build the image of all five services with podman: tessera:<git describe> (docs/adr/0011-image.md)
+	$(BIN)/python -m tools.image build $(if $(BASE_IMAGE),--base $(BASE_IMAGE),)
 
 lock: ## Re-resolve requirements.in into requirements.lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
