@@ -356,10 +356,16 @@ def test_users_crud_and_rules(net):
             assert forbidden.status_code == 403
             assert alice.delete("/users/fe-alice/").status_code == 403
             assert alice.post(f"/users/{org.admin.username}/reset_password/").status_code == 403
-            # Deleted: its token and its refresh cookie stop working.
+            # Deleted: its tokens (the SDK's too) and its refresh cookie stop working.
+            sdk = httpx.post(
+                f"{org.url}/api-token-auth/", data={"username": "fe-alice", "password": "alice-new-pass-2"}
+            )
+            sdk_auth = {"Authorization": f"Token {sdk.json()['token']}"}
+            assert httpx.get(f"{org.url}/task/", headers=sdk_auth).status_code == 200
             assert admin.delete("/users/fe-alice/").status_code == 204
             assert alice.http.get("/task/", headers=alice._auth()).status_code == 401
             assert alice.refresh().status_code == 401
+            assert httpx.get(f"{org.url}/task/", headers=sdk_auth).status_code == 401
         assert admin.get("/users/fe-alice/").status_code == 404
         assert admin.delete("/users/fe-alice/").status_code == 404
 
