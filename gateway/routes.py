@@ -21,6 +21,7 @@ from tessera.storage.v1 import storage_service_pb2
 from gateway.auth import TokenEndpoints
 from gateway.downloads import Downloads
 from gateway.me import MeEndpoints
+from gateway.pages import Pages
 from gateway.router import Endpoint, Handler, adapter
 from gateway.transcoder import RpcRoute, Transcoder, rpc_routes
 from gateway.uploads import Uploads
@@ -68,10 +69,12 @@ def table(
     users: UserEndpoints,
 ) -> list[Endpoint]:
     """The whole route table: transcoded RPCs first, then the adapters."""
+    rpcs = rpc_routes(SERVICE_FILES)
     endpoints = [
         Endpoint(route.verb, route.template, _rpc_handler(transcoder, route), route.method.name, rpc=route)
-        for route in rpc_routes(SERVICE_FILES)
+        for route in rpcs
     ]
+    pages = Pages(transcoder, {route.method.name: route for route in rpcs if route.verb == "GET"})
     endpoints += [
         adapter("GET", "/healthz", views.health, "healthz", public=True, summary="Health of the gateway's upstreams"),
         adapter(
@@ -127,8 +130,24 @@ def table(
         adapter("GET", "/task_profiling", views.task_profiling_list, "list_task_profiling"),
         adapter("GET", "/task_profiling/{key}", views.task_profiling, "task_profiling"),
         *frontend_routes(me, users),
+        *page_routes(pages),
     ]
     return endpoints
+
+
+def page_routes(pages: Pages) -> list[Endpoint]:
+    """Routes only the frontend's pages read (frontend contract §4)."""
+    csv = {"200": {"description": "CSV, streamed", "content": {"text/csv": {}}}, "default": {"description": "Error"}}
+    return [
+        adapter("GET", "/compute_plan_metadata", pages.compute_plan_metadata, "list_compute_plan_metadata",
+                summary="Every metadata key of the visible compute plans (a bare list)"),
+        adapter("GET", "/compute_plan/{key}/task", pages.plan_tasks, "list_compute_plan_tasks",
+                summary="The tasks of one plan (the filters, ordering and pages of /task/)"),
+        adapter("GET", "/compute_plan/{key}/workflow_graph", pages.workflow_graph, "compute_plan_workflow_graph",
+                summary="A plan's tasks and their parent-output to child-input edges (403 above 5000 tasks)"),
+        adapter("GET", "/performance/export", pages.performance_export, "export_performances", responses=csv,
+                summary="CSV of the performances of the selected plans (?key, metadata_columns, identifier, filters)"),
+    ]  # fmt: skip
 
 
 def frontend_routes(me: MeEndpoints, users: UserEndpoints) -> list[Endpoint]:

@@ -31,7 +31,7 @@ class UserRow(Base):
     channel: Mapped[str] = mapped_column(sa.String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
-    source: Mapped[str] = mapped_column(sa.String(8), default="file")
+    source: Mapped[str] = mapped_column(sa.String(8), default="file", server_default="file")
 
 
 class TokenRow(Base):

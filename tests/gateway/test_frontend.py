@@ -89,7 +89,8 @@ def test_the_login_walk_cookies_start_up_refresh_and_logout(net, dataset):
         assert cookies["refresh"]["max-age"] == str(7 * 86400)
         assert cookies["header.payload"]["value"].count(".") == 1 and "." not in cookies["signature"]["value"]
 
-        # The start-up sequence with a session: refresh (rotated), organizations, the authenticated /info/.
+        # The start-up sequence with a session: refresh (rotated), organizations, the authenticated /info/,
+        # the plans' metadata keys.
         page.calls.clear()
         refreshed = page.refresh()
         assert refreshed.status_code == 200 and set(refreshed.json()) == PUBLIC_CLAIMS
@@ -98,6 +99,7 @@ def test_the_login_walk_cookies_start_up_refresh_and_logout(net, dataset):
         assert {o["id"] for o in organizations.json()} >= {"MyOrg1MSP", "MyOrg2MSP"}
         me = page.get("/info/").json()
         assert (me["channel"], me["user"], me["user_role"]) == (CHANNEL, org.admin.username, "ADMIN")
+        assert isinstance(page.get("/compute_plan_metadata/").json(), list)
         # The pages' lists and a file download, with the JWT only.
         for path in ("/compute_plan/", "/task/", "/function/", "/data_manager/", "/news_feed/", "/users/"):
             assert page.get(path).status_code == 200, path

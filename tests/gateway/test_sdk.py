@@ -259,16 +259,16 @@ def test_profiling(world, net):
     )
     headers = {"Authorization": world.c1._backend._client._headers["Authorization"]}
     one = requests.get(f"{net.org1.url}/task_profiling/{t1}/", headers=headers, timeout=10).json()
-    assert one["execution_rundown"] == [
-        {"step": "prepare_inputs", "duration": "00:00:01.500000"},
-        {"step": "task_execution", "duration": "00:01:01"},
+    assert one["execution_rundown"] == [  # integer microseconds (frontend contract §4)
+        {"step": "prepare_inputs", "duration": 1_500_000},
+        {"step": "task_execution", "duration": 61_000_000},
     ]
-    assert one["task_duration"] == "00:01:02.500000"
+    assert one["task_duration"] == 62_500_000
     listed = requests.get(f"{net.org1.url}/task_profiling/", headers=headers, timeout=10).json()["results"]
     assert [item["compute_task_key"] for item in listed] == [t1]
     build = requests.get(f"{net.org1.url}/function/{train}/profiling/", headers=headers, timeout=10).json()
     assert build["function_key"] == train
-    assert build["execution_rundown"] == [{"step": "build_image", "duration": "00:00:00.000003"}]
+    assert build["execution_rundown"] == [{"step": "build_image", "duration": 3}] and build["duration"] == 3
     missing = requests.get(f"{net.org1.url}/task_profiling/{world.tasks[2]}/", headers=headers, timeout=10)
     assert missing.status_code == 404
 
