@@ -274,22 +274,24 @@ def test_profiling(world, net):
 
 
 def test_news_feed(world, net):
-    """The event service's feed of the plan and the dataset, paginated by the gateway."""
+    """The event service's feed of the plan and the dataset, paginated by the gateway, in the frontend's
+    words (STATUS_*, frontend contract §4)."""
     headers = {"Authorization": world.c1._backend._client._headers["Authorization"]}
     deadline = time.monotonic() + 15
     while True:
         feed = requests.get(f"{net.org1.url}/news_feed/", headers=headers, timeout=10).json()
         seen = {(item["asset_key"], item["status"]) for item in feed["results"]}
-        if (world.plan.key, "PLAN_STATUS_DONE") in seen or time.monotonic() > deadline:
+        if (world.plan.key, "STATUS_DONE") in seen or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert (world.dm, "CREATED") in seen and (world.plan.key, "PLAN_STATUS_CREATED") in seen
-    assert (world.plan.key, "PLAN_STATUS_DONE") in seen
+    assert (world.dm, "STATUS_CREATED") in seen and (world.plan.key, "STATUS_CREATED") in seen
+    assert (world.plan.key, "STATUS_DONE") in seen
+    assert {item["asset_kind"] for item in feed["results"]} <= {"ASSET_COMPUTE_PLAN", "ASSET_DATA_MANAGER"}
     assert feed["count"] >= len(feed["results"]) and feed["results"][0]["timestamp"] >= feed["results"][-1]["timestamp"]
     important = requests.get(
         f"{net.org1.url}/news_feed/", params={"important_news_only": "true"}, headers=headers, timeout=10
     ).json()["results"]
-    assert important and all(item["status"] in ("PLAN_STATUS_DONE", "PLAN_STATUS_FAILED", "PLAN_STATUS_CANCELED")
+    assert important and all(item["status"] in ("STATUS_DONE", "STATUS_FAILED", "STATUS_CANCELED")
                              for item in important)  # fmt: skip
 
 
