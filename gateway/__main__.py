@@ -21,6 +21,8 @@ def main() -> None:
         port=int(port),
         log_config=None,  # our JSON logging is already configured
         access_log=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; build() trusts TESSERA_TRUSTED_PROXIES only.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.shutdown_grace),
     )
 

@@ -1,8 +1,9 @@
 """The HTTP dispatch: one Starlette route in front of the gateway's own route table.
 
 Every request goes match → authenticate → handler, with errors rendered by :mod:`gateway.errors`
-and one span and one log line per request. What the handlers are and how they are built is the
-composition root's business (:mod:`gateway.bootstrap`).
+and one span and one log line per request. CORS (:mod:`gateway.cors`) wraps it all: a preflight is
+answered before routing, and every answer, errors included, gets the headers its origin may have.
+What the handlers are and how they are built is the composition root's business (:mod:`gateway.bootstrap`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from gateway import openapi
 from gateway.auth import Authenticator
+from gateway.cors import Cors
 from gateway.errors import HttpError, rpc_error_response
 from gateway.router import Endpoint, Router, adapter
 
@@ -34,7 +36,13 @@ class Gateway:
     """Serves a route table, plus ``/openapi.json`` and ``/schema/``, its OpenAPI description."""
 
     def __init__(
-        self, endpoints: list[Endpoint], authenticator: Authenticator, *, version: str, tracer: trace.Tracer
+        self,
+        endpoints: list[Endpoint],
+        authenticator: Authenticator,
+        *,
+        version: str,
+        tracer: trace.Tracer,
+        cors: Cors | None = None,
     ) -> None:
         described = [
             adapter("GET", "/openapi.json", self.openapi_json, "openapi", public=True, summary="This document"),
@@ -46,6 +54,7 @@ class Gateway:
         self._authenticator = authenticator
         self._version = version
         self._tracer = tracer
+        self._cors = cors or Cors(())
         self._openapi: dict | None = None
 
     def application(self, lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]) -> Starlette:
@@ -68,13 +77,16 @@ class Gateway:
         route_name = ""
         with self._tracer.start_as_current_span(f"HTTP {request.method}", kind=SpanKind.SERVER) as span:
             try:
-                endpoint, params = self.router.match(request.method, path)
-                route_name = endpoint.name
-                span.update_name(f"{request.method} {endpoint.template.openapi_path()}")
-                principal = None
-                if not endpoint.public:
-                    principal = await self._authenticator.authenticate(request, endpoint.channel)
-                response = await endpoint.handler(request, principal, params)
+                if request.method == "OPTIONS":
+                    response = self._options(request, path)
+                else:
+                    endpoint, params = self.router.match(request.method, path)
+                    route_name = endpoint.name
+                    span.update_name(f"{request.method} {endpoint.template.openapi_path()}")
+                    principal = None
+                    if not endpoint.public:
+                        principal = await self._authenticator.authenticate(request, endpoint.channel)
+                    response = await endpoint.handler(request, principal, params)
             except HttpError as exc:
                 response = exc.response()
             except grpc.RpcError as exc:
@@ -88,6 +100,7 @@ class Gateway:
                 trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
                 response = JSONResponse({"detail": f"internal error (trace {trace_id})"}, status_code=500)
             span.set_attribute("http.status_code", response.status_code)
+        self._cors.decorate(request, response)
         log.info(
             "http %s %s %s",
             request.method,
@@ -104,3 +117,12 @@ class Gateway:
             },
         )
         return response
+
+    def _options(self, request: Request, path: str) -> Response:
+        """A CORS preflight on any path; otherwise the verbs the path answers (``Allow``), or 404."""
+        if self._cors.is_preflight(request):
+            return self._cors.preflight(request)
+        verbs = self.router.verbs(path)
+        if not verbs:
+            raise HttpError(404, "Not found.")
+        return Response(status_code=200, headers={"Allow": ", ".join([*verbs, "OPTIONS"])})

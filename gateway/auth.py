@@ -1,10 +1,19 @@
-"""Authentication of HTTP requests and the token endpoints (contract §2).
+"""Authentication of HTTP requests and the token endpoints (contract §2, frontend contract §2).
 
-* ``Authorization: Token <key>`` (DRF's keyword; ``Bearer`` is not accepted, as in Substra).
-  A verified token is trusted for ``TESSERA_TOKEN_CACHE_SECONDS`` without a database lookup;
-  revoking one on this replica evicts it at once, other replicas within that delay.
+Two schemes, on every route that is not public (file downloads and an authenticated ``/info/``
+included):
+
+* ``Authorization: Token <key>`` (the SDK's; DRF's keyword; ``Bearer`` is not accepted, as in
+  Substra). A verified token is trusted for ``TESSERA_TOKEN_CACHE_SECONDS`` without a database
+  lookup; revoking one, or changing or removing its user, on this replica evicts it at once, other
+  replicas within that delay.
+* ``Authorization: JWT <header.payload>`` (the web frontend's), joined with the ``signature``
+  cookie into the access token, verified by :mod:`gateway.webtokens` and :mod:`gateway.sessions`
+  on every call (no cache). Both halves are required: the cookie alone would let any page the
+  browser visits act for the user, the header alone is a token cut in two.
+
 * ``POST /api-token-auth/`` (form or JSON ``username``/``password``) → an implicit token,
-  throttled per client address (40/min by default → 429).
+  throttled per client address (40/min by default) and per user name (10 failures a minute) → 429.
 * ``POST /api-token/`` makes a named token; ``GET /active-api-tokens/`` lists the user's tokens;
   ``DELETE /active-api-tokens/?id=`` revokes one (the SDK's logout).
 """
@@ -20,29 +29,60 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.errors import HttpError, json_object
+from gateway.sessions import SessionRefused, Sessions
 from gateway.store import API, Token
 from gateway.upstreams import Principal
 from gateway.users import Accounts, now
+from gateway.webtokens import Signer, TokenRefused
 
 KEYWORD = "token"
+JWT_KEYWORD = "jwt"
+SIGNATURE_COOKIE = "signature"
 _CACHE_LIMIT = 10_000
 
 
 class Authenticator:
-    """Turns an ``Authorization`` header into the :class:`Principal` it stands for."""
+    """Turns an ``Authorization`` header (and, for a JWT, the ``signature`` cookie) into the
+    :class:`Principal` it stands for."""
 
-    def __init__(self, accounts: Accounts, cache_seconds: float) -> None:
+    def __init__(
+        self, accounts: Accounts, cache_seconds: float, signer: Signer | None = None, sessions: Sessions | None = None
+    ) -> None:
         self._accounts = accounts
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, dt.datetime | None, float]] = {}
+        self._signer = signer
+        self._sessions = sessions
 
     async def authenticate(self, request: Request, require_channel: bool = True) -> Principal:
-        """The request's user; 401 without a valid token, 403 for a user without a channel (if required)."""
+        """The request's user; 401 without valid credentials, 403 for a user without a channel (if required)."""
         header = request.headers.get("authorization", "")
         scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() != KEYWORD:
-            raise _unauthenticated("Authentication credentials were not provided.")
         value = value.strip()
+        if scheme.lower() == JWT_KEYWORD and self._sessions is not None:
+            principal = await self._jwt(request, value)
+        elif scheme.lower() == KEYWORD:
+            principal = await self._token(value)
+        else:
+            raise _unauthenticated("Authentication credentials were not provided.")
+        if require_channel and not principal.channel:
+            raise HttpError(403, "Your account is not attached to any channel")
+        return principal
+
+    async def _jwt(self, request: Request, value: str) -> Principal:
+        parts = value.split(".")
+        if len(parts) != 2 or not all(parts) or " " in value:
+            raise _unauthenticated("Invalid token header: expected JWT <header.payload>.", JWT_KEYWORD)
+        signature = request.cookies.get(SIGNATURE_COOKIE)
+        if not signature:
+            raise _unauthenticated("The signature cookie is missing.", JWT_KEYWORD)
+        try:
+            claims = self._signer.verify_access(f"{value}.{signature}")
+            return await self._sessions.principal(claims)
+        except (TokenRefused, SessionRefused) as exc:
+            raise _unauthenticated(exc.detail, JWT_KEYWORD) from None
+
+    async def _token(self, value: str) -> Principal:
         if not value or " " in value:
             raise _unauthenticated("Invalid token header.")
         key = hashlib.sha256(value.encode()).hexdigest()
@@ -60,8 +100,6 @@ class Authenticator:
             self._cache[key] = (principal, expires_at, time.monotonic() + self._cache_seconds)
         if expires_at is not None and expires_at <= now():
             raise _unauthenticated("The token is expired")
-        if require_channel and not principal.channel:
-            raise HttpError(403, "Your account is not attached to any channel")
         return principal
 
     def forget(self, token_id: str) -> None:
@@ -69,31 +107,76 @@ class Authenticator:
         for key in [k for k, (p, _, _) in self._cache.items() if p.token_id == token_id]:
             del self._cache[key]
 
+    def forget_user(self, user_id: int) -> None:
+        """Evict every cached token of a user whose role, password or existence changed."""
+        for key in [k for k, (p, _, _) in self._cache.items() if p.user_id == user_id]:
+            del self._cache[key]
 
-def _unauthenticated(detail: str) -> HttpError:
-    return HttpError(401, detail, headers={"WWW-Authenticate": "Token"})
+
+def _unauthenticated(detail: str, scheme: str = KEYWORD) -> HttpError:
+    challenge = "Token" if scheme == KEYWORD else 'JWT realm="api"'
+    return HttpError(401, detail, headers={"WWW-Authenticate": challenge})
 
 
-class LoginThrottle:
-    """At most ``rate`` attempts per client address in any sliding minute."""
+class _Window:
+    """Events per key in a sliding period, in memory."""
 
-    def __init__(self, rate: int, period: float = 60.0) -> None:
-        self._rate = rate
+    def __init__(self, rate: int, period: float) -> None:
+        self.rate = rate
         self._period = period
         self._hits: dict[str, collections.deque[float]] = {}
 
-    def check(self, client: str) -> None:
-        """Count one attempt; 429 when over the rate."""
-        moment = time.monotonic()
-        hits = self._hits.setdefault(client, collections.deque())
+    def wait(self, key: str, moment: float) -> int:
+        """Seconds until ``key`` may have one more event (0: now)."""
+        hits = self._hits.get(key)
+        if hits is None:
+            return 0
         while hits and hits[0] <= moment - self._period:
             hits.popleft()
-        if len(hits) >= self._rate:
-            wait = int(hits[0] + self._period - moment) + 1
-            raise HttpError(429, f"Request was throttled. Expected available in {wait} seconds.")
-        hits.append(moment)
+        if len(hits) < self.rate:
+            return 0
+        return int(hits[0] + self._period - moment) + 1
+
+    def add(self, key: str, moment: float) -> None:
+        self._hits.setdefault(key, collections.deque()).append(moment)
         if len(self._hits) > _CACHE_LIMIT:
             self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > moment - self._period}
+
+
+class LoginThrottle:
+    """At most ``rate`` login attempts per client address, and ``user_rate`` failed ones per user name, in
+    any sliding minute (in memory, per replica). A name over its rate is refused even with the right
+    password, so a guesser spreading over many addresses learns nothing more; the price is that
+    someone failing on purpose can hold a name's logins back for that minute."""
+
+    def __init__(self, rate: int, period: float = 60.0, user_rate: int = 10) -> None:
+        self._addresses = _Window(rate, period)
+        self._failures = _Window(user_rate, period)
+
+    def check(self, client: str) -> None:
+        """Count one attempt from ``client``; 429 when over its rate."""
+        moment = time.monotonic()
+        _throttled(self._addresses.wait(client, moment))
+        self._addresses.add(client, moment)
+
+    def check_user(self, username: str) -> None:
+        """429 when ``username`` failed too often lately."""
+        _throttled(self._failures.wait(username, time.monotonic()))
+
+    def failed(self, username: str) -> None:
+        """Count one failed attempt for ``username``."""
+        self._failures.add(username, time.monotonic())
+
+
+def _throttled(wait: int) -> None:
+    if wait:
+        raise HttpError(429, f"Request was throttled. Expected available in {wait} seconds.")
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or the one a trusted proxy forwarded (resolved before the
+    application sees the request: ``TESSERA_TRUSTED_PROXIES``, :func:`gateway.bootstrap.build`)."""
+    return request.client.host if request.client else "unknown"
 
 
 def describe(token: Token) -> dict:
@@ -108,7 +191,8 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value is not None else None
 
 
-async def _credentials(request: Request) -> dict[str, str]:
+async def credentials(request: Request) -> dict[str, str]:
+    """The string fields of a login body, JSON or form-encoded."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         data = await json_object(request)
@@ -130,13 +214,15 @@ class TokenEndpoints:
 
     async def login(self, request: Request, principal: Principal | None, params: dict) -> JSONResponse:
         """``POST /api-token-auth/``: an implicit token for valid credentials (400 otherwise)."""
-        self._throttle.check(request.client.host if request.client else "unknown")
-        data = await _credentials(request)
+        self._throttle.check(client_address(request))
+        data = await credentials(request)
         username, password = data.get("username", ""), data.get("password", "")
         if not username or not password:
             raise HttpError(400, 'Must include "username" and "password".')
+        self._throttle.check_user(username)
         issued = await self._accounts.login(username, password, self._lifetime)
         if issued is None:
+            self._throttle.failed(username)
             raise HttpError(400, "Unable to log in with provided credentials.")
         token, raw = issued
         return JSONResponse({**describe(token), "token": raw})

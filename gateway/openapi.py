@@ -208,7 +208,7 @@ def document(endpoints: list[Endpoint], version: str, comments: dict[str, str] |
                 ]
                 operation["parameters"] = path_parameters + operation.get("parameters", [])
         if not endpoint.public:
-            operation["security"] = [{"token": []}]
+            operation["security"] = [{"token": []}, {"jwt": []}]
         paths.setdefault(endpoint.template.openapi_path(), {})[endpoint.verb.lower()] = operation
     schemas.components["Error"] = {
         "type": "object",
@@ -232,7 +232,13 @@ def document(endpoints: list[Endpoint], version: str, comments: dict[str, str] |
                     "in": "header",
                     "name": "Authorization",
                     "description": "`Token <key>`, from POST /api-token-auth/",
-                }
+                },
+                "jwt": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`JWT <header.payload>` with the `signature` cookie, from POST /me/login/",
+                },
             },
         },
     }

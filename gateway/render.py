@@ -194,7 +194,14 @@ def _failure_report(r: Renderer, data: dict) -> None:
     _address(r, data, "logs_address", files.FILE_KIND_LOGS, data.get("asset_key", ""))
 
 
+def _news(r: Renderer, data: dict) -> None:
+    # The frontend's words: plan-level STATUS_* (not PLAN_STATUS_*); a new data manager is STATUS_CREATED.
+    status = data.get("status") or ""
+    data["status"] = "STATUS_" + status.removeprefix("PLAN_STATUS_").removeprefix("STATUS_")
+
+
 RESHAPERS: dict[str, Callable[[Renderer, dict], None]] = {
+    "tessera.event.v1.NewsFeedItem": _news,
     _PKG + "Function": _function,
     _PKG + "DataManager": _data_manager,
     _PKG + "Model": _model,

@@ -67,6 +67,12 @@ class Router:
             literal = _first_literal(endpoint.template)
             (self._by_segment.setdefault(literal, []) if literal else self._wild).append(endpoint)
 
+    def verbs(self, path: str) -> list[str]:
+        """The verbs some endpoint serves on ``path``, sorted."""
+        first = path.lstrip("/").split("/", 1)[0]
+        candidates = (*self._by_segment.get(first, ()), *self._wild)
+        return sorted({e.verb for e in candidates if e.template.match(path) is not None})
+
     def match(self, verb: str, path: str) -> tuple[Endpoint, dict[str, str]]:
         """The endpoint and its path variables; 404 or 405 otherwise."""
         first = path.lstrip("/").split("/", 1)[0]

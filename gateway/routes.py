@@ -20,9 +20,12 @@ from tessera.storage.v1 import storage_service_pb2
 
 from gateway.auth import TokenEndpoints
 from gateway.downloads import Downloads
+from gateway.me import MeEndpoints
+from gateway.pages import Pages
 from gateway.router import Endpoint, Handler, adapter
 from gateway.transcoder import RpcRoute, Transcoder, rpc_routes
 from gateway.uploads import Uploads
+from gateway.user_admin import UserEndpoints
 from gateway.views import Views
 from services.kit.storage.addresses import ROUTES
 
@@ -35,17 +38,43 @@ SERVICE_FILES = (
 )
 
 _MULTIPART = {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}
+
+
+def _json_body(*required: str, **properties: dict) -> dict:
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_STRING = {"type": "string"}
+_ROLE = {"type": "string", "enum": ["ADMIN", "USER"]}
+_SESSION = {
+    "200": {
+        "description": "The access token's claims; the header.payload, signature and refresh cookies are set",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "token_type": _STRING, "exp": {"type": "integer"}, "iat": {"type": "integer"}, "jti": _STRING,
+            "user_id": {"type": "integer"}}}}},
+    },
+    "default": {"description": "Error"},
+}  # fmt: skip
 FILE_RESPONSES = {"200": {"description": "The file", "content": {"application/octet-stream": {}}}}
 
 
 def table(
-    transcoder: Transcoder, tokens: TokenEndpoints, uploads: Uploads, downloads: Downloads, views: Views
+    transcoder: Transcoder,
+    tokens: TokenEndpoints,
+    uploads: Uploads,
+    downloads: Downloads,
+    views: Views,
+    me: MeEndpoints,
+    users: UserEndpoints,
 ) -> list[Endpoint]:
     """The whole route table: transcoded RPCs first, then the adapters."""
+    rpcs = rpc_routes(SERVICE_FILES)
     endpoints = [
         Endpoint(route.verb, route.template, _rpc_handler(transcoder, route), route.method.name, rpc=route)
-        for route in rpc_routes(SERVICE_FILES)
+        for route in rpcs
     ]
+    pages = Pages(transcoder, {route.method.name: route for route in rpcs if route.verb == "GET"})
     endpoints += [
         adapter("GET", "/healthz", views.health, "healthz", public=True, summary="Health of the gateway's upstreams"),
         adapter(
@@ -100,8 +129,63 @@ def table(
         adapter("GET", "/function/{key}/profiling", views.function_profiling, "function_profiling"),
         adapter("GET", "/task_profiling", views.task_profiling_list, "list_task_profiling"),
         adapter("GET", "/task_profiling/{key}", views.task_profiling, "task_profiling"),
+        *frontend_routes(me, users),
+        *page_routes(pages),
     ]
     return endpoints
+
+
+def page_routes(pages: Pages) -> list[Endpoint]:
+    """Routes only the frontend's pages read (frontend contract §4)."""
+    csv = {"200": {"description": "CSV, streamed", "content": {"text/csv": {}}}, "default": {"description": "Error"}}
+    return [
+        adapter("GET", "/compute_plan_metadata", pages.compute_plan_metadata, "list_compute_plan_metadata",
+                summary="Every metadata key of the visible compute plans (a bare list)"),
+        adapter("GET", "/compute_plan/{key}/task", pages.plan_tasks, "list_compute_plan_tasks",
+                summary="The tasks of one plan (the filters, ordering and pages of /task/)"),
+        adapter("GET", "/compute_plan/{key}/workflow_graph", pages.workflow_graph, "compute_plan_workflow_graph",
+                summary="A plan's tasks and their parent-output to child-input edges (403 above 5000 tasks)"),
+        adapter("GET", "/performance/export", pages.performance_export, "export_performances", responses=csv,
+                summary="CSV of the performances of the selected plans (?key, metadata_columns, identifier, filters)"),
+    ]  # fmt: skip
+
+
+def frontend_routes(me: MeEndpoints, users: UserEndpoints) -> list[Endpoint]:
+    """The web frontend's session and the administration of users (frontend contract §2, §3)."""
+    user = "/users/{username}"
+    return [
+        adapter(
+            "POST", "/me/login", me.login, "frontend_login", public=True, requestBody=_json_body(
+                "username", "password", username=_STRING, password=_STRING), responses=_SESSION,
+            summary="Log in the web frontend: the access token split across cookies, and a refresh token",
+        ),
+        adapter(
+            "POST", "/me/refresh", me.refresh, "frontend_refresh", public=True, responses=_SESSION,
+            summary="Rotate the refresh cookie: new access and refresh tokens (a replayed one revokes the session)",
+        ),
+        adapter("GET", "/me/logout", me.logout, "frontend_logout", public=True,
+                summary="End the session of the refresh cookie and expire the three cookies"),
+        adapter("GET", "/users", users.list, "list_users",
+                summary="The users of the caller's channel (?match, role, ordering, page, page_size)"),
+        adapter("POST", "/users", users.create, "create_user", summary="Create a user (ADMIN only)",
+                requestBody=_json_body("username", "password", username=_STRING, password=_STRING, role=_ROLE),
+                responses={"201": {"description": "The user"}, "default": {"description": "Error"}}),
+        adapter("GET", user, users.retrieve, "get_user", summary="A user of the caller's channel"),
+        adapter("PUT", user, users.update, "update_user", summary="Change a user's role (ADMIN only)",
+                requestBody=_json_body("role", role=_ROLE)),
+        adapter("DELETE", user, users.delete, "delete_user", summary="Delete a user (ADMIN only; not oneself)",
+                responses={"204": {"description": "Deleted"}, "default": {"description": "Error"}}),
+        adapter("POST", f"{user}/reset_password", users.reset_password, "reset_password",
+                summary="A one-time token to set the user's password (ADMIN only)"),
+        adapter("GET", f"{user}/verify_token", users.verify_token, "verify_reset_token", public=True,
+                summary="Whether a password reset token (?token=) is valid",
+                parameters=[{"name": "token", "in": "query", "required": True, "schema": _STRING}]),
+        adapter("POST", f"{user}/set_password", users.set_password, "set_password", public=True,
+                summary="Set a new password with a reset token",
+                requestBody=_json_body("token", "password", token=_STRING, password=_STRING)),
+        adapter("GET", "/users-awaiting-approval", users.awaiting_approval, "list_users_awaiting_approval",
+                summary="Users awaiting approval (only with OIDC: always empty here)"),
+    ]  # fmt: skip
 
 
 def file_routes(handlers: Mapping[int, tuple[str, Handler]]) -> list[Endpoint]:

@@ -40,6 +40,46 @@ class GatewaySettings(CommonSettings):
         "TESSERA_TOKEN_LIFETIME_MINUTES", 1440, "Lifetime of the tokens POST /api-token-auth/ issues (minutes)."
     )
     login_rate: int = env("TESSERA_LOGIN_RATE", 40, "Login attempts allowed per client address and minute (429).")
+    login_user_rate: int = env(
+        "TESSERA_LOGIN_USER_RATE", 10, "Failed login attempts allowed per user name and minute (429 beyond)."
+    )
+    trusted_proxies: tuple[str, ...] = env(
+        "TESSERA_TRUSTED_PROXIES",
+        (),
+        "Addresses or networks of the reverse proxies whose X-Forwarded-For/-Proto are believed, comma-separated "
+        "(empty: none; the peer's address is the client's).",
+    )
+    cors_origins: tuple[str, ...] = env(
+        "TESSERA_CORS_ORIGINS",
+        (),
+        "Exact origins of the web frontend allowed to call this gateway with credentials, comma-separated "
+        "(e.g. http://127.0.0.1:3000; no wildcard).",
+    )
+    cookie_domain: str = env(
+        "TESSERA_COOKIE_DOMAIN",
+        "",
+        "Domain attribute of the session cookies when the frontend is on a sibling host (Substra's "
+        "COMMON_HOST_DOMAIN); empty: the gateway's host only.",
+    )
+    jwt_secret_file: str = env(
+        "TESSERA_JWT_SECRET_FILE",
+        "",
+        "File holding the key (at least 32 bytes) that signs the web frontend's access tokens; every replica "
+        "of the gateway needs the same. Empty: a random key per process (sessions survive a restart only "
+        "through a refresh).",
+    )
+    access_token_minutes: int = env(
+        "TESSERA_ACCESS_TOKEN_MINUTES", 1440, "Lifetime of the web frontend's access tokens (minutes)."
+    )
+    refresh_token_minutes: int = env(
+        "TESSERA_REFRESH_TOKEN_MINUTES", 10080, "Lifetime of each refresh token of the web frontend (minutes)."
+    )
+    refresh_reuse_grace_seconds: float = env(
+        "TESSERA_REFRESH_REUSE_GRACE_SECONDS",
+        10.0,
+        "Seconds after its rotation during which a refresh token presented again gets a sibling (parallel "
+        "refreshes of one page) instead of revoking its session as a replay.",
+    )
     token_cache_seconds: float = env(
         "TESSERA_TOKEN_CACHE_SECONDS", 10.0, "How long a verified token is trusted without a database lookup."
     )

@@ -14,7 +14,9 @@ parameters are ignored, as django-filter does; malformed values are a 400.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,7 @@ _INTS = {
     FieldDescriptor.TYPE_SFIXED64,
 }
 _FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -146,8 +149,27 @@ def _resolve(descriptor: Descriptor, path: str) -> FieldDescriptor | None:
     return field_descriptor
 
 
+def _timestamp(name: str, raw: str) -> str:
+    """A query date or date-time as ProtoJSON's timestamp: a plain date is the start of that day, or its
+    end for an upper bound (``creation_date_before=2024-10-31`` includes the 31st); no zone means UTC."""
+    raw = raw.strip()
+    try:
+        if _DATE.fullmatch(raw):
+            bound = dt.time.max if name.endswith("_before") else dt.time()
+            return dt.datetime.combine(dt.date.fromisoformat(raw), bound).isoformat() + "Z"
+        # An unencoded "+02:00" arrives as " 02:00" (a "+" in a query string is a space).
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in raw else raw)
+    except ValueError:
+        raise HttpError(400, f"{name}: {raw!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
 def _scalar(field_descriptor: FieldDescriptor, name: str, raw: str) -> Any:
     kind = field_descriptor.type
+    if kind == FieldDescriptor.TYPE_MESSAGE and field_descriptor.message_type.full_name == "google.protobuf.Timestamp":
+        return _timestamp(name, raw)
     try:
         if kind in _INTS:
             return int(raw)

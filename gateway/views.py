@@ -5,7 +5,7 @@
   (``channel``, ``version``, ``orchestrator_version``, ``config.model_export_enabled``, the user).
 * ``POST /data_sample/bulk_update/``: form-urlencoded (the SDK) or JSON links → ``LinkDataSamples``.
 * ``GET /function/{key}/profiling/``, ``/task_profiling/``, ``/task_profiling/{key}/``: the
-  ledger's profiling steps (recorded in microseconds) in Substra's shapes, durations as DRF writes them.
+  ledger's profiling steps in Substra 1.0's shapes, durations as integer microseconds (frontend contract §4).
 """
 
 from __future__ import annotations
@@ -102,7 +102,9 @@ class Views:
             timeout=self._upstreams.call_timeout,
         )
         reply = await self._steps(principal, params["key"])
-        return JSONResponse(_rundown(params["key"], reply.profiling_steps, principal.channel, "function_key"))
+        return JSONResponse(
+            _rundown(params["key"], reply.profiling_steps, principal.channel, "function_key", "duration")
+        )
 
     async def task_profiling(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
         """``GET /task_profiling/{key}/``: the timed steps of one task."""
@@ -131,24 +133,14 @@ class Views:
         return JSONResponse({"count": len(results), "next": following, "previous": previous, "results": results})
 
 
-def duration_string(microseconds: int) -> str:
-    """A duration as DRF's DurationField writes it: ``[D ]HH:MM:SS[.ffffff]``."""
-    days, rest = divmod(int(microseconds), 86_400_000_000)
-    seconds, fraction = divmod(rest, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-    if fraction:
-        text += f".{fraction:06d}"
-    return f"{days} {text}" if days else text
-
-
-def _rundown(key: str, steps, channel: str, key_name: str = "compute_task_key") -> dict[str, Any]:
+def _rundown(
+    key: str, steps, channel: str, key_name: str = "compute_task_key", total_name: str = "task_duration"
+) -> dict[str, Any]:
     return {
         key_name: key,
         "channel": channel,
-        "execution_rundown": [{"step": step.step, "duration": duration_string(step.duration)} for step in steps],
-        "task_duration": duration_string(sum(step.duration for step in steps)),
+        "execution_rundown": [{"step": step.step, "duration": int(step.duration)} for step in steps],
+        total_name: sum(int(step.duration) for step in steps),
     }
 
 

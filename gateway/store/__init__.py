@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 IMPLICIT, API = "implicit", "api"
+# Where a user comes from: the declarative users file (which then owns it) or the /users/ API.
+FILE, CREATED_BY_API = "file", "api"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class User:
     password_hash: str
     role: str
     channel: str
+    source: str = FILE
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,27 @@ class Token:
     note: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A web frontend login: the family of its rotating refresh tokens, and what its access tokens name."""
+
+    id: str
+    user_id: int
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    """One refresh token of a session, kept as its hash; ``used_at`` is set when it is rotated."""
+
+    token_hash: str
+    session_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None = None
 
 
 class UserStore(Protocol):
@@ -47,14 +71,24 @@ class UserStore(Protocol):
     def user_by_name(self, username: str) -> User | None:
         """The user called ``username``, if any."""
 
-    def add_user(self, username: str, password_hash: str, role: str, channel: str, moment: dt.datetime) -> None:
+    def user_by_id(self, user_id: int) -> User | None:
+        """The user with this id, if any."""
+
+    def add_user(
+        self, username: str, password_hash: str, role: str, channel: str, moment: dt.datetime, source: str = FILE
+    ) -> None:
         """Create a user."""
 
-    def update_user(self, user_id: int, password_hash: str, role: str, channel: str, moment: dt.datetime) -> None:
-        """Replace a user's password hash, role and channel."""
+    def update_user(
+        self, user_id: int, password_hash: str, role: str, channel: str, moment: dt.datetime, source: str = FILE
+    ) -> None:
+        """Replace a user's password hash, role, channel and source (the users file's sync)."""
+
+    def set_role(self, user_id: int, role: str, moment: dt.datetime) -> None:
+        """Replace a user's role only."""
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        """Replace a user's password hash only (a rehash with new parameters)."""
+        """Replace a user's password hash only (a rehash, or a new password)."""
 
     def remove_user(self, user_id: int) -> None:
         """Delete a user and its tokens."""
@@ -73,3 +107,31 @@ class UserStore(Protocol):
 
     def delete_token(self, user_id: int, token_id: str) -> bool:
         """Delete one token of the user; False when it has no such token."""
+
+    # ------------------------------------------------------------------ web sessions (frontend)
+    def add_session(self, session: Session) -> None:
+        """Store a new session."""
+
+    def session_with_user(self, session_id: str) -> tuple[Session, User] | None:
+        """The session and its user, if the session exists."""
+
+    def extend_session(self, session_id: str, expires_at: dt.datetime) -> None:
+        """Move a session's end (its newest refresh token's expiry)."""
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session and its refresh tokens (its access tokens stop working)."""
+
+    def delete_sessions(self, user_id: int, *, expired_at: dt.datetime | None = None) -> None:
+        """Delete every session of the user, or with ``expired_at`` only those ended by then."""
+
+    def add_refresh_token(self, token: RefreshToken) -> None:
+        """Store a new refresh token (its hash)."""
+
+    def refresh_token_for_update(self, token_hash: str) -> RefreshToken | None:
+        """The refresh token with this hash, locked until the transaction ends, if any."""
+
+    def mark_refresh_token_used(self, token_hash: str, moment: dt.datetime) -> None:
+        """Record that a refresh token was rotated at ``moment``."""
+
+    def purge_refresh_tokens(self, session_id: str, expired_at: dt.datetime) -> None:
+        """Delete the session's refresh tokens expired by ``expired_at``."""

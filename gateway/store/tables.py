@@ -1,7 +1,7 @@
-"""Tables of the gateway (schema ``gateway``): its users and their tokens.
+"""Tables of the gateway (schema ``gateway``): its users, their API tokens and their web sessions.
 
-Passwords are argon2 hashes; tokens are stored as their SHA-256 only, so a database dump grants
-nothing.
+Passwords are argon2 hashes; API and refresh tokens are stored as their SHA-256 only, so a database
+dump grants nothing (access tokens are signed with a key kept outside the database).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class UserRow(Base):
     channel: Mapped[str] = mapped_column(sa.String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(sa.String(8), default="file", server_default="file")
 
 
 class TokenRow(Base):
@@ -46,3 +47,26 @@ class TokenRow(Base):
     note: Mapped[str] = mapped_column(sa.String(255), default="")
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class SessionRow(Base):
+    """A web frontend login; deleting it revokes its refresh tokens and its access tokens."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RefreshTokenRow(Base):
+    """A refresh token of a session, by its SHA-256; ``used_at`` once rotated (kept to detect a replay)."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)

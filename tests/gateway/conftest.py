@@ -42,6 +42,10 @@ from tools.devnet.embedded import free_port
 ORGS = ("MyOrg1MSP", "MyOrg2MSP")
 SECRETS = {org: f"secret-of-{org}" for org in ORGS}
 CHANNEL = "mychannel"
+# The web frontend's origin, allowed by every test gateway (same host, another port, as the contract wants).
+FRONTEND_ORIGIN = "http://127.0.0.1:3000"
+# Parallel refreshes within this many seconds of a rotation get siblings; later, a replay revokes.
+REFRESH_GRACE = 1.0
 STORAGE_SERVICE = "tessera.storage.v1.StorageService"
 
 
@@ -65,7 +69,13 @@ class GatewayThread:
     def __init__(self, settings: GatewaySettings) -> None:
         host, _, port = settings.http_addr.rpartition(":")
         config = uvicorn.Config(
-            build_gateway(settings), host=host, port=int(port), log_config=None, access_log=False, lifespan="on"
+            build_gateway(settings),
+            host=host,
+            port=int(port),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,  # as gateway.__main__: forwarded headers are the application's business
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -128,7 +138,10 @@ class Net:
 
 
 def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset_addr: str, peers: str, **kw):
-    """Settings of one test gateway."""
+    """Settings of one test gateway; each organization signs its web sessions with its own key."""
+    key_file = folder / f"jwt-{org}.key"
+    if not key_file.exists():
+        key_file.write_text(os.urandom(32).hex())
     return GatewaySettings(
         service_name=f"gateway-{org}",
         http_addr=f"127.0.0.1:{port}",
@@ -141,6 +154,11 @@ def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset
         org_secrets_file=str(folder / "secrets.json"),
         channels=f"{CHANNEL}={','.join(ORGS)}",
         model_export_channels=(CHANNEL,),
+        cors_origins=(FRONTEND_ORIGIN,),
+        jwt_secret_file=str(key_file),
+        refresh_reuse_grace_seconds=REFRESH_GRACE,
+        # Every test logs in from 127.0.0.1: the throttle's own tests use gateways with small rates.
+        login_rate=kw.pop("login_rate", 10_000),
         **kw,
     )
 

@@ -91,7 +91,9 @@ def test_openapi_document_is_served(net):
     ]:
         assert verb in paths[path], (path, verb)  # fmt: skip
     assert paths["/function/"]["post"]["requestBody"]["content"]["multipart/form-data"]
-    assert paths["/task/"]["get"]["security"] == [{"token": []}] and "security" not in paths["/info/"]["get"]
+    assert (
+        paths["/task/"]["get"]["security"] == [{"token": []}, {"jwt": []}] and "security" not in paths["/info/"]["get"]
+    )
 
 
 def _files(**parts):

@@ -259,37 +259,39 @@ def test_profiling(world, net):
     )
     headers = {"Authorization": world.c1._backend._client._headers["Authorization"]}
     one = requests.get(f"{net.org1.url}/task_profiling/{t1}/", headers=headers, timeout=10).json()
-    assert one["execution_rundown"] == [
-        {"step": "prepare_inputs", "duration": "00:00:01.500000"},
-        {"step": "task_execution", "duration": "00:01:01"},
+    assert one["execution_rundown"] == [  # integer microseconds (frontend contract §4)
+        {"step": "prepare_inputs", "duration": 1_500_000},
+        {"step": "task_execution", "duration": 61_000_000},
     ]
-    assert one["task_duration"] == "00:01:02.500000"
+    assert one["task_duration"] == 62_500_000
     listed = requests.get(f"{net.org1.url}/task_profiling/", headers=headers, timeout=10).json()["results"]
     assert [item["compute_task_key"] for item in listed] == [t1]
     build = requests.get(f"{net.org1.url}/function/{train}/profiling/", headers=headers, timeout=10).json()
     assert build["function_key"] == train
-    assert build["execution_rundown"] == [{"step": "build_image", "duration": "00:00:00.000003"}]
+    assert build["execution_rundown"] == [{"step": "build_image", "duration": 3}] and build["duration"] == 3
     missing = requests.get(f"{net.org1.url}/task_profiling/{world.tasks[2]}/", headers=headers, timeout=10)
     assert missing.status_code == 404
 
 
 def test_news_feed(world, net):
-    """The event service's feed of the plan and the dataset, paginated by the gateway."""
+    """The event service's feed of the plan and the dataset, paginated by the gateway, in the frontend's
+    words (STATUS_*, frontend contract §4)."""
     headers = {"Authorization": world.c1._backend._client._headers["Authorization"]}
     deadline = time.monotonic() + 15
     while True:
         feed = requests.get(f"{net.org1.url}/news_feed/", headers=headers, timeout=10).json()
         seen = {(item["asset_key"], item["status"]) for item in feed["results"]}
-        if (world.plan.key, "PLAN_STATUS_DONE") in seen or time.monotonic() > deadline:
+        if (world.plan.key, "STATUS_DONE") in seen or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert (world.dm, "CREATED") in seen and (world.plan.key, "PLAN_STATUS_CREATED") in seen
-    assert (world.plan.key, "PLAN_STATUS_DONE") in seen
+    assert (world.dm, "STATUS_CREATED") in seen and (world.plan.key, "STATUS_CREATED") in seen
+    assert (world.plan.key, "STATUS_DONE") in seen
+    assert {item["asset_kind"] for item in feed["results"]} <= {"ASSET_COMPUTE_PLAN", "ASSET_DATA_MANAGER"}
     assert feed["count"] >= len(feed["results"]) and feed["results"][0]["timestamp"] >= feed["results"][-1]["timestamp"]
     important = requests.get(
         f"{net.org1.url}/news_feed/", params={"important_news_only": "true"}, headers=headers, timeout=10
     ).json()["results"]
-    assert important and all(item["status"] in ("PLAN_STATUS_DONE", "PLAN_STATUS_FAILED", "PLAN_STATUS_CANCELED")
+    assert important and all(item["status"] in ("STATUS_DONE", "STATUS_FAILED", "STATUS_CANCELED")
                              for item in important)  # fmt: skip
 
 

@@ -1,10 +1,11 @@
 """Rendering rewrites every file address to this gateway's URL for the file, built by the kit's
-``storage_address`` on the host the client used (no I/O)."""
+``storage_address`` on the host the client used, and speaks the frontend's news feed words (no I/O)."""
 
 from __future__ import annotations
 
 import pytest
 from tessera.asset.v1 import resources_pb2 as res
+from tessera.event.v1 import news_feed_pb2 as news
 from tessera.storage.v1 import storage_pb2 as files
 
 from gateway.render import Renderer
@@ -51,3 +52,18 @@ def test_a_task_shows_the_logs_of_its_failure_report():
 def test_unset_addresses_stay_null_and_the_image_is_not_shown():
     data = Renderer(BASE).message(res.Function(key=KEY, image=_addressable()))
     assert data["archive"] is None and data["description"] is None and "image" not in data
+
+
+def test_news_items_speak_the_frontends_status_words():
+    renderer = Renderer(BASE)
+    failed = news.NewsFeedItem(
+        asset_kind=res.ASSET_COMPUTE_PLAN, asset_key=KEY, status="PLAN_STATUS_FAILED",
+        detail={"first_failed_task_key": FUNCTION_KEY},
+    )  # fmt: skip
+    data = renderer.message(failed)
+    assert (data["status"], data["asset_kind"]) == ("STATUS_FAILED", "ASSET_COMPUTE_PLAN")
+    assert data["detail"] == {"first_failed_task_key": FUNCTION_KEY}
+    created = renderer.message(news.NewsFeedItem(asset_kind=res.ASSET_DATA_MANAGER, status="CREATED"))
+    assert created["status"] == "STATUS_CREATED"
+    for word in ("CREATED", "DOING", "DONE", "CANCELED"):
+        assert renderer.message(news.NewsFeedItem(status=f"PLAN_STATUS_{word}"))["status"] == f"STATUS_{word}"

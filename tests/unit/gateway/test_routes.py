@@ -10,11 +10,14 @@ from tessera.storage.v1 import storage_pb2 as files
 
 from gateway import routes
 from gateway.auth import LoginThrottle, TokenEndpoints
+from gateway.cors import Cors
 from gateway.downloads import Downloads
 from gateway.errors import HttpError
+from gateway.me import MeEndpoints
 from gateway.router import Router
 from gateway.transcoder import Transcoder
 from gateway.uploads import Uploads
+from gateway.user_admin import UserEndpoints
 from gateway.views import Views
 from services.kit.storage.addresses import ROUTES, storage_address
 
@@ -30,6 +33,8 @@ def _table() -> tuple[Router, Downloads]:
         Uploads(None, "", 0, 0),
         downloads,
         Views(None, None, None, downloads.export_enabled),
+        MeEndpoints(None, LoginThrottle(1), Cors(())),
+        UserEndpoints(None, None, LoginThrottle(1)),
     )
     return Router(table), downloads
 
@@ -68,3 +73,32 @@ def test_task_logs_keep_the_route_the_sdk_builds():
     router, downloads = _table()
     endpoint, params = router.match("GET", f"/task/{KEY}/logs/")
     assert endpoint.handler == downloads.task_logs and params == {"key": KEY}
+
+
+def test_the_frontend_routes_and_who_may_call_them():
+    router, _ = _table()
+    public = {
+        ("POST", "/me/login/"): "frontend_login",
+        ("POST", "/me/refresh/"): "frontend_refresh",
+        ("GET", "/me/logout/"): "frontend_logout",
+        ("GET", "/users/ann/verify_token/"): "verify_reset_token",
+        ("POST", "/users/ann/set_password/"): "set_password",
+    }
+    for (verb, path), name in public.items():
+        endpoint, _ = router.match(verb, path)
+        assert (endpoint.name, endpoint.public) == (name, True)
+    authenticated = {
+        ("GET", "/users/"): "list_users",
+        ("POST", "/users/"): "create_user",
+        ("GET", "/users/ann@example.org/"): "get_user",
+        ("PUT", "/users/ann/"): "update_user",
+        ("DELETE", "/users/ann/"): "delete_user",
+        ("POST", "/users/ann/reset_password/"): "reset_password",
+        ("GET", "/users-awaiting-approval/"): "list_users_awaiting_approval",
+    }
+    for (verb, path), name in authenticated.items():
+        endpoint, _params = router.match(verb, path)
+        assert (endpoint.name, endpoint.public, endpoint.channel) == (name, False, True)
+    assert router.match("GET", "/users/ann@example.org/")[1] == {"username": "ann@example.org"}
+    assert router.verbs("/users/ann/") == ["DELETE", "GET", "PUT"]
+    assert router.verbs("/nowhere/") == []

@@ -147,9 +147,31 @@ def test_query_binding_merges_repeated_params_and_keeps_the_first_singular_value
     assert message.metadata.startswith("[{") and message.creation_date_after.seconds == 1728900000
 
 
+def test_date_range_filters_take_plain_dates_and_zone_less_times():
+    day = 1727740800  # 2024-10-01T00:00:00Z
+    items = [
+        ("creation_date_after", "2024-10-01"),
+        ("creation_date_before", "2024-10-31"),  # the whole last day
+        ("start_date_after", "2024-10-01T02:00:00"),  # no zone: UTC
+        ("start_date_before", "2024-10-01T04:00:00+02:00"),
+        ("end_date_after", "2024-10-01T04:00:00 02:00"),  # an unencoded "+"
+    ]
+    message = bind(route("GET", "/task/"), {}, None, items)
+    assert message.creation_date_after.seconds == day
+    assert message.creation_date_before.ToJsonString() == "2024-10-31T23:59:59.999999Z"
+    assert message.start_date_after.seconds == message.start_date_before.seconds == day + 7200
+    assert message.end_date_after.seconds == day + 7200
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("rank", "one"), ("page", "x"), ("status", "STATUS_NOPE"), ("creation_date_after", "yesterday")],
+    [
+        ("rank", "one"),
+        ("page", "x"),
+        ("status", "STATUS_NOPE"),
+        ("creation_date_after", "yesterday"),
+        ("creation_date_before", "2024-13-01"),
+    ],
 )
 def test_malformed_query_values_are_400(name, value):
     with pytest.raises(HttpError) as info:

@@ -1,90 +1,22 @@
 """The users and tokens rules over an in-memory :class:`~gateway.store.UserStore` (no I/O): the users
-file's declarative sync, logins, token expiry and revocation. The SQL store is exercised by
-``tests/gateway/test_auth.py`` on PostgreSQL."""
+file's declarative sync, logins, token expiry and revocation, and the users managed through the API
+beside the file (contract §3). The SQL store is exercised by ``tests/gateway`` on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 
 import argon2
 import pytest
 
-from gateway.store import API, IMPLICIT, Token, User
-from gateway.users import Accounts, UserEntry, token_hash
+from gateway.store import API, CREATED_BY_API, FILE, IMPLICIT
+from gateway.upstreams import Principal
+from gateway.users import Accounts, BadToken, Conflict, Forbidden, Invalid, Missing, UserEntry, token_hash
+from gateway.webtokens import Signer
+from tests.unit.gateway.memory import MemoryUserStore, Transactions, cheap_hasher
 
 HOUR = dt.timedelta(hours=1)
-
-
-class MemoryUserStore:
-    """The store protocol on dicts (one instance shared by every transaction: no rollback needed here)."""
-
-    def __init__(self) -> None:
-        self.users_by_id: dict[int, User] = {}
-        self.tokens_by_hash: dict[str, tuple[int, Token]] = {}
-        self.locks = 0
-
-    def lock_users(self) -> None:
-        self.locks += 1
-
-    def users(self) -> list[User]:
-        return list(self.users_by_id.values())
-
-    def user_by_name(self, username: str) -> User | None:
-        return next((u for u in self.users_by_id.values() if u.username == username), None)
-
-    def add_user(self, username, password_hash, role, channel, moment) -> None:
-        user_id = max(self.users_by_id, default=0) + 1
-        self.users_by_id[user_id] = User(user_id, username, password_hash, role, channel)
-
-    def update_user(self, user_id, password_hash, role, channel, moment) -> None:
-        user = self.users_by_id[user_id]
-        self.users_by_id[user_id] = dataclasses.replace(user, password_hash=password_hash, role=role, channel=channel)
-
-    def set_password_hash(self, user_id, password_hash) -> None:
-        self.users_by_id[user_id] = dataclasses.replace(self.users_by_id[user_id], password_hash=password_hash)
-
-    def remove_user(self, user_id) -> None:
-        del self.users_by_id[user_id]
-        self.delete_tokens(user_id)
-
-    def add_token(self, user_id, token, token_hash) -> None:
-        self.tokens_by_hash[token_hash] = (user_id, token)
-
-    def token_by_hash(self, token_hash):
-        found = self.tokens_by_hash.get(token_hash)
-        return None if found is None else (self.users_by_id[found[0]], found[1])
-
-    def tokens(self, user_id, valid_at):
-        mine = [t for u, t in self.tokens_by_hash.values() if u == user_id]
-        return sorted((t for t in mine if t.expires_at is None or t.expires_at > valid_at), key=lambda t: t.created_at)
-
-    def delete_tokens(self, user_id, *, expired_at=None) -> None:
-        for key, (owner, token) in list(self.tokens_by_hash.items()):
-            expired = expired_at is None or (token.expires_at is not None and token.expires_at <= expired_at)
-            if owner == user_id and expired:
-                del self.tokens_by_hash[key]
-
-    def delete_token(self, user_id, token_id) -> bool:
-        for key, (owner, token) in list(self.tokens_by_hash.items()):
-            if owner == user_id and token.id == token_id:
-                del self.tokens_by_hash[key]
-                return True
-        return False
-
-
-class Transactions:
-    """What :class:`Accounts` needs of a unit of work: run a function on the store."""
-
-    def __init__(self, store: MemoryUserStore) -> None:
-        self.store = store
-
-    def run_sync(self, work):
-        return work(self.store)
-
-    async def run(self, work):
-        return work(self.store)
 
 
 @pytest.fixture
@@ -94,8 +26,7 @@ def store() -> MemoryUserStore:
 
 @pytest.fixture
 def accounts(store) -> Accounts:
-    # The cheapest argon2id parameters: the rules, not the hash's cost, are under test.
-    return Accounts(Transactions(store), argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    return Accounts(Transactions(store), cheap_hasher())
 
 
 def test_provisioning_makes_the_users_equal_to_the_file(accounts, store):
@@ -161,3 +92,120 @@ def test_a_login_rehashes_a_password_hashed_with_older_parameters(store):
     assert new.login_sync("ann", "pw", HOUR) is not None
     after = store.user_by_name("ann").password_hash
     assert after != before and "t=2" in after
+
+
+# ------------------------------------------------------------------------------ users through the API
+ADMIN = Principal(1, "ann", "ADMIN", "c1")
+
+
+@pytest.fixture
+def managed(store) -> Accounts:
+    """ann (ADMIN) and bob (USER) of channel c1, and cid (ADMIN) of c2, from the file; a signer for resets."""
+    accounts = Accounts(Transactions(store), cheap_hasher(), Signer(b"s" * 32, "MyOrg1MSP"))
+    accounts.provision_sync(
+        [
+            UserEntry("ann", "pw", "ADMIN", "c1"),
+            UserEntry("bob", "pw", "USER", "c1"),
+            UserEntry("cid", "pw", "ADMIN", "c2"),
+        ]
+    )
+    return accounts
+
+
+def create(accounts, actor, username, password="a-long-password", role="USER"):
+    return accounts.create_user_sync(actor, username, password, role)
+
+
+def test_only_an_admin_creates_users_in_its_own_channel(managed):
+    dan = create(managed, ADMIN, "dan", role="admin")
+    assert (dan.role, dan.channel, dan.source) == ("ADMIN", "c1", CREATED_BY_API)
+    refused = {
+        Forbidden: (Principal(2, "bob", "USER", "c1"), "eve", "a-long-password", "USER"),
+        Conflict: (ADMIN, "dan", "a-long-password", "USER"),
+        Invalid: (ADMIN, "bad name!", "a-long-password", "USER"),
+    }
+    for kind, args in refused.items():
+        with pytest.raises(kind):
+            managed.create_user_sync(*args)
+    for password in ("short", None, 42, "x" * 257, "Eve-the-user", "eve-THE-user"):
+        with pytest.raises(Invalid, match="password"):
+            create(managed, ADMIN, "eve-the-user", password=password)
+    with pytest.raises(Invalid, match="role"):
+        create(managed, ADMIN, "eve", role="ROOT")
+    assert [u.username for u in asyncio.run(managed.list_users(ADMIN))] == ["ann", "bob", "dan"]
+    with pytest.raises(Missing):  # another channel's users are unknown here
+        asyncio.run(managed.get_user(ADMIN, "cid"))
+
+
+def test_no_self_deletion_and_never_zero_admins(managed):
+    dan = create(managed, ADMIN, "dan", role="ADMIN")
+    as_dan = Principal(dan.id, "dan", "ADMIN", "c1")
+    with pytest.raises(Conflict, match="own account"):
+        asyncio.run(managed.delete_user(as_dan, "dan"))
+    # ann comes from the file: the API leaves it alone, so dan is the only admin the API may change.
+    with pytest.raises(Conflict, match="users file"):
+        asyncio.run(managed.delete_user(as_dan, "ann"))
+    erin = create(managed, ADMIN, "erin", role="ADMIN")
+    assert asyncio.run(managed.set_role(as_dan, "erin", "USER")).role == "USER"
+    asyncio.run(managed.set_role(as_dan, "erin", "ADMIN"))
+    assert asyncio.run(managed.delete_user(as_dan, "erin")).id == erin.id
+    with pytest.raises(Missing):
+        asyncio.run(managed.delete_user(as_dan, "erin"))
+
+
+def test_the_last_admin_of_a_channel_stays_one(store):
+    accounts = Accounts(Transactions(store), cheap_hasher())
+    store.add_user("root", "h", "ADMIN", "c1", dt.datetime.now(dt.UTC), CREATED_BY_API)
+    root = Principal(1, "root", "ADMIN", "c1")
+    with pytest.raises(Conflict, match="last ADMIN"):
+        asyncio.run(accounts.set_role(root, "root", "USER"))
+    create(accounts, root, "ivy", role="ADMIN")
+    ivy = Principal(store.user_by_name("ivy").id, "ivy", "ADMIN", "c1")
+    asyncio.run(accounts.set_role(ivy, "root", "USER"))  # two admins: one may go
+    with pytest.raises(Forbidden):  # root is no admin anymore
+        asyncio.run(accounts.delete_user(Principal(1, "root", "USER", "c1"), "ivy"))
+    with pytest.raises(Conflict, match="last ADMIN"):
+        asyncio.run(accounts.set_role(ivy, "ivy", "USER"))
+
+
+def test_the_file_wins_over_the_api_for_the_users_it_names(managed, store):
+    create(managed, ADMIN, "dan")
+    create(managed, ADMIN, "fay")
+    # A restart with the same file keeps the API's users.
+    file = [
+        UserEntry("ann", "pw", "ADMIN", "c1"),
+        UserEntry("bob", "pw", "USER", "c1"),
+        UserEntry("cid", "pw", "ADMIN", "c2"),
+    ]
+    assert managed.provision_sync(file) == {"created": 0, "updated": 0, "removed": 0}
+    # The file now names dan: it takes dan over (role, channel, password); the API may no longer change it.
+    counts = managed.provision_sync([*file, UserEntry("dan", "file-password", "ADMIN", "c1")])
+    assert counts == {"created": 0, "updated": 1, "removed": 0}
+    dan = store.user_by_name("dan")
+    assert (dan.role, dan.source) == ("ADMIN", FILE) and managed.authenticate_sync("dan", "file-password")
+    with pytest.raises(Conflict, match="users file"):
+        asyncio.run(managed.set_role(ADMIN, "dan", "USER"))
+    with pytest.raises(Conflict, match="users file"):
+        asyncio.run(managed.reset_token(ADMIN, "dan"))
+    # Dropped from the file, dan goes like any file user; fay (the API's) stays.
+    managed.provision_sync(file)
+    assert {u.username for u in store.users()} == {"ann", "bob", "cid", "fay"}
+
+
+def test_a_reset_token_sets_one_password_once(managed, store):
+    create(managed, ADMIN, "dan")
+    token = asyncio.run(managed.reset_token(ADMIN, "dan"))
+    assert asyncio.run(managed.check_reset_token("dan", token)).username == "dan"
+    for username, candidate in (("fay", token), ("dan", token + "x"), ("dan", None), ("nobody", token)):
+        with pytest.raises(BadToken):
+            asyncio.run(managed.check_reset_token(username, candidate))
+    _, raw = managed.login_sync("dan", "a-long-password", HOUR)
+    with pytest.raises(Invalid):
+        managed.set_password_sync("dan", token, "short")
+    managed.set_password_sync("dan", token, "a-new-long-password")
+    assert managed.authenticate_sync("dan", "a-new-long-password") is not None
+    assert asyncio.run(managed.resolve(raw)) is None  # its tokens were revoked
+    with pytest.raises(BadToken):  # the password changed: the token is spent
+        managed.set_password_sync("dan", token, "yet-another-password")
+    with pytest.raises(Forbidden):
+        asyncio.run(managed.reset_token(Principal(2, "bob", "USER", "c1"), "dan"))

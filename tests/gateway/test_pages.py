@@ -1,0 +1,142 @@
+"""The routes only the web frontend's pages read (frontend contract §4), through the page's own client:
+plan metadata keys, a plan's tasks, the workflow graph and the CSV export of performances, on a plan
+seeded with the real SDK and executed on the ledger as a worker would."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from substra.sdk import schemas
+
+from tests.gateway.browser import Browser
+from tests.gateway.helpers import PUBLIC, client, dataset_spec, execute, files, function_spec, make_ready
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def plan(net, tmp_path_factory):
+    """train → predict → evaluate on MyOrg1MSP, executed, with an accuracy of 0.75."""
+    folder = tmp_path_factory.mktemp("pages")
+    paths = files(folder)
+    sdk = client(net.org1)
+    dm = sdk.add_dataset(dataset_spec(paths, name="pages-ds"))
+    sample = sdk.add_data_sample(schemas.DataSampleSpec(path=paths["sample1"], data_manager_keys=[dm]), local=True)
+    functions = {
+        role: sdk.add_function(function_spec(folder, paths, role)) for role in ("train", "predict", "evaluate")
+    }
+    for key in functions.values():
+        make_ready(net.org1, key)
+    data = [
+        schemas.InputRef(identifier="opener", asset_key=dm),
+        schemas.InputRef(identifier="datasamples", asset_key=sample),
+    ]
+    out = schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)
+    t1, t2, t3 = (str(uuid.uuid4()) for _ in range(3))
+
+    def parent(identifier: str, task: str) -> schemas.InputRef:
+        return schemas.InputRef(identifier=identifier, parent_task_key=task, parent_task_output_identifier=identifier)
+
+    tasks = [
+        schemas.ComputePlanTaskSpec(task_id=t1, function_key=functions["train"], worker=net.org1.id,
+                                    metadata={"round_idx": "1"}, inputs=data, outputs={"model": out}),
+        schemas.ComputePlanTaskSpec(task_id=t2, function_key=functions["predict"], worker=net.org1.id,
+                                    metadata={"round_idx": "1"}, inputs=[*data, parent("model", t1)],
+                                    outputs={"predictions": out}),
+        schemas.ComputePlanTaskSpec(task_id=t3, function_key=functions["evaluate"], worker=net.org1.id,
+                                    metadata={"round_idx": "1"}, inputs=[*data, parent("predictions", t2)],
+                                    outputs={"accuracy": out}),
+    ]  # fmt: skip
+    key = str(uuid.uuid4())
+    metadata = {"hospital": 'north, "A"', "epochs": "3"}
+    sdk.add_compute_plan(
+        schemas.ComputePlanSpec(key=key, name="pages-plan", tag="pages", metadata=metadata, tasks=tasks)
+    )
+    execute(net.org1, t1, model=b"m")
+    execute(net.org1, t2, model=b"p", output="predictions")
+    execute(net.org1, t3, perf=("accuracy", 0.75))
+    sdk.logout()
+    return SimpleNamespace(key=key, tasks=[t1, t2, t3], functions=functions, metadata=metadata)
+
+
+@pytest.fixture
+def page(net):
+    with Browser(net.org1.url) as browser:
+        assert browser.login(net.org1.admin.username, net.org1.admin.password).status_code == 200
+        yield browser
+
+
+def test_compute_plan_metadata_lists_every_key(page, plan):
+    keys = page.get("/compute_plan_metadata/").json()
+    assert isinstance(keys, list) and {"hospital", "epochs"} <= set(keys) and keys == sorted(keys)
+
+
+def test_a_plans_tasks_with_the_task_filters(page, plan):
+    listed = page.get(f"/compute_plan/{plan.key}/task/", params={"ordering": "-rank", "page_size": 2})
+    body = listed.json()
+    assert listed.status_code == 200 and body["count"] == 3
+    assert [t["key"] for t in body["results"]] == [plan.tasks[2], plan.tasks[1]]
+    assert f"/compute_plan/{plan.key}/task/" in body["next"]
+    assert [t["key"] for t in page.get(body["next"]).json()["results"]] == [plan.tasks[0]]
+    # The path wins over a compute_plan_key in the query.
+    other = page.get(f"/compute_plan/{plan.key}/task/", params={"compute_plan_key": str(uuid.uuid4())}).json()
+    assert other["count"] == 3
+    done = page.get(f"/compute_plan/{plan.key}/task/", params={"status": "STATUS_DONE", "rank": "0,2"}).json()
+    assert {t["key"] for t in done["results"]} == {plan.tasks[0], plan.tasks[2]}
+    dated = page.get(f"/compute_plan/{plan.key}/task/", params={"creation_date_after": "2000-01-01",
+                                                                 "creation_date_before": "2999-12-31"})  # fmt: skip
+    assert dated.json()["count"] == 3
+    assert page.get(f"/compute_plan/{plan.key}/task/", params={"rank": "x"}).status_code == 400
+    assert page.get(f"/compute_plan/{uuid.uuid4()}/task/").json()["count"] == 0
+
+
+def test_the_workflow_graph_has_a_node_per_task_and_an_edge_per_link(page, plan):
+    graph = page.get(f"/compute_plan/{plan.key}/workflow_graph/").json()
+    t1, t2, t3 = plan.tasks
+    assert [(t["key"], t["rank"], t["function_name"], t["status"]) for t in graph["tasks"]] == [
+        (t1, 0, "train", "STATUS_DONE"),
+        (t2, 1, "predict", "STATUS_DONE"),
+        (t3, 2, "evaluate", "STATUS_DONE"),
+    ]
+    evaluate = graph["tasks"][2]
+    assert evaluate["inputs_specs"] == [
+        {"identifier": "datasamples", "kind": "ASSET_DATA_SAMPLE"},
+        {"identifier": "opener", "kind": "ASSET_DATA_MANAGER"},
+        {"identifier": "predictions", "kind": "ASSET_MODEL"},
+    ]
+    assert evaluate["outputs_specs"] == [{"identifier": "accuracy", "kind": "ASSET_PERFORMANCE"}]
+    assert evaluate["worker"] == "MyOrg1MSP"
+    assert graph["edges"] == [
+        {"source_task_key": t1, "source_output_identifier": "model", "target_task_key": t2,
+         "target_input_identifier": "model"},
+        {"source_task_key": t2, "source_output_identifier": "predictions", "target_task_key": t3,
+         "target_input_identifier": "predictions"},
+    ]  # fmt: skip
+    missing = page.get(f"/compute_plan/{uuid.uuid4()}/workflow_graph/")
+    assert missing.status_code == 404 and missing.json()["detail"]
+
+
+def test_the_performance_export_is_a_csv(page, plan):
+    response = page.get("/performance/export/", params={"key": plan.key, "metadata_columns": "hospital,epochs,none"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == 'attachment; filename="compute_plans.csv"'
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == [
+        "compute_plan_key", "compute_plan_name", "compute_plan_tag", "compute_plan_status", "compute_plan_start_date",
+        "compute_plan_end_date", "hospital", "epochs", "none", "function_name", "worker", "task_rank", "task_round",
+        "performance"]  # fmt: skip
+    [row] = rows[1:]
+    assert row[:4] == [plan.key, "pages-plan", "pages", "PLAN_STATUS_DONE"]
+    assert row[4].endswith("Z") and row[5].endswith("Z")
+    assert row[6:] == ['north, "A"', "3", "", "evaluate", "MyOrg1MSP", "2", "1", "0.75"]
+    # Another identifier selects nothing; a bad filter is a 400 before any CSV.
+    only = page.get("/performance/export/", params={"key": plan.key, "identifier": "loss"}).text
+    assert len(list(csv.reader(io.StringIO(only)))) == 1
+    assert page.get("/performance/export/", params={"status": "NOPE"}).status_code == 400
+    # Without a key: every visible plan, this one included.
+    everything = list(csv.reader(io.StringIO(page.get("/performance/export/").text)))
+    assert plan.key in {r[0] for r in everything[1:]}
