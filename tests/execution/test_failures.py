@@ -189,6 +189,12 @@ def test_a_task_that_finished_while_the_ledger_was_down_is_reported_not_run_agai
     kept = network.state_dir / "compute" / org1.id / "completions" / key
     try:
         wait_for(kept.exists, timeout=60, what="the finished task's completion to be kept")
+        # ... and the attempt that finished it has given up reaching the ledger (its message goes back).
+        wait_for(
+            lambda: "run work failed; it will be redelivered" in network.log_path(compute).read_text(),
+            timeout=60,
+            what="the run to give up on the ledger",
+        )
     finally:
         network.restart(ledger)  # started again, and healthy
     final = wait_plan_final(org1, plan)
