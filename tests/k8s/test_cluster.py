@@ -48,6 +48,15 @@ def test_api_server_is_the_stamped_release(admin):
     assert client.VersionApi(admin).get_code().git_version == "v1.36.3"
 
 
+def test_the_fake_node_is_ready_and_keeps_its_lease(admin):
+    node = client.CoreV1Api(admin).read_node("kwok-node-0")
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+    # kwok renews the Lease as a kubelet would: without it the node lifecycle controller marks the node
+    # NotReady 50 s after start and taints it, which would break any longer test run.
+    lease = client.CoordinationV1Api(admin).read_namespaced_lease("kwok-node-0", "kube-node-lease")
+    assert lease.spec.renew_time is not None
+
+
 @pytest.mark.parametrize(("code", "phase"), [(0, "Succeeded"), (3, "Failed")])
 def test_a_pod_ends_with_the_exit_code_of_its_annotation(admin, namespace, code, phase):
     name = f"exit-{code}"

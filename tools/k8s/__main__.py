@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+import time
 
 from tools.k8s import build
 
@@ -24,11 +26,11 @@ def main() -> int:
         return 0 if found else 1
     from tools.k8s.cluster import Cluster
 
-    stop = {signal.SIGINT, signal.SIGTERM}
-    with Cluster() as cluster:
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # taken by sigwait, so the cluster stops cleanly
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it cleanly too, like Ctrl-C
+    with Cluster() as cluster, contextlib.suppress(KeyboardInterrupt):
         print(f"export KUBECONFIG={cluster.kubeconfig}  # helm is in {cluster.bin_dir}; Ctrl-C stops", flush=True)
-        signal.sigwait(stop)
+        while True:  # short sleeps: a signal taken by another thread is handled at the next wake-up
+            time.sleep(0.5)
     return 0
 
 

@@ -136,9 +136,6 @@ def _build_into(target: Path, go: str, say: Callable[[str], None]) -> None:
     (target / "stages").mkdir()
     for stage in KWOK_STAGES:
         shutil.copyfile(kwok_dir / stage, target / "stages" / Path(stage).name)
-    (target / "build-info.json").write_text(
-        json.dumps({"key": target.name, "go": subprocess.check_output([go, "env", "GOVERSION"], text=True).strip()})
-    )
 
 
 def _say(message: str) -> None:
@@ -164,6 +161,9 @@ def build(say: Callable[[str], None] = _say) -> Path:
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
             _build_into(work, go, say)
+            toolchain = subprocess.check_output([go, "env", "GOVERSION"], text=True).strip()
+            info = {"key": final.name, "go": toolchain, "seconds": round(time.monotonic() - started)}
+            (work / "build-info.json").write_text(json.dumps(info) + "\n")
             work.chmod(0o755)  # mkdtemp made it private
             if final.exists():  # an incomplete folder left by hand: replace it
                 shutil.rmtree(final)

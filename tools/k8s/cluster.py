@@ -17,6 +17,7 @@ import ctypes
 import datetime as dt
 import hashlib
 import ipaddress
+import os
 import shutil
 import signal
 import ssl
@@ -227,8 +228,7 @@ class Cluster:
             self.kubeconfig,
             {"client-certificate": str(self.state_dir / "admin.crt"), "client-key": str(self.state_dir / "admin.key")},
         )
-        shm = Path("/dev/shm")
-        self._etcd_data = Path(tempfile.mkdtemp(prefix="tessera-etcd-", dir=shm if shm.is_dir() else None))
+        self._etcd_data = self._fresh_etcd_dir()
         client, peer = free_port(), free_port()
         # fmt: off
         self._spawn("etcd", [
@@ -293,6 +293,16 @@ class Cluster:
         if left <= 0:
             raise TimeoutError(f"the cluster did not start in time; logs in {self.state_dir}")
         return left
+
+    @staticmethod
+    def _fresh_etcd_dir() -> Path:
+        """A folder in /dev/shm named after this process; those of dead processes (killed runs) are removed."""
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        for stale in shm.glob("tessera-etcd-*-*"):
+            pid = stale.name.split("-")[2]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(stale, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f"tessera-etcd-{os.getpid()}-", dir=shm))
 
     def _spawn(self, name: str, arguments: list[str]) -> None:
         with open(self.state_dir / f"{name}.log", "ab") as log:
