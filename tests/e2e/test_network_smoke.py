@@ -7,6 +7,7 @@ import time
 import urllib.request
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -94,3 +95,23 @@ def test_each_organization_registers_itself_with_its_own_credentials(network):
             break
         time.sleep(0.2)
     assert seen == expected
+
+
+def test_the_web_frontend_can_log_in_from_its_development_server(network):
+    org = network.organizations[0]
+    origin = "http://localhost:3000"
+    preflight = httpx.options(
+        f"{org.gateway}/me/login/",
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
+    assert preflight.headers.get("access-control-allow-origin") == origin
+    assert preflight.headers.get("access-control-allow-credentials") == "true"
+    login = httpx.post(
+        f"{org.gateway}/me/login/",
+        json={"username": org.username, "password": org.password},
+        headers={"Origin": origin},
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
+    assert {"header.payload", "signature"} <= set(login.cookies.keys())

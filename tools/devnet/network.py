@@ -175,8 +175,17 @@ class Network:
                 env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}", **self.extra_env.get(name, {})}
                 if name == "gateway":
                     media.mkdir(parents=True, exist_ok=True)
+                    jwt_key = self.state_dir / f"jwt-{org}.key"
+                    if not jwt_key.exists():  # kept across restarts: the web frontend's sessions survive them
+                        jwt_key.write_text(secrets.token_urlsafe(48))
+                        jwt_key.chmod(0o600)
                     env.update(
                         {
+                            "TESSERA_JWT_SECRET_FILE": str(jwt_key),
+                            # The Substra web frontend's development server, unless the caller says otherwise.
+                            "TESSERA_CORS_ORIGINS": os.environ.get(
+                                "TESSERA_CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000"
+                            ),
                             "TESSERA_HTTP_ADDR": addrs[name],
                             "TESSERA_USERS_FILE": str(users_file),
                             "TESSERA_SERVERMEDIAS_ROOT": str(media),
