@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -746,3 +747,23 @@ def test_uninstall_removes_everything_but_the_kept_storage_claim(network):
     # Organization 1 is untouched.
     for release in ORG_CHARTS:
         assert network.deployment(network.orgs["org1"], release)["status"].get("availableReplicas") == 1
+
+
+def test_the_local_executor_variant_is_accepted_with_its_own_user_namespace(network, k8s_cluster):
+    """compute with executor.type=local: bwrap needs seccomp Unconfined and an unmasked /proc, which Kubernetes allows
+    only in a pod with a user namespace of its own (hostUsers: false); the API server accepts that pod spec."""
+    namespace = k8s_cluster.new_namespace("local-exec")  # no Pod Security label: the privileged level
+    org1 = network.orgs["org1"]
+    args = [a for a in network.install_args(org1, "compute", "org1") if a not in ("--wait", "--timeout", "60s")]
+    args[args.index("-n") + 1] = namespace
+    done = network.helm.run(
+        *args, "--set", "executor.type=local", "--dry-run=server", "--output", "json", check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = yaml.safe_load_all(json.loads(done.stdout)["manifest"])
+    deployment = next(d for d in manifest if d and d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["hostUsers"] is False
+    context = spec["containers"][0]["securityContext"]
+    assert context["procMount"] == "Unmasked" and context["seccompProfile"] == {"type": "Unconfined"}
+    assert context["runAsNonRoot"] is True and context["capabilities"] == {"drop": ["ALL"]}
