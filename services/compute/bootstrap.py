@@ -11,6 +11,7 @@ their channels.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from tessera.asset.v1 import resources_pb2 as res
@@ -67,7 +68,11 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
     base.server.on_stop(ledger.close)
     base.server.on_stop(files.close)
     failures = FailureReports(ledger, files, settings.public_url)
-    jails = isolation.OneShot(limits, uids)
+    # Build steps (virtualenv, pip) get the tasks' limits but CPU up to the build's wall-clock timeout: installing
+    # packages legitimately takes more CPU than a task may.
+    jails = isolation.OneShot(
+        dataclasses.replace(limits, cpu_seconds=max(limits.cpu_seconds, int(settings.build_timeout))), uids
+    )
     if settings.executor == "kubernetes":
         executor, prepare, reaper = await _kubernetes(settings, places, ledger, base)
     else:

@@ -11,7 +11,7 @@ from tests.execution.conftest import orgs_of, wait_for
 # Small enough that every probe is quick and bounded, large enough for numpy and substratools.
 LIMITS = {
     "TESSERA_TASK_MEMORY_MB": "1024",
-    "TESSERA_TASK_CPU_SECONDS": "10",  # builds share it: making a virtualenv takes ~3 CPU s, more under load
+    "TESSERA_TASK_CPU_SECONDS": "4",
     "TESSERA_TASK_PROCESSES": "24",
     "TESSERA_TASK_FILE_MB": "8",
     "TESSERA_TASK_TMP_MB": "8",
