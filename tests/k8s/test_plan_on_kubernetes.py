@@ -270,3 +270,9 @@ def test_killing_compute_mid_plan_and_restarting_it_completes_each_task_once(
     assert len(outputs) == 1  # one model registered, not two
     for key in (nap, train1, aggregate):
         _gone(admin, namespace, specs.pod_name(key))
+    # Nothing staged for a pod is left behind, the re-adopted pod's folders included.
+    work = network.state_dir / "compute" / o1
+    deadline = time.monotonic() + 15
+    while left := [*(work / "tasks").iterdir(), *(work / "results").iterdir()]:
+        assert time.monotonic() < deadline, f"left in compute's work folder: {left}"
+        time.sleep(0.2)
