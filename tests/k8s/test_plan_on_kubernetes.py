@@ -159,7 +159,7 @@ def test_function_images_are_built_by_kaniko_jobs_on_organization_1(world, admin
     assert {stand_in.logs[pod] for pod in played} == {"stand-in kaniko: built"}
 
 
-def test_a_federated_plan_completes_with_the_expected_performances(world, admin, namespace, stand_in):
+def test_a_federated_plan_completes_with_the_expected_performances(world, network, admin, namespace, stand_in):
     o1, o2, dm, s = world.o1, world.o2, world.datasets, world.samples
     keys = {n: str(uuid.uuid4()) for n in ("train1", "train2", "aggregate", "predict1", "predict2", "score1", "score2")}
     tasks = [
@@ -193,6 +193,10 @@ def test_a_federated_plan_completes_with_the_expected_performances(world, admin,
     assert ran == {"train1": 1, "aggregate": 1, "predict1": 1, "score1": 1, "train2": None, "predict2": None,
                    "score2": None}  # fmt: skip
     assert "train rank 0: 8 rows" in stand_in.logs[specs.pod_name(keys["train1"])]
+    # The images were built by this compute at registration: its tasks did not look for them again.
+    builds = network.state_dir / "compute" / o1 / "builds"
+    for name in ("train", "aggregate", "predict", "score"):
+        assert "was built already" not in (builds / f"{world.functions[name]}.log").read_text()
     for name in ("train1", "aggregate", "predict1", "score1"):  # finished pods are deleted
         _gone(admin, namespace, specs.pod_name(keys[name]))
 
