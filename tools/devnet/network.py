@@ -52,6 +52,31 @@ class ServiceSpec:
         return f"{self.org}/{self.name}" if self.org else self.name
 
 
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """Where one organization's compute runs its tasks as pods (``TESSERA_EXECUTOR=kubernetes``, ADR 0010).
+
+    Its work folder is shared with the task pods as a hostPath of itself: right for a cluster whose one node
+    is this machine (the tests' control plane, with a stand-in playing the containers), not for a real one.
+    """
+
+    kubeconfig: str  # whom compute authenticates as (e.g. a token of the compute chart's ServiceAccount)
+    namespace: str
+    registry: str = "registry.test:5000"  # where function images are named (nothing is pushed in tests)
+    env: dict[str, str] = field(default_factory=dict)  # more TESSERA_K8S_* settings
+
+    def compute_env(self, work_dir: str) -> dict[str, str]:
+        """Compute's environment for this target."""
+        return {
+            "TESSERA_EXECUTOR": "kubernetes",
+            "TESSERA_K8S_KUBECONFIG": self.kubeconfig,
+            "TESSERA_K8S_NAMESPACE": self.namespace,
+            "TESSERA_K8S_WORK_HOST_PATH": work_dir,
+            "TESSERA_K8S_REGISTRY": self.registry,
+            **self.env,
+        }
+
+
 @dataclass
 class Organization:
     """An organization's endpoints and login, as written to network.json."""
@@ -85,6 +110,8 @@ class Network:
     database_prefix: str = ""
     # Extra environment by service name ("compute", "event"...), e.g. short timeouts in tests.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Organizations (by id) whose compute runs tasks as pods of a cluster; the others use the local executor.
+    kubernetes: dict[str, KubernetesTarget] = field(default_factory=dict)
 
     def _port(self, offset: int) -> int:
         return free_port() if self.base_port is None else self.base_port + offset
@@ -118,6 +145,9 @@ class Network:
         else:
             self._owns_servers = False
         members = ",".join(org_name(i) for i in range(1, self.orgs + 1))
+        unknown = set(self.kubernetes) - {org_name(i) for i in range(1, self.orgs + 1)}
+        if unknown:
+            raise ValueError(f"kubernetes targets for organizations not in the network: {sorted(unknown)}")
         common = {
             "TESSERA_NATS_URL": self.nats.url,
             "TESSERA_AUTH_MODE": "secret",
@@ -173,6 +203,8 @@ class Network:
             media = self.state_dir / "servermedias" / org
             for name in ORG_SERVICES:
                 env = {**org_env, "TESSERA_SERVICE_NAME": f"{name}-{org}", **self.extra_env.get(name, {})}
+                if name == "compute" and org in self.kubernetes:
+                    env.update(self.kubernetes[org].compute_env(org_env["TESSERA_WORK_DIR"]))
                 if name == "gateway":
                     media.mkdir(parents=True, exist_ok=True)
                     jwt_key = self.state_dir / f"jwt-{org}.key"

@@ -46,6 +46,9 @@ class Images:
         self._follower: Follower | None = None
         self._opening: asyncio.Task | None = None
         self.built = 0  # Jobs this process created (and saw complete)
+        # Functions whose Job this process saw complete: their tasks need no API call and add no line to the
+        # build log (which otherwise grew by a line per task).
+        self._ready: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
 
     def context(self, function_key: str) -> Path:
@@ -89,8 +92,12 @@ class Images:
 
     async def build(self, function_key: str, logs: Path) -> str:
         """Make sure the function's image exists (its Job completed); returns the image's reference."""
-        async with self._locks.setdefault(function_key, asyncio.Lock()):
-            return await self._build(function_key, logs)
+        if function_key not in self._ready:
+            async with self._locks.setdefault(function_key, asyncio.Lock()):
+                if function_key not in self._ready:
+                    await self._build(function_key, logs)
+                    self._ready.add(function_key)
+        return specs.image_ref(self.config, function_key)
 
     async def _build(self, function_key: str, logs: Path) -> str:
         await self.open()
