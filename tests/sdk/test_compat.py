@@ -65,9 +65,8 @@ METADATA = {"zulu": "1", "alpha": "2", "mike": "3", "bravo": "4", "yankee": "5",
 
 
 def _archive(name: str, dockerfile: str | None = None, functions: str = COMPAT_FUNCTIONS) -> bytes:
-    dockerfile = dockerfile or (
-        f'FROM python:3.11-slim\nCOPY function.py .\nENTRYPOINT ["python3", "function.py", "--function-name", "{name}"]\n'
-    )
+    entrypoint = f'ENTRYPOINT ["python3", "function.py", "--function-name", "{name}"]\n'
+    dockerfile = dockerfile or f"FROM python:3.11-slim\nCOPY function.py .\n{entrypoint}"
     return flassets.function_archive(name, dockerfile, {"function.py": functions})
 
 
@@ -111,7 +110,9 @@ def world(organizations, tmp_path_factory):
 
 
 def _function(world, name: str, inputs, outputs, archive: bytes | None = None, metadata=None) -> str:
-    path = flassets.write(world.folder / "functions" / f"{name}-{uuid.uuid4().hex[:6]}.tar.gz", archive or _archive(name))
+    path = flassets.write(
+        world.folder / "functions" / f"{name}-{uuid.uuid4().hex[:6]}.tar.gz", archive or _archive(name)
+    )
     description = flassets.write(world.folder / "functions" / f"{name}.md", f"# {name}\n")
     return world.c1.add_function(
         schemas.FunctionSpec(
@@ -142,26 +143,94 @@ def _data(dm: str, *samples: str) -> list[schemas.InputRef]:
 
 
 @pytest.fixture(scope="module")
-def names_task(world) -> str:
-    """A task whose function writes the names of its sample folders as its model."""
-    function = _function(world, "names", DATA_IN, MODEL_OUT)
+def names_plan(world) -> SimpleNamespace:
+    """A plan (with metadata) of one task whose function writes the names of its sample folders as
+    its model, run to DONE."""
+    function = _function(world, "names", DATA_IN, MODEL_OUT, metadata=METADATA)
     assert world.c1.wait_function(function, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
-    task = world.c1.add_task(
-        schemas.TaskSpec(
-            function_key=function,
-            worker=world.org1,
-            inputs=_data(world.dm, *world.samples),
-            outputs={"model": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
-            metadata=METADATA,
-        )
+    task = str(uuid.uuid4())
+    spec = schemas.ComputePlanSpec(
+        key=str(uuid.uuid4()),
+        name="compat-names",
+        metadata=METADATA,
+        tasks=[
+            schemas.ComputePlanTaskSpec(
+                task_id=task,
+                function_key=function,
+                worker=world.org1,
+                inputs=_data(world.dm, *world.samples),
+                outputs={"model": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
+                metadata=METADATA,
+            )
+        ],
     )
-    done = world.c1.wait_task(task, timeout=60, polling_period=POLL)
-    assert done.status == models.ComputeTaskStatus.done
-    return task
+    world.c1.add_compute_plan(spec)
+    plan = world.c1.wait_compute_plan(spec.key, timeout=90, polling_period=POLL)
+    assert plan.status == models.ComputePlanStatus.done
+    return SimpleNamespace(key=spec.key, task=task, function=function)
 
 
 # ------------------------------------------------------------------------------------------ 1. sample folders
-def test_a_function_sees_each_data_sample_in_a_folder_named_by_its_key(world, names_task, tmp_path):
-    path = world.c1.download_model_from_task(names_task, "model", tmp_path)
+def test_a_function_sees_each_data_sample_in_a_folder_named_by_its_key(world, names_plan, tmp_path):
+    path = world.c1.download_model_from_task(names_plan.task, "model", tmp_path)
     assert json.loads(Path(path).read_text()) == world.samples
 
+
+# ------------------------------------------------------------------------------ 2. one rendering per asset
+UNSHARED = {"storage_address", "host", "creator", "status"}  # per organization, or moving
+
+
+def _shared(value):
+    """``value`` without what may differ from one organization to another; dicts as lists of pairs,
+    so that comparing them compares their order too."""
+    if isinstance(value, dict):
+        return [(k, _shared(v)) for k, v in value.items() if k not in UNSHARED]
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return value
+
+
+def test_every_organization_renders_an_asset_identically(world, names_plan):
+    wide_inputs = [
+        schemas.FunctionInputSpec(
+            identifier=name,
+            kind={"opener": schemas.AssetKind.data_manager, "datasamples": schemas.AssetKind.data_sample}.get(
+                name, MODEL
+            ),
+            multiple=name in ("datasamples", "models"),
+            optional=name not in ("opener", "datasamples"),
+        )
+        for name in DECLARED_INPUTS
+    ]
+    wide_outputs = [
+        schemas.FunctionOutputSpec(identifier=name, kind=MODEL, multiple=False) for name in DECLARED_OUTPUTS
+    ]
+    wide = _function(world, "names", wide_inputs, wide_outputs, metadata=METADATA)
+    model = world.c1.get_task_output_asset(names_plan.task, "model").asset.key
+    routes = [
+        f"function/{wide}",
+        f"function/{names_plan.function}",
+        f"data_manager/{world.dm}",
+        f"data_sample/{world.samples[0]}",
+        f"compute_plan/{names_plan.key}",
+        f"task/{names_plan.task}",
+        f"model/{model}",
+        f"task/{names_plan.task}/output_assets",
+        f"task/{names_plan.task}/input_assets",
+        f"compute_plan/{names_plan.key}/perf",
+    ]
+    g1, g2 = (org.gateway for org in world.gateways)
+    for route in routes:
+        first, second = _get(f"{g1}/{route}/", world.c1), _get(f"{g2}/{route}/", world.c2)
+        assert first.status_code == second.status_code == 200, route
+        assert _shared(first.json()) == _shared(second.json()), route
+    for gateway, client in ((g1, world.c1), (g2, world.c2)):
+        function = _get(f"{gateway}/function/{wide}/", client).json()
+        assert list(function["inputs"]) == DECLARED_INPUTS and list(function["outputs"]) == DECLARED_OUTPUTS
+        assert list(function["metadata"]) == list(METADATA)
+        assert not any(name.endswith("_order") for name in function)
+        task = _get(f"{gateway}/task/{names_plan.task}/", client).json()
+        assert list(task["metadata"]) == list(METADATA)
+        assert list(_get(f"{gateway}/compute_plan/{names_plan.key}/", client).json()["metadata"]) == list(METADATA)
+        assert list(_get(f"{gateway}/data_manager/{world.dm}/", client).json()["metadata"]) == list(METADATA)
+    assert [i.identifier for i in world.c2.get_function(wide).inputs] == DECLARED_INPUTS  # as the SDK reads them

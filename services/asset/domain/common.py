@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -78,6 +78,15 @@ class Violations:
             self.add(f"{path}.checksum", "must be 64 lowercase hex characters (sha256)")
         if not value.storage_address.startswith(("http://", "https://")):
             self.add(f"{path}.storage_address", "must be an absolute http(s) URL")
+
+
+def in_declared_order(mapping: Mapping[str, T], order: Iterable[str]) -> dict[str, T]:
+    """``mapping`` as a dict in the order its keys were declared: ``order`` first (a request's
+    ``<map>_order``: a protobuf map has no order of its own), then any key it does not list, sorted.
+    The result never depends on a map's iteration order, which differs from one process to another."""
+    listed = [k for k in dict.fromkeys(order) if k in mapping]
+    seen = set(listed)
+    return {k: mapping[k] for k in [*listed, *sorted(k for k in mapping if k not in seen)]}
 
 
 def validate_key(path: str, value: str) -> str:

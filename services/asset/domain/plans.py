@@ -59,6 +59,7 @@ def register_plan(ctx: Context, new: NewPlan) -> res.ComputePlan:
         tag=new.tag,
         name=new.name,
         metadata=dict(new.metadata),
+        metadata_order=list(new.metadata),
         creation_date=timestamp(ctx.now),
         status=res.PLAN_STATUS_CREATED,
         creator=new.creator,

@@ -377,6 +377,8 @@ def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, pla
         inputs=inputs,
         outputs=outputs,
         tag=tag,
+        metadata_order=list(metadata),
+        outputs_order=list(outputs),
         function=function,
         **({"error_type": res.BUILD_ERROR} if function.status == res.FUNCTION_STATUS_FAILED else {}),
     )
@@ -511,7 +513,7 @@ def _check_outputs(batch: _Batch, v: Violations, path: str, request: NewTask, fu
     for extra in sorted(given - declared):
         v.add(f"{path}.outputs[{extra}]", f"{extra!r} is not an output of function {function.key}")
     outputs = {}
-    for identifier in sorted(declared & given):
+    for identifier in [name for name in request.outputs if name in declared]:  # as the request declares them
         spec, out = function.outputs[identifier], request.outputs[identifier]
         opath = f"{path}.outputs[{identifier}]"
         check_authorized_ids(v, f"{opath}.permissions", out.permissions, batch.orgs)
