@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from substra.sdk import models, schemas
+from substra.sdk import exceptions, models, schemas
 
 from tests.sdk.conftest import sdk_client
 from tools.samples import flassets
@@ -234,3 +234,30 @@ def test_every_organization_renders_an_asset_identically(world, names_plan):
         assert list(_get(f"{gateway}/compute_plan/{names_plan.key}/", client).json()["metadata"]) == list(METADATA)
         assert list(_get(f"{gateway}/data_manager/{world.dm}/", client).json()["metadata"]) == list(METADATA)
     assert [i.identifier for i in world.c2.get_function(wide).inputs] == DECLARED_INPUTS  # as the SDK reads them
+
+
+# ------------------------------------------------------------------- 3. plan duration, permission refusals
+def test_a_plan_that_has_not_started_lasted_zero_seconds_on_every_organization(world):
+    key = world.c1.add_compute_plan(schemas.ComputePlanSpec(key=str(uuid.uuid4()), name="compat-empty")).key
+    assert world.c1.get_compute_plan(key).duration == 0
+    assert world.c2.get_compute_plan(key).duration == 0
+    g1, g2 = (org.gateway for org in world.gateways)
+    assert _get(f"{g1}/compute_plan/{key}/", world.c1).json()["duration"] == 0
+    assert _shared(_get(f"{g1}/compute_plan/{key}/", world.c1).json()) == _shared(
+        _get(f"{g2}/compute_plan/{key}/", world.c2).json()
+    )
+
+
+def test_an_unknown_organization_in_a_permission_is_refused_in_substra_s_words(world):
+    spec = schemas.DatasetSpec(
+        name="compat-stranger",
+        data_opener=flassets.write(world.folder / "stranger" / "opener.py", NAMES_OPENER),
+        description=flassets.write(world.folder / "stranger" / "description.md", "# stranger\n"),
+        permissions=schemas.Permissions(public=False, authorized_ids=[world.org2, "StrangerMSP"]),
+        logs_permission=PUBLIC,
+    )
+    with pytest.raises(exceptions.InvalidRequest) as refused:
+        world.c1.add_dataset(spec)
+    detail = refused.value.errors["detail"]
+    assert "invalid permission input values" in detail
+    assert "permissions.authorized_ids[1]" in detail and "StrangerMSP" in detail

@@ -119,11 +119,17 @@ def make_permissions(new: res.NewPermissions, owner: str) -> res.Permissions:
     return res.Permissions(process=permission, download=permission)
 
 
+INVALID_PERMISSION = "invalid permission input values"
+"""Substra's words for a permission naming an unknown organization (clients match on them)."""
+
+
 def check_authorized_ids(violations: Violations, path: str, new: res.NewPermissions, known: set[str]) -> None:
     """Every authorized id must be a registered organization of the channel."""
     for i, org in enumerate(new.authorized_ids):
         if org not in known:
-            violations.add(f"{path}.authorized_ids[{i}]", f"{org!r} is not an organization of this channel")
+            violations.add(
+                f"{path}.authorized_ids[{i}]", f"{INVALID_PERMISSION}: {org!r} is not an organization of this channel"
+            )
 
 
 def allows(permission: res.Permission, org: str) -> bool:

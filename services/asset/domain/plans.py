@@ -165,7 +165,9 @@ def derive(plan: res.ComputePlan, now: dt.datetime) -> None:
 
 
 def present(plan: res.ComputePlan, now: dt.datetime) -> res.ComputePlan:
-    """Fill the read-time fields: duration and estimated end date."""
+    """Fill the read-time fields: duration (0 until the plan starts: Substra's value, which clients
+    compare across organizations) and estimated end date."""
+    plan.duration = 0
     if plan.HasField("start_date"):
         start = plan.start_date.ToDatetime(dt.UTC)
         end = plan.end_date.ToDatetime(dt.UTC) if plan.HasField("end_date") else now

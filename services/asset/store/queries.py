@@ -209,7 +209,7 @@ class Queries:
 
     def plans(self, request) -> Page:
         t = ComputePlanRow
-        duration = _duration(t.start_date, t.end_date)
+        duration = sa.func.coalesce(_duration(t.start_date, t.end_date), 0)  # 0 until it starts, as shown
         query = _where(
             sa.select(t).where(t.channel == self.channel),
             _in(t.key, request.key),
