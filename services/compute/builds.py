@@ -83,10 +83,12 @@ class Builds:
                 out.write(f"build failed: {exc}\n")
             await self._failures.report(work.channel, builds.build_failure(function.key), logs)
             return
-        build_us = int((time.perf_counter() - started) * 1e6)
+        built = time.perf_counter()
+        await self._ledger.profiling_step(work.channel, function.key, builds.BUILD_IMAGE, _micros(started, built))
         await self._ledger.update_function(work.channel, builds.built(function))
         await self._ledger.function_action(work.channel, function.key, res.FUNCTION_ACTION_READY)
-        await self._ledger.profiling_step(work.channel, function.key, "build_image", build_us)
+        saved = _micros(built, time.perf_counter())
+        await self._ledger.profiling_step(work.channel, function.key, builds.SAVE_FUNCTION, saved)
 
     async def code(self, channel: str, function: res.Function, logs: Path) -> FunctionCode:
         """The function's code, fetched from its owner and prepared once per archive; BuildError when it
@@ -114,3 +116,7 @@ class Builds:
         """The local executor's preparation: the archive unpacked, its environment made in a jail."""
         checksum = function.archive.checksum
         return await build.prepare(archive, self._places.functions, checksum, logs, self._timeout, self._jails)
+
+
+def _micros(start: float, end: float) -> int:
+    return int((end - start) * 1e6)

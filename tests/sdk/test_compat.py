@@ -261,3 +261,47 @@ def test_an_unknown_organization_in_a_permission_is_refused_in_substra_s_words(w
     detail = refused.value.errors["detail"]
     assert "invalid permission input values" in detail
     assert "permissions.authorized_ids[1]" in detail and "StrangerMSP" in detail
+
+
+# ------------------------------------------------------------------------------------------- 4. profiling
+def _rundown(gateway: str, client, route: str) -> list[str]:
+    answer = _get(f"{gateway}/{route}/", client)
+    assert answer.status_code == 200, answer.text
+    steps = answer.json()["execution_rundown"]
+    assert all(isinstance(step["duration"], int) and step["duration"] >= 0 for step in steps)
+    return [step["step"] for step in steps]
+
+
+def test_tasks_and_builds_are_profiled_with_substra_s_steps(world, names_plan):
+    score_out = [
+        schemas.FunctionOutputSpec(identifier="performance", kind=schemas.AssetKind.performance, multiple=False)
+    ]
+    score = _function(world, "score", [], score_out)
+    assert world.c1.wait_function(score, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
+    # MyOrg2MSP runs MyOrg1MSP's function: it fetches the function from its owner first.
+    on_peer = world.c1.add_task(
+        schemas.TaskSpec(
+            function_key=score,
+            worker=world.org2,
+            inputs=[],
+            outputs={"performance": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
+        )
+    )
+    assert world.c1.wait_task(on_peer, timeout=60, polling_period=POLL).status == models.ComputeTaskStatus.done
+    g1, g2 = (org.gateway for org in world.gateways)
+    for gateway, client in ((g1, world.c1), (g2, world.c2)):
+        assert _rundown(gateway, client, f"function/{names_plan.function}/profiling") == [
+            "build_image",
+            "save_function",
+        ]
+        assert _rundown(gateway, client, f"task_profiling/{names_plan.task}") == [
+            "prepare_inputs",
+            "task_execution",
+            "save_outputs",
+        ]
+        assert _rundown(gateway, client, f"task_profiling/{on_peer}") == [
+            "prepare_inputs",
+            "download_function",
+            "task_execution",
+            "save_outputs",
+        ]

@@ -377,7 +377,7 @@ class Queries:
         query = _where(
             sa.select(s).where(s.channel == self.channel),
             s.asset_key == request.asset_key if request.asset_key else None,
-        ).order_by(s.asset_key, s.step)
+        ).order_by(s.asset_key, s.position)
         return paginate(
             self.session,
             request,

@@ -236,6 +236,8 @@ class ProfilingStepRow(Base):
     asset_key: Mapped[str] = mapped_column(Key, primary_key=True)
     step: Mapped[str] = mapped_column(Name, primary_key=True)
     duration: Mapped[int] = mapped_column(sa.BigInteger)
+    # Recording order: an asset's steps are listed as they were taken (Substra's rundown order).
+    position: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity())
 
 
 class ChannelPositionRow(Base):
