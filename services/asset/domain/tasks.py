@@ -363,6 +363,14 @@ def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, pla
         logs_permission = res.Permission(public=False, authorized_ids=[ctx.org])
         for parent in parents:
             logs_permission = union(logs_permission, parent.logs_permission)
+    failed_build = {}
+    if function.status == res.FUNCTION_STATUS_FAILED:
+        # Registered after its function failed to build: it fails at once, with the build's logs (as the
+        # tasks that were waiting for the build when it failed).
+        failed_build["error_type"] = res.BUILD_ERROR
+        report = ctx.store.get_failure_report(function.key)
+        if report is not None and report.HasField("logs_address"):
+            failed_build["logs_address"] = report.logs_address
     return res.ComputeTask(
         key=key,
         owner=ctx.org,
@@ -380,7 +388,7 @@ def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, pla
         metadata_order=list(metadata),
         outputs_order=list(outputs),
         function=function,
-        **({"error_type": res.BUILD_ERROR} if function.status == res.FUNCTION_STATUS_FAILED else {}),
+        **failed_build,
     )
 
 
