@@ -1,5 +1,6 @@
 """Building functions: a ``work.<org>.build`` message → the function BUILDING, its code prepared,
-its image recorded and READY, or its build failed with the logs.
+its image recorded and READY, or its build failed with the logs. One build at a time per
+organization, in submission order (Substra's builder).
 
 For the local executor a function's "image" is its archive, unpacked and given an environment
 (:mod:`services.compute.build`); the Kubernetes executor passes its own preparation (a Kaniko image
@@ -59,10 +60,16 @@ class Builds:
         self._timeout = timeout
         self._prepare = prepare or self._prepare_locally
         self._locks: dict[str, asyncio.Lock] = {}
+        self._one_at_a_time = asyncio.Lock()  # FIFO: builds start in the order their messages came
 
     async def on_build(self, data: bytes) -> None:
-        """Handle one build message (skipped when the ledger says the build is settled)."""
-        work = work_pb2.BuildFunction.FromString(data)
+        """Handle one build message (skipped when the ledger says the build is settled). Builds run one
+        at a time, in the order their messages arrive, as Substra's builder runs them: a function stays
+        WAITING until its build starts, then BUILDING until it is READY or FAILED."""
+        async with self._one_at_a_time:  # taken before any await: the waiting messages keep their order
+            await self._build(work_pb2.BuildFunction.FromString(data))
+
+    async def _build(self, work: work_pb2.BuildFunction) -> None:
         function = await self._ledger.function(work.channel, work.function_key)
         step = builds.build_step(function, self._org)
         if step is BuildStep.SKIP:

@@ -6,6 +6,7 @@ same asset, the plan's duration, permission refusals, profiling steps, builds.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,6 +54,13 @@ def names(inputs, outputs, task_properties):
 @tools.register
 def score(inputs, outputs, task_properties):
     tools.save_performance(0.5, outputs["performance"])
+
+
+@tools.register
+def built(inputs, outputs, task_properties):
+    found = {name: open(name).read() for name in ("model/flag.txt", "copied/extra.txt", "sub/where.txt")}
+    with open(outputs["model"], "w") as f:
+        json.dump(found, f)
 
 
 tools.execute()
@@ -305,3 +313,110 @@ def test_tasks_and_builds_are_profiled_with_substra_s_steps(world, names_plan):
             "task_execution",
             "save_outputs",
         ]
+
+
+# ------------------------------------------------------------------------------------------------ 5. builds
+SCORE_OUT = [schemas.FunctionOutputSpec(identifier="performance", kind=schemas.AssetKind.performance, multiple=False)]
+
+
+def _dockerfile(name: str, *lines: str) -> str:
+    body = "\n".join(lines)
+    return f'FROM python:3.11-slim\n{body}\nENTRYPOINT ["python3", "function.py", "--function-name", "{name}"]\n'
+
+
+def _status(world, key: str) -> str:
+    return _get(f"{world.gateways[0].gateway}/function/{key}/", world.c1).json()["status"]
+
+
+def test_builds_run_one_at_a_time_in_submission_order(world):
+    seconds = 2
+    keys = [
+        _function(
+            world,
+            "score",
+            [],
+            SCORE_OUT,
+            _archive("score", _dockerfile("score", f"# build {i}", f"RUN sleep {seconds}")),
+        )
+        for i in range(3)
+    ]
+    seen, deadline = [], time.monotonic() + 90
+    while True:
+        statuses = tuple(_status(world, key) for key in keys)
+        seen.append(statuses)
+        if all(s in ("FUNCTION_STATUS_READY", "FUNCTION_STATUS_FAILED") for s in statuses):
+            break
+        assert time.monotonic() < deadline, seen[-1]
+        time.sleep(0.1)
+    assert all(s == "FUNCTION_STATUS_READY" for s in seen[-1])
+    assert all(snapshot.count("FUNCTION_STATUS_BUILDING") <= 1 for snapshot in seen), "two builds at once"
+    waiting = ("FUNCTION_STATUS_BUILDING", "FUNCTION_STATUS_WAITING", "FUNCTION_STATUS_WAITING")
+    assert waiting in seen  # the later ones wait for the first, and say so
+    started = [next(i for i, snap in enumerate(seen) if snap[n] != "FUNCTION_STATUS_WAITING") for n in range(3)]
+    assert started == sorted(started) and len(set(started)) == 3  # in submission order
+    for key in keys:  # RUN sleep takes its time, inside build_image
+        steps = _get(f"{world.gateways[0].gateway}/function/{key}/profiling/", world.c1).json()["execution_rundown"]
+        assert steps[0]["step"] == "build_image" and steps[0]["duration"] >= seconds * 1_000_000
+
+
+def test_a_dockerfile_s_build_steps_take_effect_for_the_task(world, tmp_path):
+    dockerfile = _dockerfile(
+        "built",
+        "WORKDIR /usr/src/app",
+        'ENV GREETING="hello from the build"',
+        "COPY function.py .",
+        "COPY extra.txt copied/",
+        'RUN mkdir model && echo "$GREETING" > model/flag.txt',
+        "WORKDIR sub",
+        "RUN pwd > where.txt",
+    )
+    archive = flassets.function_archive("built", dockerfile, {"function.py": COMPAT_FUNCTIONS, "extra.txt": "extra\n"})
+    function = _function(world, "built", [], MODEL_OUT, archive)
+    assert world.c1.wait_function(function, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
+    task = world.c1.add_task(
+        schemas.TaskSpec(
+            function_key=function,
+            worker=world.org1,
+            inputs=[],
+            outputs={"model": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
+        )
+    )
+    assert world.c1.wait_task(task, timeout=60, polling_period=POLL).status == models.ComputeTaskStatus.done
+    found = json.loads(Path(world.c1.download_model_from_task(task, "model", tmp_path)).read_text())
+    assert found["model/flag.txt"] == "hello from the build\n"
+    assert found["copied/extra.txt"] == "extra\n"
+    assert found["sub/where.txt"].endswith("/sub\n")
+
+
+def _task_on(world, function: str) -> str:
+    return world.c1.add_task(
+        schemas.TaskSpec(
+            function_key=function,
+            worker=world.org1,
+            inputs=[],
+            outputs={"performance": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("RUN invalid_command", "invalid_command: not found"),
+        ("RUN apt-get update && apt-get install -y libgomp1", "cannot install system packages"),
+    ],
+    ids=["shell", "system-package"],
+)
+def test_a_build_failure_s_log_reaches_both_organizations(world, line, expected):
+    function = _function(world, "score", [], SCORE_OUT, _archive("score", _dockerfile("score", line)))
+    waiting = _task_on(world, function)  # registered while the function waits for its build (or builds)
+    assert world.c1.wait_function(function, timeout=60, polling_period=POLL, raise_on_failure=False).status == (
+        models.FunctionStatus.failed
+    )
+    late = _task_on(world, function)  # registered once the build has failed
+    for task in (waiting, late):
+        failed = world.c1.wait_task(task, timeout=30, polling_period=POLL, raise_on_failure=False)
+        assert failed.status == models.ComputeTaskStatus.failed and failed.error_type == models.TaskErrorType.build
+        for client in (world.c1, world.c2):
+            logs = client.get_logs(task)
+            assert expected in logs and line in logs, logs
