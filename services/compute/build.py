@@ -16,6 +16,7 @@ it. The build's log reads like ``docker build``'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import hashlib
 import json
@@ -169,12 +170,12 @@ async def prepare(
         recorded = json.loads(built.read_text())
         return FunctionCode(directory=target / "code", entrypoint=recorded["entrypoint"], python=recorded["python"])
     if target.exists():
-        shutil.rmtree(target)  # what an interrupted or failed build left
+        await asyncio.to_thread(_remove, target)  # what an interrupted or failed build left
     target.mkdir(parents=True)
     try:
         code = await _build(archive, target, functions_dir, log, timeout, jails)
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
+        await asyncio.to_thread(_remove, target)
         raise
     built.write_text(json.dumps({"entrypoint": code.entrypoint, "python": code.python}))
     return code
@@ -229,7 +230,7 @@ async def _build(archive: Path, target: Path, functions_dir: Path, log: Path, ti
         if status != 0:
             raise step.instruction.refused(f"returned a non-zero code: {status}")
         _note(log, f" ---> done in {time.monotonic() - started:.1f} s")
-    await asyncio.to_thread(_keep_plain_entries, code)
+    await asyncio.to_thread(_tidy, code)
     return FunctionCode(directory=code, entrypoint=entrypoint, python=python)
 
 
@@ -257,15 +258,30 @@ def _expand(context: Path, source: str) -> list[tuple[str, bool]]:
     return found
 
 
-def _keep_plain_entries(root: Path) -> None:
-    """Remove what the steps left that is neither a file, a folder nor a link (a FIFO or a socket in
-    the function's directory would block or mislead whoever copies it for a task)."""
-    for folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
-        del folder
+def _tidy(root: Path) -> None:
+    """Make what the steps left safe to copy and to remove: anything but a file, a folder or a link (a
+    FIFO or a socket would block or mislead whoever copies it for a task) removed; folders and files
+    readable and writable by their owner, without setuid, setgid or sticky bits (a step may have
+    locked a folder with ``chmod 000``). Folders are opened to walk them only once opened up."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    os.chmod(root, 0o755)
+    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
         for name in dirs + files:
             mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            if stat.S_ISDIR(mode):
+                os.chmod(name, (mode & 0o777) | 0o755, dir_fd=folder_fd)
+            elif stat.S_ISREG(mode):
+                os.chmod(name, (mode & 0o777) | 0o644, dir_fd=folder_fd)
+            elif not stat.S_ISLNK(mode):
                 os.unlink(name, dir_fd=folder_fd)
+
+
+def _remove(target: Path) -> None:
+    """Remove a build's folder, whatever its steps did to the modes of what they wrote."""
+    with contextlib.suppress(OSError):
+        _tidy(target / "code")
+    shutil.rmtree(target, ignore_errors=True)
 
 
 _VENV_LOCKS: dict[Path, asyncio.Lock] = {}

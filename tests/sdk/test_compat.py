@@ -420,3 +420,13 @@ def test_a_build_failure_s_log_reaches_both_organizations(world, line, expected)
         for client in (world.c1, world.c2):
             logs = client.get_logs(task)
             assert expected in logs and line in logs, logs
+
+
+def test_what_a_build_step_leaves_cannot_block_the_function_s_tasks(world):
+    """A FIFO, a locked folder and a link out, left by RUN: the task still runs (nothing of it is
+    followed, opened or left unreadable when compute copies the function's directory)."""
+    line = "RUN mkfifo pipe && mkdir locked && chmod 000 locked && ln -s /etc/hostname link && chmod 000 ."
+    function = _function(world, "score", [], SCORE_OUT, _archive("score", _dockerfile("score", line)))
+    assert world.c1.wait_function(function, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
+    task = _task_on(world, function)
+    assert world.c1.wait_task(task, timeout=60, polling_period=POLL).status == models.ComputeTaskStatus.done
