@@ -189,6 +189,9 @@ def test_a_task_that_finished_while_the_ledger_was_down_is_reported_not_run_agai
     kept = network.state_dir / "compute" / org1.id / "completions" / key
     try:
         wait_for(kept.exists, timeout=60, what="the finished task's completion to be kept")
+        # ...and until compute has given up reporting it (however fast the ledger would start again).
+        gave_up = "run work failed; it will be redelivered"
+        wait_for(lambda: gave_up in network.log_path(compute).read_text(), timeout=60, what="the report to fail")
     finally:
         network.restart(ledger)  # started again, and healthy
     final = wait_plan_final(org1, plan)
