@@ -8,6 +8,11 @@ pages of 100 tasks that each embed their function). Then two rules the protos ca
 * every field *with* presence that is unset (a message, an ``optional`` scalar, a oneof member) is
   printed as ``null``, as DRF serializers do (``start_date``, ``error_type``, a disabled model's
   ``address``...);
+* a map is printed in the order its keys were declared, as its sibling ``<map>_order`` field lists
+  them (then any key it does not list, sorted), and that field is not printed; a map without one is
+  printed sorted. A protobuf map has no order (Python's differs from one process to the next), so
+  without this every organization's gateway would print the same asset differently.
+  :func:`record_order` is the other direction: it fills ``<map>_order`` from the JSON a client sent;
 * per message type, a small reshaper (:data:`RESHAPERS`) applied bottom-up: task inputs flattened to
   ``{identifier, asset_key, parent_task_key, parent_task_output_identifier}``, output and input
   assets' oneof as ``asset``, every ``storage_address`` rewritten to this gateway's absolute URL for
@@ -72,7 +77,8 @@ def _compile(descriptor: Descriptor) -> Callable[[Message, Renderer], dict[str, 
 
     def render(message: Message, renderer: Renderer) -> dict[str, Any]:
         if not getters and descriptor.fields:
-            getters.extend((field.name, _field_getter(field)) for field in descriptor.fields)
+            shown = [field for field in descriptor.fields if _ordered_map(field) is None]
+            getters.extend((field.name, _field_getter(field)) for field in shown)
         data = {name: get(message, renderer) for name, get in getters}
         if reshaper is not None:
             reshaper(renderer, data)
@@ -115,13 +121,46 @@ def _float(value: float, single: bool) -> Any:
     return type_checkers.ToShortestFloat(value) if single else value
 
 
+def _is_map(field: FieldDescriptor | None) -> bool:
+    return field is not None and field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _order_of(field: FieldDescriptor) -> str | None:
+    """The name of the field that lists the declared order of map ``field``'s keys, if it has one."""
+    order = field.containing_type.fields_by_name.get(f"{field.name}_order")
+    if order is None or not order.is_repeated or order.type != FieldDescriptor.TYPE_STRING:
+        return None
+    return order.name
+
+
+def _ordered_map(field: FieldDescriptor) -> str | None:
+    """The map whose key order ``field`` lists (then it is not printed itself), or None."""
+    if not field.name.endswith("_order"):
+        return None
+    target = field.containing_type.fields_by_name.get(field.name.removesuffix("_order"))
+    return target.name if _is_map(target) and _order_of(target) == field.name else None
+
+
+def ordered_keys(keys: Any, order: Any = ()) -> list[str]:
+    """``keys`` in their declared ``order``, then those it does not list, sorted."""
+    present = set(keys)
+    listed = [k for k in dict.fromkeys(order) if k in present]
+    seen = set(listed)
+    return [*listed, *sorted(k for k in present if k not in seen)]
+
+
 def _field_getter(field: FieldDescriptor) -> Callable[[Message, Renderer], Any]:
     name = field.name
-    if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        convert = _scalar(field.message_type.fields_by_name["value"])
-        if convert is None:
-            return lambda message, renderer: dict(getattr(message, name))
-        return lambda message, renderer: {k: convert(v, renderer) for k, v in getattr(message, name).items()}
+    if _is_map(field):
+        convert = _scalar(field.message_type.fields_by_name["value"]) or (lambda value, renderer: value)
+        order = _order_of(field)
+
+        def get_map(message: Message, renderer: Renderer) -> dict[str, Any]:
+            entries = getattr(message, name)
+            keys = ordered_keys(entries, getattr(message, order) if order else ())
+            return {k: convert(entries[k], renderer) for k in keys}
+
+        return get_map
     convert = _scalar(field)
     if field.is_repeated:
         if convert is None:
@@ -134,6 +173,34 @@ def _field_getter(field: FieldDescriptor) -> Callable[[Message, Renderer], Any]:
     if convert is None:
         return lambda message, renderer: getattr(message, name)
     return lambda message, renderer: convert(getattr(message, name), renderer)
+
+
+# ------------------------------------------------------------------------------------------ map order in
+def record_order(tree: Any, message: Message) -> None:
+    """Fill every ``<map>_order`` field of ``message`` (and of the messages inside it) from the key
+    order of the JSON object ``tree`` it was parsed from."""
+    if not isinstance(tree, dict):
+        return
+    fields = message.DESCRIPTOR.fields
+    for field in fields:
+        value = tree.get(field.name, tree.get(field.json_name))
+        if value is None or field.message_type is None:
+            continue
+        if _is_map(field):
+            order = _order_of(field)
+            if order and isinstance(value, dict):
+                target = getattr(message, order)
+                del target[:]
+                target.extend(k for k in value if isinstance(k, str))
+            continue
+        if field.message_type.full_name.startswith("google.protobuf."):
+            continue
+        if field.is_repeated:
+            if isinstance(value, list):
+                for item, child in zip(value, getattr(message, field.name), strict=False):
+                    record_order(item, child)
+        elif message.HasField(field.name):
+            record_order(value, getattr(message, field.name))
 
 
 # ------------------------------------------------------------------------------------------- reshapers

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from gateway import policies
 from gateway.errors import HttpError, rpc_error_response
 from gateway.httprule import Template, compile_template
-from gateway.render import Renderer
+from gateway.render import Renderer, record_order
 from gateway.upstreams import Principal, Upstreams
 
 PAGE_FIELDS = ("next_page_token", "total_size")
@@ -254,6 +254,7 @@ def parse_into(tree: Any, message: Message, what: str) -> None:
         json_format.ParseDict(tree, message, ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
         raise HttpError(400, f"invalid {what}: {exc}") from None
+    record_order(tree, message)  # the declared order of its maps, which a protobuf map does not keep
 
 
 async def read_json(request: Request, limit: int) -> Any:

@@ -18,7 +18,7 @@ from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.commit import commit
-from services.asset.domain.common import Context
+from services.asset.domain.common import Context, in_declared_order
 from services.asset.events import Hub
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
@@ -51,7 +51,7 @@ def new_task(given: api.NewComputeTask) -> tasks.NewTask:
         function_key=given.function_key,
         worker=given.worker,
         tag=given.tag,
-        metadata=dict(given.metadata),
+        metadata=in_declared_order(given.metadata, given.metadata_order),
         inputs=[
             tasks.NewTaskInput(
                 identifier=i.identifier,
@@ -63,7 +63,7 @@ def new_task(given: api.NewComputeTask) -> tasks.NewTask:
         ],
         outputs={
             name: tasks.NewTaskOutput(permissions=o.permissions, transient=o.transient)
-            for name, o in given.outputs.items()
+            for name, o in in_declared_order(given.outputs, given.outputs_order).items()
         },
     )
 
@@ -147,7 +147,7 @@ class AssetService(api_grpc.AssetServiceServicer):
             type=request.type,
             permissions=request.permissions,
             logs_permission=_optional(request, "logs_permission"),
-            metadata=dict(request.metadata),
+            metadata=in_declared_order(request.metadata, request.metadata_order),
         )
         manager = await self._write(lambda ctx: datasets.register_data_manager(ctx, new))
         return api.RegisterDataManagerResponse(data_manager=manager)
@@ -198,9 +198,9 @@ class AssetService(api_grpc.AssetServiceServicer):
             description=request.description,
             archive=request.archive,
             permissions=request.permissions,
-            metadata=dict(request.metadata),
-            inputs=dict(request.inputs),
-            outputs=dict(request.outputs),
+            metadata=in_declared_order(request.metadata, request.metadata_order),
+            inputs=in_declared_order(request.inputs, request.inputs_order),
+            outputs=in_declared_order(request.outputs, request.outputs_order),
         )
         return api.RegisterFunctionResponse(
             function=await self._write(lambda ctx: functions.register_function(ctx, new))
@@ -230,7 +230,7 @@ class AssetService(api_grpc.AssetServiceServicer):
             key=request.key,
             name=request.name,
             tag=request.tag,
-            metadata=dict(request.metadata),
+            metadata=in_declared_order(request.metadata, request.metadata_order),
             creator=request.creator,
         )
         plan = await self._write(lambda ctx: plans.register_plan(ctx, new))

@@ -1,35 +1,46 @@
-"""Preparing a function's code for the local executor (the local stand-in for an image build).
+"""Building a function for the local executor (its stand-in for an image build).
 
-The archive is fetched, checked against the ledger's checksum, unpacked safely, and its
-Dockerfile read for the exec-form ENTRYPOINT. By default the task runs on the compute service's
-own interpreter, which has substratools. When the Dockerfile pip-installs packages that this
-interpreter does not already provide, a virtualenv (with the service's site packages visible) is
-made once per set of requirements and those packages are installed into it from wheels only: no
-Dockerfile command and no package build script ever runs. Unpacking happens in compute (checked,
-bounded, no links out); making the virtualenv and pip run in a jail of their own (ADR 0007), whose
-only writable folder is the virtualenv and which has the network to reach the package index.
+The archive is fetched, checked against the ledger's checksum and unpacked safely (in compute:
+checked, bounded, no links out) twice: the archive as uploaded (COPY's sources, read-only to the
+steps) and the function's directory, where the tasks will run. By default tasks run on the compute
+service's own interpreter, which has substratools. When the Dockerfile pip-installs packages that
+this interpreter does not already provide, a virtualenv (with the service's site packages visible)
+is made once per set of requirements and those packages are installed into it from wheels only, in
+a jail whose only writable folder is the virtualenv and which has the network to reach the package
+index. Then the Dockerfile's instructions are honoured in order (:mod:`services.compute.domain.dockerfile`
+says how): each RUN, COPY and WORKDIR in a jail of its own without network, whose only writable
+folder is the function's directory; an instruction that cannot be honoured fails the build, naming
+it. The build's log reads like ``docker build``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
 import hashlib
+import json
+import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import sysconfig
+import time
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from services.compute.domain import dockerfile
 from services.compute.domain.builds import BuildError, FunctionCode
 from services.compute.isolation import Mount, OneShot
 from services.kit import archives
 from services.kit.errors import InvalidArgument, ResourceExhausted
 
 TOOLING = {"pip", "setuptools", "wheel"}
+BUILT = "build.json"  # a finished build's record: its entrypoint and interpreter
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}
 
 
@@ -151,33 +162,126 @@ def missing(requirements: list[str]) -> list[str]:
 async def prepare(
     archive: Path, functions_dir: Path, checksum: str, log: Path, timeout: float, jails: OneShot
 ) -> FunctionCode:
-    """Unpack ``archive`` (once per checksum) and make its environment; BuildError on user mistakes."""
+    """Build ``archive`` once per checksum: unpacked, its environment made, its Dockerfile's steps run
+    (:mod:`services.compute.domain.dockerfile`); BuildError on user mistakes, naming the instruction."""
     target = functions_dir / checksum
-    code = target / "code"
-    marker = target / ".ready"
-    if not marker.exists():
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        try:
-            archives.inspect_function_archive(archive)
-            archives.extract(archive, code)
-        except (InvalidArgument, ResourceExhausted) as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            raise BuildError(str(exc)) from exc
-    dockerfile = (code / "Dockerfile").read_text(errors="replace")
+    built = target / BUILT
+    if built.is_file():  # compute's own record: never a file of the function's, which its steps may change
+        recorded = json.loads(built.read_text())
+        return FunctionCode(directory=target / "code", entrypoint=recorded["entrypoint"], python=recorded["python"])
+    if target.exists():
+        await asyncio.to_thread(_remove, target)  # what an interrupted or failed build left
+    target.mkdir(parents=True)
     try:
-        entrypoint = archives.parse_entrypoint(dockerfile)
+        code = await _build(archive, target, functions_dir, log, timeout, jails)
+    except BaseException:
+        await asyncio.to_thread(_remove, target)
+        raise
+    built.write_text(json.dumps({"entrypoint": code.entrypoint, "python": code.python}))
+    return code
+
+
+async def _build(archive: Path, target: Path, functions_dir: Path, log: Path, timeout: float, jails: OneShot):
+    deadline = time.monotonic() + timeout
+    context, code = target / "context", target / "code"
+    try:
+        archives.inspect_function_archive(archive)
+        archives.extract(archive, context)
+    except (InvalidArgument, ResourceExhausted) as exc:
+        raise BuildError(str(exc)) from exc
+    # The archive as uploaded stays apart, read-only to the steps (COPY's sources); the function's
+    # directory starts as a copy of it (links inside the archive copied as links).
+    shutil.copytree(context, code, symlinks=True)
+    text = (context / "Dockerfile").read_text(errors="replace")
+    try:
+        entrypoint = archives.parse_entrypoint(text)
     except InvalidArgument as exc:
         raise BuildError(str(exc)) from exc
-    packages = missing(pip_requirements(dockerfile, code))
-    python = sys.executable
+    packages = missing(pip_requirements(text, context))
+    python, venv = sys.executable, None
     if packages:
         # One virtualenv per set of requirements: functions that need the same packages share it.
         digest = hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:24]
-        python = await _virtualenv(functions_dir / "venvs" / digest, packages, code, log, timeout, jails)
-    marker.touch()
+        venv = functions_dir / "venvs" / digest
+        python = await _virtualenv(venv, packages, context, log, _left(deadline), jails)
+    path = [dockerfile.SHIMS, *([str(venv / "bin")] if venv else []), "/usr/local/bin", "/usr/bin", "/bin"]
+    env = {"PATH": ":".join(path), "HOME": "/tmp"}
+    steps = dockerfile.plan(text, env, lambda source: _expand(context, source))
+    shims = target / "shims"
+    shims.mkdir()
+    for name, script in dockerfile.shims(python).items():
+        (shims / name).write_text(script)
+        (shims / name).chmod(0o755)
+    mounts = [
+        Mount(code, dockerfile.WORK, writable=True),
+        Mount(context, dockerfile.CONTEXT),
+        Mount(shims, dockerfile.SHIMS),
+        *([Mount(venv, str(venv))] if venv else []),
+    ]
+    for number, step in enumerate(steps, start=1):
+        _note(log, f"Step {number}/{len(steps)} : {step.instruction.text}")
+        if not step.argv:
+            _note(log, f" ---> {step.note}")
+            continue
+        started = time.monotonic()
+        status = await jails.run(step.argv, log=log, timeout=_left(deadline), mounts=mounts)
+        if status == -1:
+            raise step.instruction.refused(f"the build timed out after {timeout:g} s")
+        if status != 0:
+            raise step.instruction.refused(f"returned a non-zero code: {status}")
+        _note(log, f" ---> done in {time.monotonic() - started:.1f} s")
+    await asyncio.to_thread(_tidy, code)
     return FunctionCode(directory=code, entrypoint=entrypoint, python=python)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise BuildError("the build timed out")
+    return left
+
+
+def _note(log: Path, line: str) -> None:
+    with open(log, "a") as out:
+        out.write(line + "\n")
+
+
+def _expand(context: Path, source: str) -> list[tuple[str, bool]]:
+    """The archive's entries a COPY source names (a path or a glob), relative, and whether each is a folder."""
+    root = context.resolve()
+    matches = sorted(glob.glob(source, root_dir=root)) if re.search(r"[*?[]", source) else [source]
+    found = []
+    for relative in matches:
+        path = root / relative
+        if (path.exists() or path.is_symlink()) and path.resolve().is_relative_to(root):
+            found.append((relative, path.is_dir() and not path.is_symlink()))
+    return found
+
+
+def _tidy(root: Path) -> None:
+    """Make what the steps left safe to copy and to remove: anything but a file, a folder or a link (a
+    FIFO or a socket would block or mislead whoever copies it for a task) removed; folders and files
+    readable and writable by their owner, without setuid, setgid or sticky bits (a step may have
+    locked a folder with ``chmod 000``). Folders are opened to walk them only once opened up."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    os.chmod(root, 0o755)
+    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
+        for name in dirs + files:
+            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                os.chmod(name, (mode & 0o777) | 0o755, dir_fd=folder_fd)
+            elif stat.S_ISREG(mode):
+                os.chmod(name, (mode & 0o777) | 0o644, dir_fd=folder_fd)
+            elif not stat.S_ISLNK(mode):
+                os.unlink(name, dir_fd=folder_fd)
+
+
+def _remove(target: Path) -> None:
+    """Remove a build's folder, whatever its steps did to the modes of what they wrote."""
+    with contextlib.suppress(OSError):
+        _tidy(target / "code")
+    shutil.rmtree(target, ignore_errors=True)
 
 
 _VENV_LOCKS: dict[Path, asyncio.Lock] = {}

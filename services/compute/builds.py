@@ -1,5 +1,6 @@
 """Building functions: a ``work.<org>.build`` message → the function BUILDING, its code prepared,
-its image recorded and READY, or its build failed with the logs.
+its image recorded and READY, or its build failed with the logs. One build at a time per
+organization, in submission order (Substra's builder).
 
 For the local executor a function's "image" is its archive, unpacked and given an environment
 (:mod:`services.compute.build`); the Kubernetes executor passes its own preparation (a Kaniko image
@@ -59,10 +60,16 @@ class Builds:
         self._timeout = timeout
         self._prepare = prepare or self._prepare_locally
         self._locks: dict[str, asyncio.Lock] = {}
+        self._one_at_a_time = asyncio.Lock()  # FIFO: builds start in the order their messages came
 
     async def on_build(self, data: bytes) -> None:
-        """Handle one build message (skipped when the ledger says the build is settled)."""
-        work = work_pb2.BuildFunction.FromString(data)
+        """Handle one build message (skipped when the ledger says the build is settled). Builds run one
+        at a time, in the order their messages arrive, as Substra's builder runs them: a function stays
+        WAITING until its build starts, then BUILDING until it is READY or FAILED."""
+        async with self._one_at_a_time:  # taken before any await: the waiting messages keep their order
+            await self._build(work_pb2.BuildFunction.FromString(data))
+
+    async def _build(self, work: work_pb2.BuildFunction) -> None:
         function = await self._ledger.function(work.channel, work.function_key)
         step = builds.build_step(function, self._org)
         if step is BuildStep.SKIP:
@@ -83,10 +90,12 @@ class Builds:
                 out.write(f"build failed: {exc}\n")
             await self._failures.report(work.channel, builds.build_failure(function.key), logs)
             return
-        build_us = int((time.perf_counter() - started) * 1e6)
+        built = time.perf_counter()
+        await self._ledger.profiling_step(work.channel, function.key, builds.BUILD_IMAGE, _micros(started, built))
         await self._ledger.update_function(work.channel, builds.built(function))
         await self._ledger.function_action(work.channel, function.key, res.FUNCTION_ACTION_READY)
-        await self._ledger.profiling_step(work.channel, function.key, "build_image", build_us)
+        saved = _micros(built, time.perf_counter())
+        await self._ledger.profiling_step(work.channel, function.key, builds.SAVE_FUNCTION, saved)
 
     async def code(self, channel: str, function: res.Function, logs: Path) -> FunctionCode:
         """The function's code, fetched from its owner and prepared once per archive; BuildError when it
@@ -114,3 +123,7 @@ class Builds:
         """The local executor's preparation: the archive unpacked, its environment made in a jail."""
         checksum = function.archive.checksum
         return await build.prepare(archive, self._places.functions, checksum, logs, self._timeout, self._jails)
+
+
+def _micros(start: float, end: float) -> int:
+    return int((end - start) * 1e6)

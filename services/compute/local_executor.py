@@ -6,6 +6,7 @@ and function. A runner's view of the organization is its own folder::
 
     <work>/runners/<id>/work/        a copy of the function's code, the runner's cwd   (rw: /tessera/work)
     <work>/runners/<id>/in/<task>/   the task's inputs, hard links into the cache      (ro: /tessera/in)
+                                     (input i at i/<cache name>: a data sample's folder is its key)
     <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
 
 Inputs are staged for a task just before it runs and removed just after, so a runner never sees
@@ -212,7 +213,7 @@ class WarmRunner:
         self._chown(outbox)
         inputs = []
         for index, item in enumerate(spec.inputs):
-            name = f"{index}-{item.path.name}"
+            name = layout.staged_name(index, item.path.name)
             link_tree(item.path, inbox / name)
             inputs.append(layout.input_entry(item.identifier, f"/tessera/in/{spec.key}/{name}", item.multiple))
         outputs = [

@@ -120,7 +120,7 @@ class Runs:
         durations: dict[str, int] = {}
         result: ExecutionResult | None = None
         try:
-            run.step = "download_function"
+            run.step = runs.DOWNLOAD
             t0 = time.perf_counter()
             logs = self._places.build_log(task.function_key)
             logs.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ class Runs:
             t0 = time.perf_counter()
             completion = await self._save_outputs(run.channel, task, result, set(start.registered_outputs))
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
-            completion = runs.profiling(completion, durations)
+            completion = runs.profiling(completion, durations, task)
             self._completions.keep(run.channel, completion)  # the work is done: never run it again
             await self._ledger.complete_task(run.channel, completion)
             self._completions.drop(task.key)

@@ -22,6 +22,7 @@ from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2
 
+from services.compute.domain.places import Places
 from tests.execution.conftest import download, wait_function_ready, wait_plan_final
 from tests.hostile.hostile_functions import HOSTILE, probe_wheel
 from tools.samples import flassets
@@ -57,7 +58,7 @@ def _targets(network, org1_id: str, private_sample: str) -> dict:
             str(state / "org-secrets.json"),
             str(state / f"users-{org1_id}.json"),
             str(state / "network.json"),
-            str(work / "cache" / "data_samples" / private_sample / "data" / "data.csv"),
+            str(Places(work).data_sample(private_sample) / "data.csv"),
             str(postgres.data_dir / "PG_VERSION"),
             "/etc/shadow",
             "/etc/passwd",
@@ -191,7 +192,7 @@ def test_inputs_interpreter_and_runner_cannot_be_changed(setup):
     dm = org1.ledger.GetDataManager(api.GetDataManagerRequest(key=setup["dm"])).data_manager
     cached = setup["work"] / "cache" / "openers" / dm.key / "__init__.py"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == dm.opener.checksum
-    sample = setup["work"] / "cache" / "data_samples" / setup["samples"][0] / "data" / "data.csv"
+    sample = Places(setup["work"]).data_sample(setup["samples"][0]) / "data.csv"
     assert b"injected" not in sample.read_bytes()
     _still_serves(setup)
 

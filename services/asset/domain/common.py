@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -80,6 +80,15 @@ class Violations:
             self.add(f"{path}.storage_address", "must be an absolute http(s) URL")
 
 
+def in_declared_order(mapping: Mapping[str, T], order: Iterable[str]) -> dict[str, T]:
+    """``mapping`` as a dict in the order its keys were declared: ``order`` first (a request's
+    ``<map>_order``: a protobuf map has no order of its own), then any key it does not list, sorted.
+    The result never depends on a map's iteration order, which differs from one process to another."""
+    listed = [k for k in dict.fromkeys(order) if k in mapping]
+    seen = set(listed)
+    return {k: mapping[k] for k in [*listed, *sorted(k for k in mapping if k not in seen)]}
+
+
 def validate_key(path: str, value: str) -> str:
     """A single key argument: its normalized form, or INVALID_ARGUMENT."""
     violations = Violations()
@@ -110,11 +119,17 @@ def make_permissions(new: res.NewPermissions, owner: str) -> res.Permissions:
     return res.Permissions(process=permission, download=permission)
 
 
+INVALID_PERMISSION = "invalid permission input values"
+"""Substra's words for a permission naming an unknown organization (clients match on them)."""
+
+
 def check_authorized_ids(violations: Violations, path: str, new: res.NewPermissions, known: set[str]) -> None:
     """Every authorized id must be a registered organization of the channel."""
     for i, org in enumerate(new.authorized_ids):
         if org not in known:
-            violations.add(f"{path}.authorized_ids[{i}]", f"{org!r} is not an organization of this channel")
+            violations.add(
+                f"{path}.authorized_ids[{i}]", f"{INVALID_PERMISSION}: {org!r} is not an organization of this channel"
+            )
 
 
 def allows(permission: res.Permission, org: str) -> bool:

@@ -72,6 +72,7 @@ def register_data_manager(ctx: Context, new: NewDataManager) -> res.DataManager:
         type=new.type,
         logs_permission=make_permission(logs, ctx.org),
         metadata=dict(new.metadata),
+        metadata_order=list(new.metadata),
         creation_date=timestamp(ctx.now),
     )
     ctx.store.add_data_manager(manager)

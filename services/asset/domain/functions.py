@@ -103,6 +103,9 @@ def register_function(ctx: Context, new: NewFunction) -> res.Function:
         inputs=dict(new.inputs),
         outputs=dict(new.outputs),
         status=res.FUNCTION_STATUS_WAITING,
+        metadata_order=list(new.metadata),
+        inputs_order=list(new.inputs),
+        outputs_order=list(new.outputs),
     )
     ctx.store.add_function(function)
     ctx.emit(res.ASSET_FUNCTION, key, ev.EVENT_ASSET_CREATED, function)

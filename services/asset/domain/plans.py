@@ -59,6 +59,7 @@ def register_plan(ctx: Context, new: NewPlan) -> res.ComputePlan:
         tag=new.tag,
         name=new.name,
         metadata=dict(new.metadata),
+        metadata_order=list(new.metadata),
         creation_date=timestamp(ctx.now),
         status=res.PLAN_STATUS_CREATED,
         creator=new.creator,
@@ -164,7 +165,9 @@ def derive(plan: res.ComputePlan, now: dt.datetime) -> None:
 
 
 def present(plan: res.ComputePlan, now: dt.datetime) -> res.ComputePlan:
-    """Fill the read-time fields: duration and estimated end date."""
+    """Fill the read-time fields: duration (0 until the plan starts: Substra's value, which clients
+    compare across organizations) and estimated end date."""
+    plan.duration = 0
     if plan.HasField("start_date"):
         start = plan.start_date.ToDatetime(dt.UTC)
         end = plan.end_date.ToDatetime(dt.UTC) if plan.HasField("end_date") else now

@@ -363,6 +363,14 @@ def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, pla
         logs_permission = res.Permission(public=False, authorized_ids=[ctx.org])
         for parent in parents:
             logs_permission = union(logs_permission, parent.logs_permission)
+    failed_build = {}
+    if function.status == res.FUNCTION_STATUS_FAILED:
+        # Registered after its function failed to build: it fails at once, with the build's logs (as the
+        # tasks that were waiting for the build when it failed).
+        failed_build["error_type"] = res.BUILD_ERROR
+        report = ctx.store.get_failure_report(function.key)
+        if report is not None and report.HasField("logs_address"):
+            failed_build["logs_address"] = report.logs_address
     return res.ComputeTask(
         key=key,
         owner=ctx.org,
@@ -377,8 +385,10 @@ def _build(batch: _Batch, v: Violations, i: int, key: str, request: NewTask, pla
         inputs=inputs,
         outputs=outputs,
         tag=tag,
+        metadata_order=list(metadata),
+        outputs_order=list(outputs),
         function=function,
-        **({"error_type": res.BUILD_ERROR} if function.status == res.FUNCTION_STATUS_FAILED else {}),
+        **failed_build,
     )
 
 
@@ -511,7 +521,7 @@ def _check_outputs(batch: _Batch, v: Violations, path: str, request: NewTask, fu
     for extra in sorted(given - declared):
         v.add(f"{path}.outputs[{extra}]", f"{extra!r} is not an output of function {function.key}")
     outputs = {}
-    for identifier in sorted(declared & given):
+    for identifier in [name for name in request.outputs if name in declared]:  # as the request declares them
         spec, out = function.outputs[identifier], request.outputs[identifier]
         opath = f"{path}.outputs[{identifier}]"
         check_authorized_ids(v, f"{opath}.permissions", out.permissions, batch.orgs)

@@ -34,6 +34,9 @@ FUNCTION_COLUMNS = (
     "outputs",
     "status",
     "metadata",
+    "metadata_order",
+    "inputs_order",
+    "outputs_order",
 )
 # Task fields that are columns of their own and change after registration.
 TASK_COLUMNS = ("status", "start_date", "end_date", "error_type", "logs_address")

@@ -209,7 +209,7 @@ class Queries:
 
     def plans(self, request) -> Page:
         t = ComputePlanRow
-        duration = _duration(t.start_date, t.end_date)
+        duration = sa.func.coalesce(_duration(t.start_date, t.end_date), 0)  # 0 until it starts, as shown
         query = _where(
             sa.select(t).where(t.channel == self.channel),
             _in(t.key, request.key),
@@ -377,7 +377,7 @@ class Queries:
         query = _where(
             sa.select(s).where(s.channel == self.channel),
             s.asset_key == request.asset_key if request.asset_key else None,
-        ).order_by(s.asset_key, s.step)
+        ).order_by(s.asset_key, s.position)
         return paginate(
             self.session,
             request,

@@ -59,6 +59,18 @@ def when(message: Message, field: str) -> dt.datetime | None:
 
 
 # ------------------------------------------------------------------------------------ row ⇄ message
+def map_order(message: Message, *maps: str) -> dict[str, list[str]]:
+    """The ``map_order`` column of a message: the declared key order of each of its ``maps``."""
+    return {name: list(getattr(message, f"{name}_order")) for name in maps}
+
+
+def _set_order(message: M, stored: dict | None) -> M:
+    """Put a row's ``map_order`` back into the message's ``<map>_order`` fields."""
+    for name, keys in (stored or {}).items():
+        getattr(message, f"{name}_order").extend(keys)
+    return message
+
+
 def organization(row: OrganizationRow) -> res.Organization:
     """Row to message."""
     return res.Organization(id=row.id, address=row.address, creation_date=stamp(row.creation_date))
@@ -66,7 +78,7 @@ def organization(row: OrganizationRow) -> res.Organization:
 
 def data_manager(row: DataManagerRow, sample_keys: list[str] | None = None) -> res.DataManager:
     """Row to message."""
-    return res.DataManager(
+    message = res.DataManager(
         key=row.key,
         name=row.name,
         owner=row.owner,
@@ -79,6 +91,7 @@ def data_manager(row: DataManagerRow, sample_keys: list[str] | None = None) -> r
         creation_date=stamp(row.creation_date),
         data_sample_keys=sample_keys or [],
     )
+    return _set_order(message, row.map_order)
 
 
 def data_sample(row: DataSampleRow) -> res.DataSample:
@@ -111,7 +124,7 @@ def function(row: FunctionRow) -> res.Function:
         message.outputs[name].CopyFrom(as_message(res.FunctionOutput, spec))
     if row.image:
         message.image.CopyFrom(as_message(res.Addressable, row.image))
-    return message
+    return _set_order(message, row.map_order)
 
 
 PLAN_COUNTERS = (
@@ -146,7 +159,7 @@ def plan(row: ComputePlanRow) -> res.ComputePlan:
         value = getattr(row, name)
         if value is not None:
             getattr(message, name).CopyFrom(stamp(value))
-    return message
+    return _set_order(message, row.map_order)
 
 
 def plan_values(message: res.ComputePlan) -> dict[str, Any]:
@@ -158,6 +171,7 @@ def plan_values(message: res.ComputePlan) -> dict[str, Any]:
         "tag": message.tag,
         "creator": message.creator,
         "metadata_": dict(message.metadata),
+        "map_order": map_order(message, "metadata"),
         "creation_date": when(message, "creation_date"),
         "failed_task_key": message.failed_task_key,
         "status": message.status,
@@ -197,7 +211,7 @@ def task(row: ComputeTaskRow, functions: dict[str, res.Function] | None = None) 
         message.logs_address.CopyFrom(as_message(res.Addressable, row.logs_address))
     if functions and row.function_key in functions:
         message.function.CopyFrom(functions[row.function_key])
-    return message
+    return _set_order(message, row.map_order)
 
 
 def task_values(message: res.ComputeTask) -> dict[str, Any]:
@@ -212,6 +226,7 @@ def task_values(message: res.ComputeTask) -> dict[str, Any]:
         "status": message.status,
         "tag": message.tag,
         "metadata_": dict(message.metadata),
+        "map_order": map_order(message, "metadata", "outputs"),
         "logs_permission": as_dict(message.logs_permission),
         "inputs": [as_dict(i) for i in message.inputs],
         "outputs": {name: as_dict(o) for name, o in message.outputs.items()},
@@ -343,6 +358,7 @@ class SqlStore:
                 type=manager.type,
                 logs_permission=as_dict(manager.logs_permission),
                 metadata_=dict(manager.metadata),
+                map_order=map_order(manager, "metadata"),
                 creation_date=when(manager, "creation_date"),
             )
         )
@@ -405,6 +421,7 @@ class SqlStore:
             "outputs": {k: as_dict(v) for k, v in f.outputs.items()},
             "status": f.status,
             "metadata_": dict(f.metadata),
+            "map_order": map_order(f, "metadata", "inputs", "outputs"),
         }
 
     def add_function(self, f: res.Function) -> None:

@@ -2,7 +2,9 @@
 
 Queryable fields are columns; nested structures (permissions, addressables, function and task
 inputs/outputs) are JSONB documents in the protobuf JSON form, so they stay readable and
-filterable in SQL. Every table carries the channel: a record is visible only in its channel.
+filterable in SQL. A JSONB object keeps no key order: ``map_order`` keeps the declared order of a
+row's maps (the messages' ``<map>_order`` fields). Every table carries the channel: a record is
+visible only in its channel.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class DataManagerRow(Base):
     type: Mapped[str] = mapped_column(sa.String(100), default="")
     logs_permission: Mapped[dict] = mapped_column(JSONB)
     metadata_: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
+    # The declared order of each map field's keys ({"metadata": [...], ...}; JSONB objects keep none).
+    map_order: Mapped[dict] = mapped_column(JSONB, default=dict)
     creation_date: Mapped[dt.datetime] = mapped_column(Stamp)
 
 
@@ -84,6 +88,8 @@ class FunctionRow(Base):
     outputs: Mapped[dict] = mapped_column(JSONB)
     status: Mapped[int] = mapped_column(sa.SmallInteger)
     metadata_: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
+    # The declared order of each map field's keys ({"metadata": [...], ...}; JSONB objects keep none).
+    map_order: Mapped[dict] = mapped_column(JSONB, default=dict)
     creation_date: Mapped[dt.datetime] = mapped_column(Stamp)
 
 
@@ -99,6 +105,8 @@ class ComputePlanRow(Base):
     tag: Mapped[str] = mapped_column(Name, default="")
     creator: Mapped[str] = mapped_column(sa.String(150), default="")
     metadata_: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
+    # The declared order of each map field's keys ({"metadata": [...], ...}; JSONB objects keep none).
+    map_order: Mapped[dict] = mapped_column(JSONB, default=dict)
     creation_date: Mapped[dt.datetime] = mapped_column(Stamp)
     cancelation_date: Mapped[dt.datetime | None] = mapped_column(Stamp, nullable=True)
     failure_date: Mapped[dt.datetime | None] = mapped_column(Stamp, nullable=True)
@@ -138,6 +146,8 @@ class ComputeTaskRow(Base):
     status: Mapped[int] = mapped_column(sa.SmallInteger)
     tag: Mapped[str] = mapped_column(Name, default="")
     metadata_: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
+    # The declared order of each map field's keys ({"metadata": [...], ...}; JSONB objects keep none).
+    map_order: Mapped[dict] = mapped_column(JSONB, default=dict)
     logs_permission: Mapped[dict] = mapped_column(JSONB)
     inputs: Mapped[list] = mapped_column(JSONB)
     outputs: Mapped[dict] = mapped_column(JSONB)
@@ -226,6 +236,8 @@ class ProfilingStepRow(Base):
     asset_key: Mapped[str] = mapped_column(Key, primary_key=True)
     step: Mapped[str] = mapped_column(Name, primary_key=True)
     duration: Mapped[int] = mapped_column(sa.BigInteger)
+    # Recording order: an asset's steps are listed as they were taken (Substra's rundown order).
+    position: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity())
 
 
 class ChannelPositionRow(Base):

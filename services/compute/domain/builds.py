@@ -16,7 +16,21 @@ from tessera.asset.v1 import resources_pb2 as res
 
 from services.compute.domain.errors import BuildError
 
-__all__ = ["BuildError", "BuildStep", "FunctionCode", "build_failure", "build_step", "built"]
+__all__ = [
+    "BUILD_IMAGE",
+    "SAVE_FUNCTION",
+    "BuildError",
+    "BuildStep",
+    "FunctionCode",
+    "build_failure",
+    "build_step",
+    "built",
+]
+
+BUILD_IMAGE = "build_image"
+"""The profiling step of a build itself (Substra's name): the code fetched and prepared."""
+SAVE_FUNCTION = "save_function"
+"""The profiling step after it (Substra's name): the image recorded and the function READY."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,13 @@ TASK_LOG = "task.log"
 SAFE_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
+def staged_name(index: int, name: str) -> str:
+    """Where input number ``index`` of a task is staged, relative to the task's inputs folder: a folder
+    of its own per input, holding the input under its cache name (``name``), so that a data sample's
+    folder keeps the sample's key as its last component, an opener its ``__init__.py``."""
+    return f"{index}/{name}"
+
+
 def input_entry(identifier: str, path: str, multiple: bool) -> dict:
     """One entry of ``--inputs`` or ``--outputs``."""
     return {"id": identifier, "value": path, "multiple": multiple}

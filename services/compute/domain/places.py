@@ -4,7 +4,7 @@
     functions/<checksum>/               its unpacked code (and functions/venvs/: the build's virtualenvs)
     builds/<function key>.log           a function's build log
     cache/openers/<data manager>/       a data manager's opener (``__init__.py``)
-    cache/data_samples/<key>/data/      a data sample, unpacked
+    cache/samples/<key>/<key>/          a data sample, unpacked (the folder is named by its key)
     cache/models/<key>                  a model, fetched or produced here
     completions/<task key>              a finished task's CompleteTask, kept until the ledger has it
 
@@ -42,8 +42,9 @@ class Places:
         return self.cache / "openers" / data_manager_key / "__init__.py"
 
     def data_sample(self, key: str) -> Path:
-        """The unpacked data sample a task reads (a folder)."""
-        return self.cache / "data_samples" / key / "data"
+        """The unpacked data sample a task reads: a folder named by the sample's key, as Substra lays
+        samples out (functions may identify samples by their folder's name)."""
+        return self.cache / "samples" / key / key
 
     def model(self, key: str) -> Path:
         return self.cache / "models" / key

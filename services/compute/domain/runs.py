@@ -22,8 +22,12 @@ from services.compute.domain.execution import ExecutionResult, TaskInput, TaskSp
 from services.compute.domain.outputs import output_files
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 
-STEPS = ("download_function", "prepare_inputs", "task_execution", "save_outputs")
-"""A run's steps, in order, named as Substra names them (each one's duration is a profiling step)."""
+STEPS = ("prepare_inputs", "download_function", "task_execution", "save_outputs")
+"""A run's timed steps, named and listed as Substra names and lists them (each one's duration is a
+profiling step). Substra's three task steps are always there; ``download_function`` only for a
+function another organization owns, whose code is fetched from it (Substra's image download)."""
+
+DOWNLOAD = "download_function"
 
 QUEUED = "queued"
 """A run's step until the ledger has started it."""
@@ -117,9 +121,15 @@ def failure_note(reason: str) -> str:
     return f"\n[tessera] the task failed: {reason}\n"
 
 
-def profiling(completion: api.CompleteTaskRequest, durations: dict[str, int]) -> api.CompleteTaskRequest:
-    """``completion`` with each step's duration (microseconds) as a profiling step, in step order."""
+def profiling(
+    completion: api.CompleteTaskRequest, durations: dict[str, int], task: res.ComputeTask
+) -> api.CompleteTaskRequest:
+    """``completion`` with each step's duration (microseconds) as a profiling step, in step order; the
+    function's download only when another organization owns the function."""
+    peers = task.function.owner != task.worker
     completion.profiling_steps.extend(
-        api.TaskProfilingStep(step=step, duration=durations[step]) for step in STEPS if step in durations
+        api.TaskProfilingStep(step=step, duration=durations[step])
+        for step in STEPS
+        if step in durations and (step != DOWNLOAD or peers)
     )
     return completion

@@ -263,7 +263,7 @@ def test_plan_waiting_for_builds_is_created(ledger):
     register(org1, root, chain_task(plan.key, function, root.key))
     waiting = get_plan(org1, plan.key)
     assert waiting.status == res.PLAN_STATUS_CREATED and waiting.waiting_builder_slot_count == 2
-    assert not waiting.HasField("start_date") and not waiting.HasField("duration")
+    assert not waiting.HasField("start_date") and waiting.duration == 0
     function_action(org1, function.key, res.FUNCTION_ACTION_BUILDING)
     building = get_plan(org1, plan.key)
     assert building.status == res.PLAN_STATUS_DOING and building.HasField("start_date")
@@ -692,7 +692,11 @@ def test_plan_status_and_dates(ledger):
     plan = make_plan(org1)
     empty = get_plan(org1, plan.key)
     assert empty.status == res.PLAN_STATUS_CREATED
-    assert not (empty.HasField("start_date") or empty.HasField("end_date") or empty.HasField("duration"))
+    assert not (empty.HasField("start_date") or empty.HasField("end_date"))
+    assert empty.HasField("duration") and empty.duration == 0  # 0, not null, until it starts (as Substra)
+    # The filters see the duration shown: a plan that has not started lasted 0 seconds.
+    listed = org1.ListComputePlans(api.ListComputePlansRequest(key=[plan.key], duration_max=0)).compute_plans
+    assert [p.key for p in listed] == [plan.key] and listed[0].duration == 0
 
     first, second = chain_task(plan.key, function), chain_task(plan.key, function)
     register(org1, first, second)

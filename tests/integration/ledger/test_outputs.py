@@ -629,9 +629,9 @@ def steps_of(stub, key: str) -> list[tuple[str, int]]:
 def test_function_build_profiling(ledger):
     function = make_function(ledger.org1, ready=False)
     before = head(ledger.org1)
-    step = profile(ledger.org1, function.key, "save_function", 1200)
-    assert (step.asset_key, step.step, step.duration) == (function.key, "save_function", 1200)
-    profile(ledger.org1, function.key, "build_image", 3_000_000)
+    step = profile(ledger.org1, function.key, "build_image", 3_000_000)
+    assert (step.asset_key, step.step, step.duration) == (function.key, "build_image", 3_000_000)
+    profile(ledger.org1, function.key, "save_function", 1200)
     events = events_after(ledger.org1, before)
     assert [(e.asset_kind, e.event_kind, e.asset_key) for e in events] == [
         (res.ASSET_PROFILING_STEP, ev.EVENT_ASSET_CREATED, function.key)
@@ -648,9 +648,11 @@ def test_task_profiling(ledger):
     task = executing(ledger)
     profile(ledger.org2, task.key, "prepare_inputs", 10)
     profile(ledger.org2, task.key, "task_execution", 20)
+    profile(ledger.org2, task.key, "save_outputs", 5)
     assert call_error(profile, ledger.org1, task.key, "save_outputs", 1).code == grpc.StatusCode.PERMISSION_DENIED
     assert call_error(profile, ledger.org2, task.key, "prepare_inputs", 1).code == grpc.StatusCode.ALREADY_EXISTS
-    assert steps_of(ledger.org1, task.key) == [("prepare_inputs", 10), ("task_execution", 20)]
+    # Listed as they were taken (Substra's rundown), not by name.
+    assert steps_of(ledger.org1, task.key) == [("prepare_inputs", 10), ("task_execution", 20), ("save_outputs", 5)]
 
 
 @pytest.mark.parametrize(

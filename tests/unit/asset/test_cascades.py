@@ -80,15 +80,18 @@ def test_tasks_of_a_failed_build_are_born_failed_and_their_children_canceled(led
     plan = ledger.compute_plan()
     broken = ledger.function(built=False)
     ledger.function_action(ORG1, broken.key, res.FUNCTION_ACTION_BUILDING)
+    logs = address("logs")
     ledger.write(
         ORG1,
-        lambda ctx: outputs.register_failure_report(ctx, broken.key, res.FAILED_ASSET_FUNCTION, res.BUILD_ERROR),
+        lambda ctx: outputs.register_failure_report(ctx, broken.key, res.FAILED_ASSET_FUNCTION, res.BUILD_ERROR, logs),
     )
     parent = ledger.new_task(plan, broken)
     child = ledger.new_task(plan, ledger.function(), [from_parent(parent.key)])
     born = ledger.register(ORG1, parent, child)
     assert [t.status for t in born] == [res.STATUS_FAILED, res.STATUS_CANCELED]
     assert born[0].error_type == res.BUILD_ERROR
+    # Its logs are the build's, as for the tasks that were waiting when the build failed.
+    assert born[0].logs_address == logs and ledger.task(parent.key).logs_address == logs
     assert ledger.plan(plan.key).status == res.PLAN_STATUS_FAILED
     with pytest.raises(FailedPrecondition) as refused:  # a failed plan takes no more tasks
         ledger.add_task(plan, ledger.function())

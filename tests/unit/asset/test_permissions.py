@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.asset.domain import outputs, tasks
+from services.asset.domain import datasets, outputs, tasks
 from services.asset.domain.common import make_permissions, union
 from services.kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from tests.unit.asset.conftest import ORG1, ORG2, ORG3, TEST_IO, TRAIN_IO, from_parent, private, public
@@ -40,6 +40,23 @@ def test_authorized_ids_must_be_organizations_of_the_channel(ledger):
     with pytest.raises(InvalidArgument) as refused:
         ledger.register(ORG1, task)
     assert refused.value.violations[0].field == "tasks[0].outputs[model].permissions.authorized_ids[0]"
+    # Substra's words, which clients match on, besides the field and the organization.
+    assert "invalid permission input values" in refused.value.message
+    assert "permissions.authorized_ids[0]" in refused.value.message and "StrangerMSP" in refused.value.message
+
+
+def test_a_data_manager_naming_an_unknown_organization_is_refused_in_substra_s_words(ledger):
+    new = datasets.NewDataManager(
+        key=ledger.key(),
+        name="dataset",
+        description=ledger.address("description"),
+        opener=ledger.address("opener"),
+        permissions=private(ORG2, "StrangerMSP"),
+        logs_permission=public(),
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        ledger.write(ORG1, lambda ctx: datasets.register_data_manager(ctx, new))
+    assert refused.value.message.startswith("permissions.authorized_ids[1]: invalid permission input values")
 
 
 def test_a_model_takes_the_permissions_of_its_output_and_belongs_to_the_worker(ledger):

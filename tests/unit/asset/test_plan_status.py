@@ -89,6 +89,13 @@ def test_presenting_a_running_plan_estimates_its_end_from_the_done_tasks():
     assert plan.estimated_end_date == timestamp(NOW + dt.timedelta(hours=1))
 
 
+def test_a_plan_that_has_not_started_has_a_duration_of_zero_and_no_estimate():
+    plan = plan_with(task_count=2, status=res.PLAN_STATUS_CREATED)
+    plans.present(plan, NOW)
+    assert plan.HasField("duration") and plan.duration == 0  # shown as 0, not null, as Substra does
+    assert not plan.HasField("estimated_end_date")
+
+
 def test_presenting_a_finished_plan_gives_its_end_as_estimate():
     end = START + dt.timedelta(minutes=10)
     plan = plan_with(task_count=1, done_count=1, status=res.PLAN_STATUS_DONE, start_date=START, end_date=end)

@@ -8,6 +8,7 @@ import pytest
 from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2
 
+from services.compute.domain import layout
 from services.compute.domain.errors import UserError
 from services.compute.domain.execution import TaskInput
 from services.compute.domain.inputs import placements
@@ -51,8 +52,8 @@ def test_each_input_is_fetched_from_its_owner_into_the_cache_in_input_order():
     ]
     assert [p.path for p in found] == [
         Path("/work/cache/openers/dm-1/__init__.py"),
-        Path("/work/cache/data_samples/s-1/data"),
-        Path("/work/cache/data_samples/s-2/data"),
+        Path("/work/cache/samples/s-1/s-1"),
+        Path("/work/cache/samples/s-2/s-2"),
         Path("/work/cache/models/m-1"),
     ]
 
@@ -68,7 +69,7 @@ def test_the_task_gets_each_input_with_the_function_s_multiplicity():
     found = placements(_task(), [_opener(), _sample("s-1"), _model("models", "m-1"), _model("model", "m-2")], PLACES)
     assert [p.task_input() for p in found] == [
         TaskInput("opener", Path("/work/cache/openers/dm-1/__init__.py"), False),
-        TaskInput("datasamples", Path("/work/cache/data_samples/s-1/data"), True),
+        TaskInput("datasamples", Path("/work/cache/samples/s-1/s-1"), True),
         TaskInput("models", Path("/work/cache/models/m-1"), True),
         TaskInput("model", Path("/work/cache/models/m-2"), False),
     ]
@@ -89,3 +90,11 @@ def test_compute_s_own_files_have_one_place_each():
     assert PLACES.build_log("f-1") == Path("/work/builds/f-1.log")
     assert PLACES.functions == Path("/work/functions")
     assert PLACES.model("m") == Path("/work/cache/models/m")
+
+
+def test_a_task_sees_each_data_sample_in_a_folder_named_by_the_sample_s_key():
+    """Substra lays samples out as ``data_samples/<key>``; functions may identify samples by folder name."""
+    found = placements(_task(), [_opener(), _sample("s-1"), _sample("s-2"), _model("models", "m-1")], PLACES)
+    staged = [Path("/tessera/in/t", layout.staged_name(i, p.path.name)) for i, p in enumerate(found)]
+    assert [path.name for path in staged] == ["__init__.py", "s-1", "s-2", "m-1"]
+    assert len({path.parent for path in staged}) == 4  # one folder per input: no two names collide

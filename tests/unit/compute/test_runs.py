@@ -93,14 +93,31 @@ def test_the_task_spec_carries_the_task_its_code_and_its_inputs():
     assert spec.outputs == {"model": "model.model", "perf": "perf-perf.json"}
 
 
-def test_profiling_steps_follow_the_steps_order():
-    completion = runs.profiling(
-        api.CompleteTaskRequest(task_key="t"), {"save_outputs": 4, "download_function": 1, "task_execution": 3}
-    )
+DURATIONS = {"save_outputs": 4, "download_function": 1, "task_execution": 3, "prepare_inputs": 2}
+
+
+def _task(function_owner: str) -> res.ComputeTask:
+    task = res.ComputeTask(key="t", worker="MyOrg2MSP")
+    task.function.owner = function_owner
+    return task
+
+
+def test_a_task_has_substra_s_three_steps_in_substra_s_order():
+    completion = runs.profiling(api.CompleteTaskRequest(task_key="t"), dict(DURATIONS), _task("MyOrg2MSP"))
     assert [(s.step, s.duration) for s in completion.profiling_steps] == [
-        ("download_function", 1),
+        ("prepare_inputs", 2),
         ("task_execution", 3),
         ("save_outputs", 4),
+    ]
+
+
+def test_a_function_fetched_from_its_owner_adds_its_download_as_substra_does():
+    completion = runs.profiling(api.CompleteTaskRequest(task_key="t"), dict(DURATIONS), _task("MyOrg1MSP"))
+    assert [s.step for s in completion.profiling_steps] == [
+        "prepare_inputs",
+        "download_function",
+        "task_execution",
+        "save_outputs",
     ]
 
 

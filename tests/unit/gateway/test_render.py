@@ -67,3 +67,41 @@ def test_news_items_speak_the_frontends_status_words():
     assert created["status"] == "STATUS_CREATED"
     for word in ("CREATED", "DOING", "DONE", "CANCELED"):
         assert renderer.message(news.NewsFeedItem(status=f"PLAN_STATUS_{word}"))["status"] == f"STATUS_{word}"
+
+
+def test_maps_are_printed_in_their_declared_order_and_the_order_itself_is_not_printed():
+    function = res.Function(key=KEY, inputs_order=["zeta", "opener", "alpha"], metadata_order=["b", "a"])
+    for name in ("alpha", "opener", "zeta"):
+        function.inputs[name].kind = res.ASSET_MODEL
+    function.metadata.update({"a": "1", "b": "2", "c": "3"})
+    data = Renderer(BASE).message(function)
+    assert list(data["inputs"]) == ["zeta", "opener", "alpha"]
+    assert list(data["metadata"]) == ["b", "a", "c"]  # a key the order misses comes after, sorted
+    assert list(data["outputs"]) == []
+    assert not any(name.endswith("_order") for name in data)
+
+
+def test_a_map_without_a_declared_order_is_printed_sorted():
+    item = news.NewsFeedItem()
+    item.detail.update({"zulu": "1", "alpha": "2", "mike": "3"})
+    assert list(Renderer(BASE).message(item)["detail"]) == ["alpha", "mike", "zulu"]
+
+
+def test_the_order_a_client_declared_is_recorded_in_every_message_of_a_request():
+    from tessera.asset.v1 import asset_service_pb2 as api
+
+    from gateway.render import record_order
+    from gateway.transcoder import parse_into
+
+    tree = {"tasks": [{"key": KEY, "metadata": {"z": "1", "a": "2"}, "outputs": {"m": {}, "b": {}}}, {"key": KEY}]}
+    request = api.RegisterTasksRequest()
+    parse_into(tree, request, "body")
+    assert list(request.tasks[0].metadata_order) == ["z", "a"] and list(request.tasks[0].outputs_order) == ["m", "b"]
+    assert list(request.tasks[1].metadata_order) == []
+    function = api.RegisterFunctionRequest()
+    spec = {"inputs": {"opener": {}, "datasamples": {}, "models": {}}, "metadata": {"k2": "v", "k1": "v"}}
+    parse_into(spec, function, "json")
+    assert list(function.inputs_order) == ["opener", "datasamples", "models"]
+    assert list(function.metadata_order) == ["k2", "k1"]
+    record_order({"metadata": {"k1": "v", "k2": "v"}}, function)  # what a client sends replaces the recorded order
+    assert list(function.metadata_order) == ["k1", "k2"]
