@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tools.devnet.embedded import free_port, stop_process, wait_for_port
+from tools.devnet.embedded import free_port_block, stop_process, wait_for_port
 from tools.k8s import build
 
 EXIT_CODE_ANNOTATION = "tessera.dev/exit-code"
@@ -162,7 +162,10 @@ class Cluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.ca_file = self.state_dir / "ca.crt"
         self.kubeconfig = self.state_dir / "admin.kubeconfig"
-        self.port = free_port()
+        # Ports from a block below the ephemeral range: a port picked there is not taken meanwhile by some
+        # process's outgoing connection (it happened to etcd's with ports from the ephemeral range).
+        self._ports = iter(range(base := free_port_block(span=10), base + 10))
+        self.port = next(self._ports)
         self.server = f"https://127.0.0.1:{self.port}"
         self._etcd_data: Path | None = None
         self._processes: list[tuple[str, subprocess.Popen]] = []
@@ -229,7 +232,7 @@ class Cluster:
             {"client-certificate": str(self.state_dir / "admin.crt"), "client-key": str(self.state_dir / "admin.key")},
         )
         self._etcd_data = self._fresh_etcd_dir()
-        client, peer = free_port(), free_port()
+        client, peer = next(self._ports), next(self._ports)
         # fmt: off
         self._spawn("etcd", [
             "--name=t", f"--data-dir={self._etcd_data}", "--unsafe-no-fsync",
