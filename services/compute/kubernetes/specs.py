@@ -189,7 +189,7 @@ def arguments(spec: TaskSpec) -> tuple[str, dict[str, str]]:
     staged: dict[str, str] = {}
     inputs = []
     for index, item in enumerate(spec.inputs):
-        name = f"{index}-{item.path.name}"
+        name = layout.staged_name(index, item.path.name)  # a sample keeps its key as its folder name
         staged[name] = str(item.path)
         inputs.append(layout.input_entry(item.identifier, f"{IN}/{name}", item.multiple))
     if not any(item.identifier == CHAINKEYS for item in spec.inputs):
