@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -42,11 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2 as api
-from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.kit.client import sync_channel
-from services.kit.identity import OrgCredentials
+from tools.bench import bench_execution
 from tools.devnet.network import KubernetesTarget, Network, org_name
 from tools.k8s import build
 
@@ -117,28 +114,11 @@ def _seconds(ts) -> float:
     return ts.seconds + ts.nanos / 1e9
 
 
-class Ledger:
-    """MyOrg1MSP's view of the ledger over gRPC: plan status, task events, profiling steps."""
-
-    def __init__(self, network: Network) -> None:
-        secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
-        org = network.organizations[0].id
-        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, OrgCredentials(org, secrets[org])))
+class Ledger(bench_execution.Ledger):
+    """MyOrg1MSP's view of the ledger over gRPC: plan status (the execution benchmark's), task events, profiling."""
 
     def organizations(self) -> int:
         return len(self.stub.ListOrganizations(api.ListOrganizationsRequest()).organizations)
-
-    def wait_done(self, key: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            plan = self.stub.GetComputePlan(api.GetComputePlanRequest(key=key)).compute_plan
-            if plan.status == res.PLAN_STATUS_DONE:
-                return
-            if plan.status in (res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED):
-                raise RuntimeError(f"plan {key} ended {res.ComputePlanStatus.Name(plan.status)}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"plan {key} not done in {TIMEOUT} s")
-            time.sleep(POLL)
 
     def statuses(self, task_key: str) -> dict[int, float]:
         """When the task was first seen in each status (the ledger's timestamps of its events)."""
