@@ -129,18 +129,6 @@ class Ledger(bench_execution.Ledger):
                 found.setdefault(event.compute_task.status, _seconds(event.timestamp))
         return found
 
-    def steps(self, keys: set[str]) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {key: {} for key in keys}
-        page = 1
-        while True:
-            reply = self.stub.ListProfilingSteps(api.ListProfilingStepsRequest(page_size=10000, page=page))
-            for step in reply.profiling_steps:
-                if step.asset_key in out:
-                    out[step.asset_key][step.step] = step.duration / 1e6
-            if page * 10000 >= reply.total_size:
-                return out
-            page += 1
-
 
 # ----------------------------------------------------------------------------------------- plans
 @dataclass
