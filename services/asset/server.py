@@ -324,8 +324,9 @@ class AssetService(api_grpc.AssetServiceServicer):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))
         if request.identifier:
             assets = [a for a in assets if a.identifier == request.identifier]
-        if request.kind:
-            assets = [a for a in assets if a.kind == request.kind]
+        kinds = {k for k in (request.kind, *request.kinds) if k}
+        if kinds:
+            assets = [a for a in assets if a.kind in kinds]
         page = pagination.page_request(request, 100, 1000)
         pagination.check_in_range(page, len(assets), bool(request.page))
         return api.GetTaskInputAssetsResponse(

@@ -2,7 +2,8 @@
 
 Where Substra leaves work stranded we do better (domain §8): the children of a failed or
 canceled task end CANCELED (with the reason) instead of waiting forever, and canceling a
-function cancels the tasks still waiting for its build. A failed (or canceled) build ends every
+function cancels the tasks still waiting for its build; a function whose every task ended before
+its build started is canceled instead of built. A failed (or canceled) build ends every
 task of the function first, chained ones included; only then are other descendants canceled.
 """
 
@@ -140,6 +141,21 @@ def _transition(ctx: Context, task: res.ComputeTask, target: int, reason: str) -
     ctx.emit(
         res.ASSET_COMPUTE_TASK, task.key, ev.EVENT_ASSET_UPDATED, _snapshot(task), reason, status_change=(old, target)
     )
+    if old == res.STATUS_WAITING_FOR_BUILDER_SLOT and target in FINAL:
+        _cancel_unneeded_build(ctx, task.function_key)
+
+
+def _cancel_unneeded_build(ctx: Context, function_key: str) -> None:
+    """A function still WAITING whose every task has ended (canceled, or failed by an action) before its
+    build started is CANCELED: nothing would use the build (Substra's builder gives up the same way)."""
+    from services.asset.domain import functions  # the function rules import this module too
+
+    function = ctx.store.get_functions([function_key]).get(function_key)
+    if function is None or function.status != res.FUNCTION_STATUS_WAITING:
+        return
+    if ctx.store.tasks_of_function(function_key, NON_FINAL):
+        return
+    functions.transition(ctx, function, res.FUNCTION_ACTION_CANCELED, "every task using it ended before its build")
 
 
 def _snapshot(task: res.ComputeTask) -> res.ComputeTask:
@@ -277,6 +293,8 @@ def register_tasks(ctx: Context, requests: list[NewTask]) -> list[res.ComputeTas
             if not plan.HasField("failure_date"):
                 plan.failure_date.CopyFrom(timestamp(ctx.now))
             plan.failed_task_key = plan.failed_task_key or task.key
+    for function_key in {t.function_key for t in created if t.status == res.STATUS_CANCELED}:
+        _cancel_unneeded_build(ctx, function_key)  # born canceled (a parent ended) with nothing else to run
     ctx.dirty_plans.add(plan.key)
     # Registration order matters to callers: answer in the order they sent.
     return [batch.new[key] for key in keys]

@@ -106,6 +106,11 @@ def _ordering(raw: str, allowed: dict[str, Any], default: str, tiebreak: Any, me
     return [order, tiebreak.desc() if descending else tiebreak.asc()]
 
 
+def _by_name(column, enum) -> Any:
+    """An enum column ordered by its values' names (as Substra, which stores them as text, orders them)."""
+    return sa.case({number: name for name, number in enum.items()}, value=column, else_="")
+
+
 def _where(query: sa.Select, *conditions) -> sa.Select:
     flat = []
     for condition in conditions:
@@ -167,7 +172,8 @@ class Queries:
                 DataSampleRow.channel == self.channel, DataSampleRow.key.in_(list(request.data_sample_key))
             )
             query = query.where(t.key.in_(linked))
-        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        allowed = {"creation_date": t.creation_date, "key": t.key, "name": t.name, "owner": t.owner}
+        query = query.order_by(*_ordering(request.ordering, allowed, "creation_date", t.key))
         page = paginate(self.session, request, query, lambda row: row)
         samples = self.store.sample_keys_of([row.key for row in page.items])
         page.items = [sql.data_manager(row, samples.get(row.key)) for row in page.items]
@@ -204,7 +210,14 @@ class Queries:
                 ComputeTaskRow.channel == self.channel, ComputeTaskRow.compute_plan_key.in_(plans)
             )
             query = query.where(t.key.in_(used))
-        query = query.order_by(*_ordering(request.ordering, {"creation_date": t.creation_date}, "creation_date", t.key))
+        allowed = {
+            "creation_date": t.creation_date,
+            "key": t.key,
+            "name": t.name,
+            "owner": t.owner,
+            "status": _by_name(t.status, res.FunctionStatus),
+        }
+        query = query.order_by(*_ordering(request.ordering, allowed, "creation_date", t.key))
         return paginate(self.session, request, query, sql.function)
 
     def plans(self, request) -> Page:
@@ -236,8 +249,11 @@ class Queries:
             "creation_date": t.creation_date,
             "start_date": t.start_date,
             "end_date": t.end_date,
+            "key": t.key,
             "name": t.name,
-            "status": t.status,
+            "owner": t.owner,
+            "tag": t.tag,
+            "status": _by_name(t.status, res.ComputePlanStatus),
             "duration": duration,
             "creator": t.creator,
         }
@@ -269,8 +285,10 @@ class Queries:
             "creation_date": t.creation_date,
             "start_date": t.start_date,
             "end_date": t.end_date,
+            "key": t.key,
+            "owner": t.owner,
             "rank": t.rank,
-            "status": t.status,
+            "status": _by_name(t.status, res.ComputeTaskStatus),
             "worker": t.worker,
             "compute_plan_key": t.compute_plan_key,
             "duration": duration,

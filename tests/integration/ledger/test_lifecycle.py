@@ -377,6 +377,30 @@ def test_canceling_a_function_cancels_its_waiting_tasks(ledger, build_first):
     assert register(org1, chain_task(plan.key, function))[0].status == res.STATUS_CANCELED
 
 
+def test_a_function_whose_every_task_ended_before_its_build_is_canceled(ledger):
+    org1 = ledger.org1
+    function = make_function(org1, io=CHAIN_IO, ready=False)
+    one, other = make_plan(org1), make_plan(org1)
+    first = chain_task(one.key, function)
+    second = chain_task(other.key, function)
+    register(org1, first)
+    register(org1, second)
+    org1.CancelComputePlan(api.CancelComputePlanRequest(key=one.key))
+    assert function_status(org1, function.key) == res.FUNCTION_STATUS_WAITING  # the other plan still needs it
+    act(org1, second.key, res.TASK_ACTION_CANCELED)
+    assert function_status(org1, function.key) == res.FUNCTION_STATUS_CANCELED
+    updated = [e for e in events_of(org1, function.key, res.ASSET_FUNCTION) if e.event_kind == ev.EVENT_ASSET_UPDATED]
+    assert updated[-1].metadata["reason"] == "every task using it ended before its build"
+    # Once its build has started the function is built whatever happens to its tasks.
+    building = make_function(org1, io=CHAIN_IO, ready=False)
+    plan = make_plan(org1)
+    task = chain_task(plan.key, building)
+    register(org1, task)
+    function_action(org1, building.key, res.FUNCTION_ACTION_BUILDING)
+    act(org1, task.key, res.TASK_ACTION_CANCELED)
+    assert function_status(org1, building.key) == res.FUNCTION_STATUS_BUILDING
+
+
 # ---------------------------------------------------------------------------------- task actions
 def test_task_action_access_matrix(ledger):
     """EXECUTING and DONE by the worker only; CANCELED and FAILED by the owner or the worker."""

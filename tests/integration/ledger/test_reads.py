@@ -270,7 +270,13 @@ def test_list_data_managers_ordering(ledger, catalog):
     assert ordered("creation_date") == c.dm_keys
     assert ordered("-creation_date") == c.dm_keys[::-1]
     assert ordered("") == c.dm_keys
-    for bad in ("name", "-foo", "-", "creation_date,key"):
+    a, b, g = c.dm_a.key, c.dm_b.key, c.dm_c.key
+    assert ordered("name") == [a, b, g]  # Alpha, beta, gamma
+    assert ordered("-name") == [g, b, a]
+    assert ordered("owner") == [*sorted([a, b]), g]  # org1's two (by key), then org2's
+    assert ordered("-owner") == [g, *sorted([a, b], reverse=True)]
+    assert ordered("key") == sorted(c.dm_keys)
+    for bad in ("status", "-foo", "-", "creation_date,key", "name,owner"):
         error = call_error(ledger.org1.ListDataManagers, api.ListDataManagersRequest(ordering=bad))
         assert error.code == INVALID and fields(error) == ["ordering"], bad
 
@@ -318,6 +324,11 @@ def test_list_functions_filters(ledger, catalog):
     assert listed(key=[], compute_plan_key=[c.p3.key]) == []
     assert listed(creation_date_after=c.aggregate.creation_date) == [c.aggregate.key, c.test.key]
     assert listed(creation_date_before=c.aggregate.creation_date) == [c.train.key, c.aggregate.key]
+    assert listed(ordering="name") == [c.aggregate.key, c.test.key, c.train.key]
+    assert listed(ordering="-name") == [c.train.key, c.test.key, c.aggregate.key]
+    assert listed(ordering="owner") == [*sorted([c.train.key, c.aggregate.key]), c.test.key]
+    assert listed(ordering="-owner")[0] == c.test.key
+    assert call_error(ledger.org3.ListFunctions, api.ListFunctionsRequest(ordering="rank")).code == INVALID
     function = ledger.org3.ListFunctions(api.ListFunctionsRequest(key=[c.test.key])).functions[0]
     assert function == ledger.org3.GetFunction(api.GetFunctionRequest(key=c.test.key)).function
 
@@ -423,7 +434,11 @@ def test_list_plans_ordering(ledger, catalog):
     assert ordered("-creator") == [p3, p2, p1]
     assert ordered("metadata__team")[:2] == [p2, p1]  # blue, red; p3 has none: last
     assert ordered("-metadata__team") == [p1, p2, p3]
-    for bad in ("owner", "-rank", "metadata__", "--creation_date"):
+    assert ordered("owner")[2] == p3 and ordered("-owner")[0] == p3  # org1's, then org2's
+    assert ordered("status") == [p3, p2, p1]  # by name: CREATED, DOING, DONE
+    assert ordered("-status") == [p1, p2, p3]
+    assert ordered("tag") == sorted([p1, p2, p3])  # one tag: the key decides
+    for bad in ("worker", "-rank", "metadata__", "--creation_date"):
         error = call_error(ledger.org1.ListComputePlans, api.ListComputePlansRequest(ordering=bad))
         assert error.code == INVALID and fields(error) == ["ordering"], bad
 
@@ -526,6 +541,11 @@ def test_list_tasks_ordering(ledger, catalog):
     assert ordered("rank")[:3] == [t0, t1, u0]
     assert ordered("function__name") == [agg, u1, tst, t0, t1, u0]  # aggregate, test, train
     assert ordered("-function__name") == [u0, t1, t0, tst, u1, agg]
+    # By the status's name (DONE, EXECUTING, WAITING_FOR_PARENT_TASKS), not its number; then registration order.
+    assert ordered("status") == [t0, t1, agg, tst, u0, u1]
+    assert ordered("-status") == [u1, u0, tst, agg, t1, t0]
+    assert ordered("owner") == ordered("creation_date")  # one owner
+    assert ordered("key") == sorted([t0, t1, agg, tst, u0, u1])
     for bad in ("name", "-foo", "function__key", "metadata__round_idx"):
         error = call_error(ledger.org1.ListTasks, api.ListTasksRequest(ordering=bad))
         assert error.code == INVALID and fields(error) == ["ordering"], bad
