@@ -10,7 +10,8 @@ a jail whose only writable folder is the virtualenv and which has the network to
 index. Then the Dockerfile's instructions are honoured in order (:mod:`services.compute.domain.dockerfile`
 says how): each RUN, COPY and WORKDIR in a jail of its own without network, whose only writable
 folder is the function's directory; an instruction that cannot be honoured fails the build, naming
-it. The build's log reads like ``docker build``'s.
+it. The build's log reads like ``docker build``'s. Tasks then run with the Dockerfile's ``ENV`` and
+start in its last ``WORKDIR``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from services.compute.domain import dockerfile
 from services.compute.domain.builds import BuildError, FunctionCode
-from services.compute.isolation import Mount, OneShot
+from services.compute.isolation import BASE_ENV, Mount, OneShot
 from services.kit import archives
 from services.kit.errors import InvalidArgument, ResourceExhausted
 
@@ -168,7 +169,8 @@ async def prepare(
     built = target / BUILT
     if built.is_file():  # compute's own record: never a file of the function's, which its steps may change
         recorded = json.loads(built.read_text())
-        return FunctionCode(directory=target / "code", entrypoint=recorded["entrypoint"], python=recorded["python"])
+        text = (target / "context" / "Dockerfile").read_text(errors="replace")
+        return _code(target / "code", recorded["entrypoint"], recorded["python"], text)
     if target.exists():
         await asyncio.to_thread(_remove, target)  # what an interrupted or failed build left
     target.mkdir(parents=True)
@@ -231,7 +233,14 @@ async def _build(archive: Path, target: Path, functions_dir: Path, log: Path, ti
             raise step.instruction.refused(f"returned a non-zero code: {status}")
         _note(log, f" ---> done in {time.monotonic() - started:.1f} s")
     await asyncio.to_thread(_tidy, code)
-    return FunctionCode(directory=code, entrypoint=entrypoint, python=python)
+    return _code(code, entrypoint, python, text)
+
+
+def _code(directory: Path, entrypoint: list[str], python: str, text: str) -> FunctionCode:
+    """A built function, its tasks given the Dockerfile's ENV (resolved against the jails' base environment)
+    and started in its last WORKDIR."""
+    runtime = dockerfile.runtime(text, BASE_ENV)
+    return FunctionCode(directory, entrypoint, python, env=runtime.env, workdir=runtime.workdir)
 
 
 def _left(deadline: float) -> float:

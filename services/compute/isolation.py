@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import resource
 import signal
@@ -169,16 +170,20 @@ def network_mounts() -> list[Mount]:
     return mounts
 
 
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+"""The fixed base of every jail's environment."""
+
+
 def environment(jail: Jail) -> dict[str, str]:
     """The environment inside: a fixed base, the jail's own values, nothing of the service's secrets."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = dict(BASE_ENV)
     names = PASSED_ENV + (NETWORK_ENV if jail.network else ())
     env.update({name: os.environ[name] for name in names if name in os.environ})
     env.update(jail.env)
@@ -253,11 +258,13 @@ def child_setup(jail: Jail):
     return setup
 
 
-def runner_command(uid: int, *command: str) -> list[str]:
+def runner_command(uid: int, *command: str, env: dict[str, str] | None = None) -> list[str]:
     """How the jail's first process starts: the runner, on the service's own interpreter isolated from
     any environment and site-packages (``-I -S``: no ``.pth`` of a function's virtualenv can run as
-    root), switches to ``uid``, then execs ``command``."""
-    return [sys.executable, "-I", "-S", RUNNER_IN_JAIL, "exec", "--uid", str(uid), "--", *command]
+    root), switches to ``uid``, then execs ``command``, with ``env`` (a function's Dockerfile ``ENV``)
+    added to its environment only then: nothing of it (``LD_PRELOAD``...) reaches the root part."""
+    options = ["--env", json.dumps(env)] if env else []
+    return [sys.executable, "-I", "-S", RUNNER_IN_JAIL, "exec", "--uid", str(uid), *options, "--", *command]
 
 
 def serve_command(python: str, results_fd: int, entrypoint: list[str]) -> list[str]:

@@ -4,14 +4,15 @@ One runner (:mod:`services.compute.runner`) lives in one jail per (compute plan,
 and runs that plan's tasks of that function one after another, as Substra keeps one pod per plan
 and function. A runner's view of the organization is its own folder::
 
-    <work>/runners/<id>/work/        a copy of the function's code, the runner's cwd   (rw: /tessera/work)
+    <work>/runners/<id>/work/        a copy of the function's code                     (rw: /tessera/work)
     <work>/runners/<id>/in/<task>/   the task's inputs, hard links into the cache      (ro: /tessera/in)
                                      (input i at i/<cache name>: a data sample's folder is its key)
     <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
 
 Inputs are staged for a task just before it runs and removed just after, so a runner never sees
 another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
-out of the jail's reach (regular files only, links refused) before anyone reads them.
+out of the jail's reach (regular files only, links refused) before anyone reads them. The runner
+starts in the Dockerfile's last ``WORKDIR`` (a folder of ``work/``) with its ``ENV`` set.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import posixpath
 import shutil
 import signal
 import stat
@@ -119,7 +121,8 @@ def _namespace_pid(pid: str) -> int:
 
 def runner_group(spec: TaskSpec) -> tuple:
     """What tasks must share to run in one runner: their plan, their function and how it runs."""
-    return (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint))
+    env = tuple(sorted(spec.env.items()))
+    return (spec.plan_key, spec.function_key, str(spec.code), spec.python, tuple(spec.entrypoint), env, spec.workdir)
 
 
 class WarmRunner:
@@ -161,9 +164,11 @@ class WarmRunner:
             Mount(self.inbox, "/tessera/in"),
             Mount(self.outbox, "/tessera/out", writable=True),
         ]
-        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd="/tessera/work")
+        cwd = posixpath.normpath(posixpath.join("/tessera/work", spec.workdir))
+        jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd=cwd)
         read_fd, write_fd = os.pipe()
-        command = isolation.runner_command(self.uid, *isolation.serve_command(spec.python, write_fd, spec.entrypoint))
+        serve = isolation.serve_command(spec.python, write_fd, spec.entrypoint)
+        command = isolation.runner_command(self.uid, *serve, env=spec.env)
         try:
             with open(self.root / "runner.log", "ab") as runner_log:
                 self.process = await asyncio.create_subprocess_exec(
@@ -197,6 +202,7 @@ class WarmRunner:
         # Links are copied as links (they stay inside the code by construction): following them could
         # multiply a small archive whose links point at their own folders.
         shutil.copytree(spec.code, self.root / "work", symlinks=True)
+        (self.root / "work" / spec.workdir).mkdir(parents=True, exist_ok=True)  # where the runner starts
         if isolation.privileged():
             isolation.chown_tree(self.root / "work", self.uid)
         self.inbox.mkdir(mode=0o755)

@@ -1,11 +1,12 @@
 """The task runner: the first process of every jail (standard library only; it runs inside).
 
-``runner.py exec --uid U -- COMMAND...``
+``runner.py exec --uid U [--env JSON] -- COMMAND...``
     The jail's first process, started by the service's own interpreter with ``-I -S`` (no
     environment, no site-packages: nothing of the function's environment, not even a ``.pth`` file,
     runs before it). As root (compute runs as root), it switches to the unprivileged ``U``, enters a
     user namespace of its own that may hold no other, drops every capability, then replaces itself
-    with COMMAND: a build step, or the serving runner below, now on the function's interpreter.
+    with COMMAND: a build step, or the serving runner below, now on the function's interpreter, its
+    environment completed by ``JSON`` (the function's Dockerfile ``ENV``) only then.
 
 ``runner.py serve --results FD -- ENTRYPOINT...``
     A warm runner for one (compute plan, function), never as root: it reads one JSON command per
@@ -259,7 +260,7 @@ def main(argv: list[str]) -> None:
     mode, options, command = _arguments(argv)
     if mode == "exec":
         switch_uid(int(options["uid"]))
-        os.execvp(command[0], command)
+        os.execvpe(command[0], command, {**os.environ, **json.loads(options.get("env", "{}"))})
     elif mode == "serve":
         if os.geteuid() == 0:
             raise SystemExit("runner: serve runs after the uid switch, never as root")

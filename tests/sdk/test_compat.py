@@ -41,6 +41,7 @@ class FolderNames(tools.Opener):
 
 COMPAT_FUNCTIONS = """
 import json
+import os
 
 import substratools as tools
 
@@ -58,7 +59,9 @@ def score(inputs, outputs, task_properties):
 
 @tools.register
 def built(inputs, outputs, task_properties):
-    found = {name: open(name).read() for name in ("model/flag.txt", "copied/extra.txt", "sub/where.txt")}
+    # Started in the Dockerfile's last WORKDIR (sub), with its ENV.
+    found = {name: open(name).read() for name in ("../model/flag.txt", "../copied/extra.txt", "where.txt")}
+    found.update(cwd=os.getcwd(), env={name: os.environ.get(name) for name in ("FOO", "GREETING", "PATH", "HOME")})
     with open(outputs["model"], "w") as f:
         json.dump(found, f)
 
@@ -319,9 +322,9 @@ def test_tasks_and_builds_are_profiled_with_substra_s_steps(world, names_plan):
 SCORE_OUT = [schemas.FunctionOutputSpec(identifier="performance", kind=schemas.AssetKind.performance, multiple=False)]
 
 
-def _dockerfile(name: str, *lines: str) -> str:
+def _dockerfile(name: str, *lines: str, script: str = "function.py") -> str:
     body = "\n".join(lines)
-    return f'FROM python:3.11-slim\n{body}\nENTRYPOINT ["python3", "function.py", "--function-name", "{name}"]\n'
+    return f'FROM python:3.11-slim\n{body}\nENTRYPOINT ["python3", "{script}", "--function-name", "{name}"]\n'
 
 
 def _status(world, key: str) -> str:
@@ -360,6 +363,8 @@ def test_builds_run_one_at_a_time_in_submission_order(world):
 
 
 def test_a_dockerfile_s_build_steps_take_effect_for_the_task(world, tmp_path):
+    """RUN, COPY, ENV and WORKDIR at build time; ENV and the last WORKDIR for the task too (the
+    ENTRYPOINT's script is found from that WORKDIR, as in the image)."""
     dockerfile = _dockerfile(
         "built",
         "WORKDIR /usr/src/app",
@@ -367,8 +372,11 @@ def test_a_dockerfile_s_build_steps_take_effect_for_the_task(world, tmp_path):
         "COPY function.py .",
         "COPY extra.txt copied/",
         'RUN mkdir model && echo "$GREETING" > model/flag.txt',
+        "ARG TOOL=/opt/tool",
+        "ENV FOO=bar PATH=${TOOL}/bin:$PATH",
         "WORKDIR sub",
         "RUN pwd > where.txt",
+        script="../function.py",
     )
     archive = flassets.function_archive("built", dockerfile, {"function.py": COMPAT_FUNCTIONS, "extra.txt": "extra\n"})
     function = _function(world, "built", [], MODEL_OUT, archive)
@@ -383,9 +391,12 @@ def test_a_dockerfile_s_build_steps_take_effect_for_the_task(world, tmp_path):
     )
     assert world.c1.wait_task(task, timeout=60, polling_period=POLL).status == models.ComputeTaskStatus.done
     found = json.loads(Path(world.c1.download_model_from_task(task, "model", tmp_path)).read_text())
-    assert found["model/flag.txt"] == "hello from the build\n"
-    assert found["copied/extra.txt"] == "extra\n"
-    assert found["sub/where.txt"].endswith("/sub\n")
+    assert found["../model/flag.txt"] == "hello from the build\n"
+    assert found["../copied/extra.txt"] == "extra\n"
+    assert found["where.txt"].endswith("/sub\n") and found["cwd"] == found["where.txt"].strip()
+    env = found["env"]
+    assert (env["FOO"], env["GREETING"], env["HOME"]) == ("bar", "hello from the build", "/tmp")
+    assert env["PATH"].startswith("/opt/tool/bin:") and env["PATH"].endswith(":/usr/bin:/bin")
 
 
 def _task_on(world, function: str) -> str:
@@ -430,3 +441,34 @@ def test_what_a_build_step_leaves_cannot_block_the_function_s_tasks(world):
     assert world.c1.wait_function(function, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
     task = _task_on(world, function)
     assert world.c1.wait_task(task, timeout=60, polling_period=POLL).status == models.ComputeTaskStatus.done
+
+
+def test_a_function_whose_tasks_were_all_canceled_before_its_build_is_canceled_not_built(world):
+    def function(tag: str, *lines: str) -> str:
+        return _function(world, "score", [], SCORE_OUT, _archive("score", _dockerfile("score", f"# {tag}", *lines)))
+
+    blocker = function("blocker", "RUN sleep 5")  # holds the build queue meanwhile
+    unneeded, after = function("unneeded"), function("after")
+    plan = schemas.ComputePlanSpec(
+        key=str(uuid.uuid4()),
+        name="canceled-before-its-build",
+        tasks=[
+            schemas.ComputePlanTaskSpec(
+                task_id=str(uuid.uuid4()),
+                function_key=unneeded,
+                worker=world.org1,
+                inputs=[],
+                outputs={"performance": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)},
+            )
+        ],
+    )
+    world.c1.add_compute_plan(plan)
+    assert _status(world, unneeded) == "FUNCTION_STATUS_WAITING"
+    world.c1.cancel_compute_plan(plan.key)
+    assert _status(world, unneeded) == "FUNCTION_STATUS_CANCELED"
+    # Builds run in submission order: once the one submitted after it is READY, its turn has passed.
+    for key in (blocker, after):
+        assert world.c1.wait_function(key, timeout=60, polling_period=POLL).status == models.FunctionStatus.ready
+    assert _status(world, unneeded) == "FUNCTION_STATUS_CANCELED"
+    profiling = _get(f"{world.gateways[0].gateway}/function/{unneeded}/profiling/", world.c1).json()
+    assert profiling["execution_rundown"] == []  # never built

@@ -8,7 +8,7 @@ redelivery after a crash, built again) is built; anything else was settled meanw
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2 as api
@@ -35,11 +35,14 @@ SAVE_FUNCTION = "save_function"
 
 @dataclass(frozen=True)
 class FunctionCode:
-    """A prepared function: its unpacked code, how to start it, with which interpreter."""
+    """A prepared function: its unpacked code, how to start it, with which interpreter, environment and
+    working directory."""
 
     directory: Path
     entrypoint: list[str]
     python: str
+    env: dict[str, str] = field(default_factory=dict)  # the Dockerfile's ENV, for its tasks
+    workdir: str = ""  # where its tasks start: the last WORKDIR, relative to ``directory``
 
 
 class BuildStep(enum.Enum):

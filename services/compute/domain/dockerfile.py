@@ -18,9 +18,9 @@ the shims :data:`SHIMS`, first on ``PATH``.
                    managers' updates and removals do nothing; a system package install is refused
 ``COPY``, ``ADD``  files of the archive copied in the jail (``--from``, URLs and archives to
                    extract are refused; ``--chown``/``--chmod`` have no effect)
-``WORKDIR``        an absolute path names the function's directory itself (the task runs there);
-                   a relative one a folder inside it, created
-``ENV``, ``ARG``   set for the later steps
+``WORKDIR``        an absolute path names the function's directory itself; a relative one a
+                   folder inside it, created; tasks start in the last one (:func:`runtime`)
+``ENV``, ``ARG``   set for the later steps; ``ENV`` also for the tasks (:func:`runtime`)
 ``SHELL``          the shell of later ``RUN`` commands
 ``ENTRYPOINT``     how tasks start (read by :mod:`services.kit.archives`)
 others             ``CMD``, ``LABEL``, ``USER``, ``EXPOSE``... have no effect on a task here
@@ -200,12 +200,48 @@ def _installs_system_packages(command: str) -> bool:
     return False
 
 
+VARIABLE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\})")
+
+
+def substitute(value: str, known: dict[str, str]) -> tuple[str, set[str]]:
+    """``value`` with ``$NAME``, ``${NAME}``, ``${NAME:-word}`` and ``${NAME:+word}`` replaced as Docker
+    replaces them in ``ENV``, and the names it used that ``known`` lacks (they read as empty)."""
+    missing: set[str] = set()
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in known:
+            missing.add(name)
+        current = known.get(name, "")
+        if match.group(3) == "-":
+            return current or match.group(4)
+        if match.group(3) == "+":
+            return match.group(4) if current else ""
+        return current
+
+    return VARIABLE.sub(replace, value), missing
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a Dockerfile sets for the process of the image: its ``ENV`` and its last ``WORKDIR``."""
+
+    env: dict[str, str]  # ENV values in order, their variables replaced (ARG and earlier ENV, then the base)
+    unresolved: frozenset[str]  # ENV names whose value uses a variable neither the Dockerfile nor the base sets
+    image_workdir: str  # the last WORKDIR as an absolute path of the image ("" when there is none)
+    workdir: str  # the same, relative to the function's directory ("" for the directory itself)
+
+
 class _Build:
     """The state a Dockerfile's instructions change, one after another."""
 
     def __init__(self, base_env: dict[str, str], expand: Callable[[str], list[tuple[str, bool]]]) -> None:
         self.exports = [_export(name, value) for name, value in base_env.items()]
         self.expand = expand
+        self.known = dict(base_env)  # the variables an ENV value may use
+        self.env: dict[str, str] = {}  # what ENV set, for the tasks
+        self.unresolved: set[str] = set()
+        self.image_cwd = ""
         self.cwd = WORK
         self.anchor: str | None = None  # the image path the function's directory stands for (the last
         # absolute WORKDIR; before one, paths are taken from the image's root, Docker's default WORKDIR)
@@ -249,10 +285,22 @@ class _Build:
         return Step(instruction, note="the base is the service's interpreter, with substratools")
 
     def _env(self, instruction: Instruction) -> Step:
+        pairs = _assignments(instruction)
         try:
-            self.exports += [_export(name, value) for name, value in _assignments(instruction)]
+            self.exports += [_export(name, value) for name, value in pairs]
         except BuildError as exc:
             raise instruction.refused(str(exc)) from None
+        for name, value in pairs:
+            value, missing = substitute(value, self.known)
+            self.known[name] = value
+            if instruction.keyword == "ENV":
+                self.env[name] = value
+                if missing:
+                    self.unresolved.add(name)
+                else:
+                    self.unresolved.discard(name)
+        if instruction.keyword == "ENV":
+            return Step(instruction, note="set for the later steps and the tasks")
         return Step(instruction, note="set for the later steps")
 
     _arg = _env
@@ -268,6 +316,7 @@ class _Build:
         path = instruction.arguments.strip()
         if not path:
             raise instruction.refused("names no folder")
+        self.image_cwd = posixpath.normpath(posixpath.join(self.image_cwd or "/", path))
         if posixpath.isabs(path):
             normal = posixpath.normpath(path)
             if self.anchor is None or not _under(normal, self.anchor):
@@ -337,6 +386,23 @@ def plan(dockerfile: str, base_env: dict[str, str], expand: Callable[[str], list
     step; ``expand(path)`` lists the archive's entries a COPY source names (relative path, is a folder)."""
     build = _Build(base_env, expand)
     return [build.step(instruction) for instruction in parse(dockerfile)]
+
+
+def runtime(dockerfile: str, base_env: dict[str, str] | None = None) -> Runtime:
+    """What ``dockerfile`` sets for its tasks, ``ENV`` values resolved against ``base_env`` (the process's
+    environment before the image's); BuildError as :func:`plan`. Only the instructions that change it are
+    read: COPY sources are not looked up."""
+    build = _Build(base_env or {}, lambda source: [(source, False)])
+    for instruction in parse(dockerfile):
+        if instruction.keyword in ("ENV", "ARG", "WORKDIR"):
+            build.step(instruction)
+    relative = posixpath.relpath(build.cwd, WORK)
+    return Runtime(
+        env=dict(build.env),
+        unresolved=frozenset(build.unresolved),
+        image_workdir=build.image_cwd,
+        workdir="" if relative == "." else relative,
+    )
 
 
 def shims(python: str) -> dict[str, str]:

@@ -29,6 +29,8 @@ class TaskSpec:
     outputs: dict[str, str]  # identifier → file name
     rank: int = 0
     timeout: float = 3600.0
+    env: dict[str, str] = field(default_factory=dict)  # the Dockerfile's ENV
+    workdir: str = ""  # the Dockerfile's last WORKDIR, relative to ``code``
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ def task_spec(task: res.ComputeTask, code: FunctionCode, inputs: list[TaskInput]
         outputs=output_files(task),
         rank=task.rank,
         timeout=timeout,
+        env=code.env,
+        workdir=code.workdir,
     )
 
 

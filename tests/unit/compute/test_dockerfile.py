@@ -114,3 +114,36 @@ def test_package_updates_removals_and_user_management_run_against_shims_that_do_
 def test_instructions_without_effect_here_are_noted():
     steps = _plan(f'FROM python\nLABEL a=b\nUSER nobody\nEXPOSE 80\nCMD ["x"]\n{ENTRYPOINT}\n')
     assert all(not step.argv and step.note for step in steps)
+
+
+def test_tasks_get_the_dockerfile_s_env_and_start_in_its_last_workdir():
+    text = "\n".join(
+        [
+            "FROM python:3.11",
+            "ARG TOOL=/opt/tool",
+            "WORKDIR /usr/src/app",
+            'ENV GREETING="hello there" PATH=${TOOL}/bin:$PATH',
+            "ENV LEGACY some words",
+            "ENV EMPTY=${NOPE:-fallback} SET=${GREETING:+yes} MISSING=$NOPE",
+            "WORKDIR data",
+            "WORKDIR ../models",
+            ENTRYPOINT,
+        ]
+    )
+    runtime = dockerfile.runtime(text, {"PATH": "/usr/bin:/bin"})
+    assert runtime.env == {
+        "GREETING": "hello there",
+        "PATH": "/opt/tool/bin:/usr/bin:/bin",
+        "LEGACY": "some words",
+        "EMPTY": "fallback",
+        "SET": "yes",
+        "MISSING": "",
+    }  # ARG is for the build only
+    assert runtime.unresolved == {"EMPTY", "MISSING"}
+    assert (runtime.image_workdir, runtime.workdir) == ("/usr/src/app/models", "models")
+    # Without a base, what the image's base would give is unresolved.
+    assert dockerfile.runtime(text).unresolved == {"PATH", "EMPTY", "MISSING"}
+    assert dockerfile.runtime("FROM python:3.11\nWORKDIR /app\n" + ENTRYPOINT) == dockerfile.Runtime(
+        {}, frozenset(), "/app", ""
+    )
+    assert dockerfile.runtime("FROM python:3.11\n" + ENTRYPOINT).image_workdir == ""
