@@ -3,6 +3,7 @@
 * ``GET /compute_plan_metadata/``: the metadata keys of every plan the caller sees, a bare sorted list.
 * ``GET /compute_plan/{key}/task/``: ``ListTasks`` restricted to one plan, with every filter, ordering and
   page of ``/task/`` (bound by the same transcoder rules).
+* ``GET /task/{key}/input_assets/``: the transcoded route, with ``kind`` a comma-separated list.
 * ``GET /compute_plan/{key}/workflow_graph/``: one node per task (with its function's input and output
   specs) and one edge per parent-output → child-input link; 403 above :data:`WORKFLOW_GRAPH_MAX_TASKS`.
 * ``GET /performance/export/``: Substra's CSV of the performances of the plans the filters select,
@@ -94,6 +95,16 @@ class Pages:
         route = self._routes["ListTasks"]
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "compute_plan_key"]
         message = bind(route, {}, None, [*query, ("compute_plan_key", params["key"])])
+        reply = await self._transcoder.invoke(route, message, principal)
+        return JSONResponse(render_reply(route, request, message, reply))
+
+    # --------------------------------------------------------------------------- a task's input assets
+    async def input_assets(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
+        """``GET /task/{key}/input_assets/``: ``kind`` is a comma-separated list (``kind=A,B``), bound to the
+        request's repeated ``kinds`` (its ``kind`` takes one value)."""
+        route = self._routes["GetTaskInputAssets"]
+        query = [("kinds" if k == "kind" else k, v) for k, v in request.query_params.multi_items()]
+        message = bind(route, params, None, query)
         reply = await self._transcoder.invoke(route, message, principal)
         return JSONResponse(render_reply(route, request, message, reply))
 

@@ -70,11 +70,19 @@ def table(
 ) -> list[Endpoint]:
     """The whole route table: transcoded RPCs first, then the adapters."""
     rpcs = rpc_routes(SERVICE_FILES)
+    pages = Pages(transcoder, {route.method.name: route for route in rpcs if route.verb == "GET"})
+    # Transcoded routes whose query binding the frontend needs otherwise (frontend contract §4).
+    bound_by_pages = {"GetTaskInputAssets": pages.input_assets}
     endpoints = [
-        Endpoint(route.verb, route.template, _rpc_handler(transcoder, route), route.method.name, rpc=route)
+        Endpoint(
+            route.verb,
+            route.template,
+            bound_by_pages.get(route.method.name) or _rpc_handler(transcoder, route),
+            route.method.name,
+            rpc=route,
+        )
         for route in rpcs
     ]
-    pages = Pages(transcoder, {route.method.name: route for route in rpcs if route.verb == "GET"})
     endpoints += [
         adapter("GET", "/healthz", views.health, "healthz", public=True, summary="Health of the gateway's upstreams"),
         adapter(

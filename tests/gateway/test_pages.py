@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pytest
 from substra.sdk import schemas
 
 from tests.gateway.browser import Browser
-from tests.gateway.helpers import PUBLIC, client, dataset_spec, execute, files, function_spec, make_ready
+from tests.gateway.helpers import PUBLIC, client, dataset_spec, execute, fail, files, function_spec, make_ready
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +61,7 @@ def plan(net, tmp_path_factory):
     execute(net.org1, t2, model=b"p", output="predictions")
     execute(net.org1, t3, perf=("accuracy", 0.75))
     sdk.logout()
-    return SimpleNamespace(key=key, tasks=[t1, t2, t3], functions=functions, metadata=metadata)
+    return SimpleNamespace(key=key, tasks=[t1, t2, t3], functions=functions, metadata=metadata, dm=dm, sample=sample)
 
 
 @pytest.fixture
@@ -140,3 +141,87 @@ def test_the_performance_export_is_a_csv(page, plan):
     # Without a key: every visible plan, this one included.
     everything = list(csv.reader(io.StringIO(page.get("/performance/export/").text)))
     assert plan.key in {r[0] for r in everything[1:]}
+
+
+def test_a_task_s_input_assets_by_a_list_of_kinds(page, plan):
+    evaluate = plan.tasks[2]  # opener, datasamples, predictions
+
+    def kinds(**params) -> list[str]:
+        response = page.get(f"/task/{evaluate}/input_assets/", params=params)
+        assert response.status_code == 200, response.text
+        return [item["kind"] for item in response.json()["results"]]
+
+    assert sorted(kinds()) == ["ASSET_DATA_MANAGER", "ASSET_DATA_SAMPLE", "ASSET_MODEL"]
+    assert kinds(kind="ASSET_MODEL") == ["ASSET_MODEL"]
+    assert sorted(kinds(kind="ASSET_MODEL,ASSET_DATA_MANAGER")) == ["ASSET_DATA_MANAGER", "ASSET_MODEL"]
+    assert sorted(kinds(kind="ASSET_DATA_SAMPLE, ASSET_MODEL", identifier="predictions")) == ["ASSET_MODEL"]
+    bad = page.get(f"/task/{evaluate}/input_assets/", params={"kind": "ASSET_MODEL,NOPE"})
+    assert bad.status_code == 400 and "NOPE" in bad.json()["detail"]
+    assert page.get(f"/task/{uuid.uuid4()}/input_assets/", params={"kind": "ASSET_MODEL"}).status_code == 404
+
+
+def _names(page, path: str, ordering: str, field: str = "name") -> list[str]:
+    response = page.get(path, params={"ordering": ordering, "page_size": 100})
+    assert response.status_code == 200, (path, ordering, response.text)
+    return [item[field] for item in response.json()["results"]]
+
+
+@pytest.mark.parametrize("path", ["/data_manager/", "/function/", "/compute_plan/"])
+def test_lists_order_by_name_and_owner(page, plan, path):
+    for field in ("name", "owner"):
+        ascending = _names(page, path, field, field)
+        assert ascending == sorted(ascending) and len(ascending) >= 1, (path, field)
+        assert _names(page, path, f"-{field}", field) == sorted(ascending, reverse=True), (path, field)
+    bad = page.get(path, params={"ordering": "-nope"})
+    assert bad.status_code == 400 and "ordering" in bad.json()["detail"]
+
+
+def test_a_plan_s_tasks_order_by_the_columns_of_its_page(page, plan):
+    path = f"/compute_plan/{plan.key}/task/"
+    assert _names(page, path, "-rank", "key") == plan.tasks[::-1]
+    assert _names(page, path, "owner", "key") == plan.tasks  # one owner: then by registration
+    assert _names(page, path, "function__name", "key") == [plan.tasks[2], plan.tasks[1], plan.tasks[0]]
+    for ordering in ("status", "-start_date", "end_date", "duration", "worker", "creation_date"):
+        assert sorted(_names(page, path, ordering, "key")) == sorted(plan.tasks), ordering
+    bad = page.get(path, params={"ordering": "name"})
+    assert bad.status_code == 400 and "ordering" in bad.json()["detail"]
+
+
+def test_the_news_feed_names_the_first_failed_task_of_a_failed_plan(net, page, plan):
+    """Two tasks of one plan fail, the second registered first: the feed's FAILED item names the one
+    that failed first, in the frontend's words."""
+    sdk = client(net.org1)
+    data = [
+        schemas.InputRef(identifier="opener", asset_key=plan.dm),
+        schemas.InputRef(identifier="datasamples", asset_key=plan.sample),
+    ]
+    out = {"model": schemas.ComputeTaskOutputSpec(permissions=PUBLIC, transient=False)}
+    early, late = str(uuid.uuid4()), str(uuid.uuid4())
+    key = str(uuid.uuid4())
+    sdk.add_compute_plan(
+        schemas.ComputePlanSpec(
+            key=key,
+            name="failing-plan",
+            tasks=[
+                schemas.ComputePlanTaskSpec(
+                    task_id=task, function_key=plan.functions["train"], worker=net.org1.id, inputs=data, outputs=out
+                )
+                for task in (early, late)
+            ],
+        )
+    )
+    sdk.logout()
+    fail(net.org1, late, b"first failure")
+    fail(net.org1, early, b"second failure")
+    deadline = time.monotonic() + 15
+    while True:
+        feed = page.get("/news_feed/", params={"page_size": 100}).json()["results"]
+        items = [item for item in feed if item["asset_key"] == key]
+        failed = [i for i in items if i["status"] == "STATUS_FAILED"]
+        if failed or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(failed) == 1, items
+    assert failed[0]["detail"] == {"first_failed_task_key": late}
+    assert failed[0]["asset_kind"] == "ASSET_COMPUTE_PLAN" and failed[0]["name"] == "failing-plan"
+    assert {i["status"] for i in items} <= {"STATUS_CREATED", "STATUS_DOING", "STATUS_FAILED"}
