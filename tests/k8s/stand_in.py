@@ -9,8 +9,10 @@ tessera-compute``) and plays each container once:
   (compute's work folder) at its ``mountPath``, read-only when the mount says so, and a private
   ``/tmp``; nothing else of the host but the interpreter and system libraries. The "image" is the
   function's build context compute staged (``images/<function key>``, named by the image's tag),
-  mounted as the working directory; ``python``/``python3`` is this interpreter (it has substratools).
-  It runs as the pod's ``runAsUser``, with no network.
+  mounted at ``/workspace`` (so the image's files are there: tests' Dockerfiles use that WORKDIR);
+  the process starts in the container's ``workingDir`` (``/workspace`` without one) with its ``env``
+  (``$$`` read as ``$``, as a kubelet reads it); ``python``/``python3`` is this interpreter (it has
+  substratools). It runs as the pod's ``runAsUser``, with no network.
 - a Kaniko build pod: "builds" by checking that the context holds a Dockerfile (exit 0, else 1).
 
 The exit code goes to kwok (``Cluster.set_exit_code``), which ends the pod: Succeeded or Failed. A pod
@@ -189,8 +191,8 @@ class StandIn:
             command[0] = sys.executable
         uid = pod.spec.security_context.run_as_user
         jail = isolation.Jail(mounts=[*isolation.runtime_mounts(), *mounts], limits=isolation.Limits(), uid=uid)
-        jail.cwd = "/workspace"
-        jail.env = {variable.name: variable.value for variable in container.env or []}
+        jail.cwd = container.working_dir or "/workspace"
+        jail.env = {variable.name: variable.value.replace("$$", "$") for variable in container.env or []}
         log = self.folder / f"{pod.metadata.name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(

@@ -7,6 +7,7 @@ rendered by helm and applied, and every executor here uses a token of that accou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -276,6 +277,51 @@ def test_a_successful_task_gives_its_outputs_and_its_pod_is_deleted(
     assert "train rank 0: 4 rows" in stand_in.logs[specs.pod_name(spec.key)]  # it ran in the "container"
     _gone(admin, namespace, specs.pod_name(spec.key))
     assert not (work / "tasks" / spec.key).exists()
+
+
+WHERE = """
+import json
+import os
+
+import substratools as tools
+
+
+@tools.register
+def where(inputs, outputs, task_properties):
+    with open(outputs["model"], "w") as f:
+        json.dump({"cwd": os.getcwd(), "env": {n: os.environ.get(n) for n in ("FOO", "GREETING", "HOME")}}, f)
+
+
+tools.execute()
+"""
+
+
+def test_a_task_runs_with_its_dockerfile_s_env_in_its_last_workdir(kubeconfig, namespace, work, stand_in, tmp_path):
+    dockerfile = (
+        'FROM python:3.11-slim\nWORKDIR /workspace\nCOPY . .\nENV FOO=bar GREETING="hello $(there)"\n'
+        'WORKDIR sub\nENTRYPOINT ["python3", "../where.py", "--function-name", "where"]\n'
+    )
+    archive = flassets.function_archive("where", dockerfile, {"where.py": WHERE, "sub/.keep": ""})
+    key = str(uuid.uuid4())
+
+    async def scenario():
+        executor, images = _executor(kubeconfig, namespace, work)
+        try:
+            path = flassets.write(tmp_path / "where.tar.gz", archive)
+            code = await images.prepare(res.Function(key=key), path, tmp_path / "build.log")
+            assert (code.env, code.image_workdir) == ({"FOO": "bar", "GREETING": "hello $(there)"}, "/workspace/sub")
+            spec = dataclasses.replace(
+                _spec(key, []), entrypoint=code.entrypoint, env=code.env, image_workdir=code.image_workdir
+            )
+            result = await (await executor.start(spec)).wait()
+            assert result.succeeded, (result, stand_in.logs.get(specs.pod_name(spec.key)))
+            return json.loads(result.outputs["model"].read_text())
+        finally:
+            await executor.close()
+            await images.close()
+
+    found = asyncio.run(scenario())
+    assert found == {"cwd": "/workspace/sub", "env": {"FOO": "bar", "GREETING": "hello $(there)", "HOME": "/tmp"}}
 
 
 def test_a_failing_function_is_an_execution_error_with_the_pod_s_log(

@@ -43,6 +43,7 @@ class FunctionCode:
     python: str
     env: dict[str, str] = field(default_factory=dict)  # the Dockerfile's ENV, for its tasks
     workdir: str = ""  # where its tasks start: the last WORKDIR, relative to ``directory``
+    image_workdir: str = ""  # the same as a path of the function's image (Kubernetes)
 
 
 class BuildStep(enum.Enum):

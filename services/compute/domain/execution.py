@@ -31,6 +31,7 @@ class TaskSpec:
     timeout: float = 3600.0
     env: dict[str, str] = field(default_factory=dict)  # the Dockerfile's ENV
     workdir: str = ""  # the Dockerfile's last WORKDIR, relative to ``code``
+    image_workdir: str = ""  # the same as a path of the function's image ("" when it sets none)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ def task_spec(task: res.ComputeTask, code: FunctionCode, inputs: list[TaskInput]
         timeout=timeout,
         env=code.env,
         workdir=code.workdir,
+        image_workdir=code.image_workdir,
     )
 
 

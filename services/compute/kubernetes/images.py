@@ -1,8 +1,9 @@
 """Function images for the Kubernetes executor: a Kaniko Job per function and organization.
 
 A function's archive is unpacked by compute (the kit's safe unpacking) into ``images/<function key>``
-on the shared volume: that folder is the build context, its ``Dockerfile`` the recipe, and its exec-form
-ENTRYPOINT the command of the function's task pods. The Job (:func:`.specs.build_job`) pushes the
+on the shared volume: that folder is the build context, its ``Dockerfile`` the recipe, its exec-form
+ENTRYPOINT the command of the function's task pods, and its ``ENV`` and last ``WORKDIR`` their
+environment and working directory (as the image has them). The Job (:func:`.specs.build_job`) pushes the
 image to ``<registry>/<prefix>:<function key>``. The Job's name is the function's, so a function builds
 once: a Job that completed earlier means the image is there (skipped); one still running after a
 restart of compute is waited on; one that failed is deleted and built again on the next attempt.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tessera.asset.v1 import resources_pb2 as res
 
+from services.compute.domain import dockerfile
 from services.compute.domain.builds import BuildError, FunctionCode
 from services.compute.kubernetes import rules, specs
 from services.compute.kubernetes.api import Api, Conflict
@@ -84,11 +86,13 @@ class Images:
             await asyncio.to_thread(_unpack, archive, context)
         dockerfile = context / "Dockerfile"
         try:
-            entrypoint = archives.parse_entrypoint(dockerfile.read_text(errors="replace"))
+            text = dockerfile.read_text(errors="replace")
+            entrypoint = archives.parse_entrypoint(text)
         except (OSError, errors.InvalidArgument) as exc:
             raise BuildError(str(exc)) from exc
         await self.build(function.key, logs)
-        return FunctionCode(directory=context, entrypoint=entrypoint, python="")
+        env, workdir = _runtime(text)
+        return FunctionCode(directory=context, entrypoint=entrypoint, python="", env=env, image_workdir=workdir)
 
     async def build(self, function_key: str, logs: Path) -> str:
         """Make sure the function's image exists (its Job completed); returns the image's reference."""
@@ -177,6 +181,17 @@ class Images:
             last = ((status.get("state") or {}).get("terminated") or {}).get("message", "") or last
         note = "[tessera] the build's log could not be read"
         return f"{last.rstrip()}\n{note}; above: its last lines\n" if last else note + "\n"
+
+
+def _runtime(text: str) -> tuple[dict[str, str], str]:
+    """The ENV values and the last WORKDIR the Dockerfile states by itself, for the task pod to state
+    them too (so that its own defaults never hide them). The image carries them anyway: a value that
+    uses a variable of the base image, and anything the local executor's reading refuses, is left to it."""
+    try:
+        runtime = dockerfile.runtime(text)
+    except BuildError:
+        return {}, ""
+    return {k: v for k, v in runtime.env.items() if k not in runtime.unresolved}, runtime.image_workdir
 
 
 def _unpack(archive: Path, context: Path) -> None:

@@ -39,6 +39,9 @@ SCRATCH_LOG = "/tmp/substratools.log"
 NETWORK_POLICY = "tessera-tasks-deny-all"
 DELETE_GRACE_SECONDS = 5
 
+TASK_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+"""A task container's environment before its Dockerfile's ENV (the root file system is read-only)."""
+
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -222,9 +225,10 @@ def _shared_volume(config: Config) -> dict:
 
 
 def task_pod(config: Config, spec: TaskSpec) -> dict:
-    """The pod of one task: the function's image with its ENTRYPOINT and the arguments file; the task's
-    ``in`` (read-only) and ``out`` folders of the shared volume and a private ``/tmp``, nothing else;
-    non-root, read-only root, no capability, no token, no service links; resources from settings."""
+    """The pod of one task: the function's image with its ENTRYPOINT, ENV and WORKDIR, and the arguments
+    file; the task's ``in`` (read-only) and ``out`` folders of the shared volume and a private ``/tmp``,
+    nothing else; non-root, read-only root, no capability, no token, no service links; resources from
+    settings."""
     folder = task_folder(spec.key)
     restricted = {
         "allowPrivilegeEscalation": False,
@@ -240,12 +244,8 @@ def task_pod(config: Config, spec: TaskSpec) -> dict:
         "imagePullPolicy": "IfNotPresent",
         "command": list(spec.entrypoint),
         "args": [f"@{IN}/{ARGUMENTS}"],
-        "env": [
-            {"name": "HOME", "value": "/tmp"},
-            {"name": "TMPDIR", "value": "/tmp"},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        ],
+        # The Dockerfile's ENV after ours: its values win, "$" doubled so Kubernetes expands no $(NAME) in them.
+        "env": [{"name": name, "value": value.replace("$", "$$")} for name, value in {**TASK_ENV, **spec.env}.items()],
         "resources": _resources(config),
         "securityContext": restricted,
         # Without a kubelet's logs (rotated away, node gone), the last lines still reach the pod's status.
@@ -256,6 +256,8 @@ def task_pod(config: Config, spec: TaskSpec) -> dict:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if spec.image_workdir:
+        container["workingDir"] = spec.image_workdir  # the image's own, stated
     pod_spec: dict = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

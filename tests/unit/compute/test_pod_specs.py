@@ -99,6 +99,18 @@ def test_a_task_pod_runs_the_function_image_with_its_entrypoint_and_arguments_fi
     assert pod["metadata"]["namespace"] == "tessera"
 
 
+def test_a_task_pod_states_the_dockerfile_s_env_and_workdir():
+    plain = _container(specs.task_pod(_config(), _spec()))
+    assert "workingDir" not in plain  # the image's own, if any
+    assert {v["name"]: v["value"] for v in plain["env"]}["HOME"] == "/tmp"
+    env = {"FOO": "bar", "HOME": "/home/app", "PRICE": "$(NOT_A_REFERENCE) $5"}
+    container = _container(specs.task_pod(_config(), _spec(env=env, image_workdir="/usr/src/app/sub")))
+    assert container["workingDir"] == "/usr/src/app/sub"
+    given = {v["name"]: v["value"] for v in container["env"]}
+    assert (given["FOO"], given["HOME"], given["TMPDIR"]) == ("bar", "/home/app", "/tmp")  # the Dockerfile's win
+    assert given["PRICE"] == "$$(NOT_A_REFERENCE) $$5"  # Kubernetes reads it back as written
+
+
 def test_a_task_pod_carries_the_labels_its_organization_selects_it_by():
     labels = specs.task_pod(_config(), _spec())["metadata"]["labels"]
     assert labels == {
