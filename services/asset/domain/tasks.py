@@ -153,7 +153,7 @@ def _cancel_unneeded_build(ctx: Context, function_key: str) -> None:
     function = ctx.store.get_functions([function_key]).get(function_key)
     if function is None or function.status != res.FUNCTION_STATUS_WAITING:
         return
-    if ctx.store.tasks_of_function(function_key, NON_FINAL):
+    if ctx.store.function_has_tasks(function_key, NON_FINAL):
         return
     functions.transition(ctx, function, res.FUNCTION_ACTION_CANCELED, "every task using it ended before its build")
 

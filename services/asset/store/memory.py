@@ -278,6 +278,10 @@ class MemoryStore:
             self._task(t) for t in self._rows.tasks.values() if t.function_key == function_key and t.status in wanted
         ]
 
+    def function_has_tasks(self, function_key: str, statuses: Iterable[int]) -> bool:
+        wanted = set(statuses)
+        return any(t.function_key == function_key and t.status in wanted for t in self._rows.tasks.values())
+
     # models, performances, links
     def get_models(self, keys: Iterable[str]) -> dict[str, res.Model]:
         rows = self._rows.models

@@ -556,6 +556,13 @@ class SqlStore:
             .order_by(ComputeTaskRow.seq)
         )
 
+    def function_has_tasks(self, function_key: str, statuses: Iterable[int]) -> bool:
+        t = ComputeTaskRow
+        found = sa.select(t.key).where(
+            t.channel == self.channel, t.function_key == function_key, t.status.in_(list(statuses))
+        )
+        return self.session.scalar(found.limit(1)) is not None
+
     # models, performances, links
     def get_models(self, keys: Iterable[str]) -> dict[str, res.Model]:
         keys = list(keys)
