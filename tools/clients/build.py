@@ -9,18 +9,17 @@ is whole and is never rebuilt (the same scheme as tools/k8s, ADR 0009). Standard
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tools.versioned_cache import build_once, cache_root
 
 PROTOC_GEN_GO = "v1.36.12"
 PROTOC_GEN_GO_GRPC = "v1.6.2"
@@ -38,11 +37,6 @@ TS_CLIENT = ROOT / "clients" / "ts"
 BUF = ROOT / ".venv" / "bin" / "buf"
 
 
-def cache_root() -> Path:
-    """``$TESSERA_CACHE/clients``, by default ``~/.cache/tessera/clients``."""
-    return Path(os.environ.get("TESSERA_CACHE") or Path.home() / ".cache" / "tessera").expanduser() / "clients"
-
-
 def cache_key() -> str:
     """The Go tools' versions, readable, plus a digest of the npm lock file, the Go module's sums and the recipe."""
     digest = hashlib.sha256()
@@ -54,7 +48,7 @@ def cache_key() -> str:
 
 def home() -> Path:
     """The cache folder of this key (``bin/`` and ``node_modules/``)."""
-    return cache_root() / cache_key()
+    return cache_root("clients") / cache_key()
 
 
 def installed() -> Path | None:
@@ -101,27 +95,14 @@ def build(say: Callable[[str], None] = print) -> Path:
     go, npm = shutil.which("go"), shutil.which("npm")
     if go is None or npm is None:
         raise FileNotFoundError("the clients need go and npm on PATH")
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:  # a second build waits for the first and then finds it done
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (done := installed()) is not None:
-            return done
-        final = home()
-        say(f"clients: installing the client tools into {final}")
+
+    def fill(work: Path) -> None:
+        say(f"clients: installing the client tools into {home()}")
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        try:
-            _build_into(work, go, npm, say)
-            work.chmod(0o755)
-            if final.exists():
-                shutil.rmtree(final)
-            work.rename(final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(work)
+        _build_into(work, go, npm, say)
         say(f"clients: installed in {time.monotonic() - started:.0f} s")
-        return final
+
+    return build_once(home(), lambda: installed() is not None, fill)
 
 
 def tool_path(folder: Path) -> str:
