@@ -127,6 +127,10 @@ def generate(folder: Path) -> None:
     _run([str(BUF), "generate"], cwd=ROOT, env=env)
     _run(["go", "build", "./..."], cwd=GO_CLIENT, env=env)
     _run(["go", "vet", "./..."], cwd=GO_CLIENT, env=env)
+    unformatted = subprocess.run(["gofmt", "-l", "tessera", "examples"], cwd=GO_CLIENT, env=env,
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+    if unformatted:
+        raise RuntimeError(f"gofmt would change these files of clients/go:\n{unformatted}")
     _run(["tsc", "-p", "."], cwd=TS_CLIENT, env=env)
 
 
