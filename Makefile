@@ -16,7 +16,7 @@ DETACH ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen check lint fmt test test-unit k8s-tools image run stop bench lock clean
+.PHONY: help venv gen check lint fmt test test-unit k8s-tools clients-tools clients image run stop bench lock clean
 
 help: ## List every verb
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,15 @@ test-unit: gen ## Run the I/O-free unit tests only (tests/unit: rules, no databa
 k8s-tools: venv ## Build the Kubernetes test binaries unless cached (needs go; see docs/adr/0009)
 	$(BIN)/python -m tools.k8s build
 
-test: gen k8s-tools ## Run the whole test suite (starts its own PostgreSQL, NATS and Kubernetes control plane)
+# protoc-gen-go, protoc-gen-go-grpc, grpcurl (go install) and clients/ts's node_modules (npm ci) in
+# ${TESSERA_CACHE:-~/.cache/tessera}/clients/<versions>: once per machine, instant afterwards (docs/adr/0013).
+clients-tools: venv ## Install the client generators, grpcurl and the TypeScript toolchain unless cached (needs go, npm)
+	$(BIN)/python -m tools.clients build
+
+clients: venv clients-tools ## Generate the Go and TypeScript clients (clients/go, clients/ts) from protos/ and compile them
+	$(BIN)/python -m tools.clients gen
+
+test: gen k8s-tools clients-tools ## Run the whole test suite (starts its own PostgreSQL, NATS and Kubernetes control plane)
 	@# pytest exits 5 when it collected nothing: a failure here, never a pass.
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	 if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status

@@ -9,18 +9,18 @@ exists is whole, and nothing is rebuilt while it exists. Standard library only: 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tools import versioned_cache
+from tools.versioned_cache import build_once
 
 KUBERNETES = "v1.36.3"
 ETCD = "v3.6.8"
@@ -69,7 +69,7 @@ RECIPE = (
 
 def cache_root() -> Path:
     """``$TESSERA_CACHE/k8s``, by default ``~/.cache/tessera/k8s``."""
-    return Path(os.environ.get("TESSERA_CACHE") or Path.home() / ".cache" / "tessera").expanduser() / "k8s"
+    return versioned_cache.cache_root("k8s")
 
 
 def cache_key() -> str:
@@ -149,30 +149,17 @@ def build(say: Callable[[str], None] = _say) -> Path:
     go = shutil.which("go")
     if go is None:
         raise FileNotFoundError("go is not on PATH")
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:  # a second build waits for the first and then finds it done
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (done := installed()) is not None:
-            return done
-        final = home()
-        say(f"k8s: building the Kubernetes test binaries into {final} (about 10 min on 2 cores with cold Go caches)")
+
+    def fill(work: Path) -> None:
+        say(f"k8s: building the Kubernetes test binaries into {home()} (about 10 min on 2 cores with cold Go caches)")
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        try:
-            _build_into(work, go, say)
-            toolchain = subprocess.check_output([go, "env", "GOVERSION"], text=True).strip()
-            info = {"key": final.name, "go": toolchain, "seconds": round(time.monotonic() - started)}
-            (work / "build-info.json").write_text(json.dumps(info) + "\n")
-            work.chmod(0o755)  # mkdtemp made it private
-            if final.exists():  # an incomplete folder left by hand: replace it
-                shutil.rmtree(final)
-            work.rename(final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(work)
+        _build_into(work, go, say)
+        toolchain = subprocess.check_output([go, "env", "GOVERSION"], text=True).strip()
+        info = {"key": home().name, "go": toolchain, "seconds": round(time.monotonic() - started)}
+        (work / "build-info.json").write_text(json.dumps(info) + "\n")
         say(f"k8s: built in {time.monotonic() - started:.0f} s")
-        return final / "bin"
+
+    return build_once(home(), lambda: installed() is not None, fill) / "bin"
 
 
 def main() -> int:

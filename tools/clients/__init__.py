@@ -1,0 +1,1 @@
+"""The generated Go and TypeScript clients: their tools, cached by version, and their generation (ADR 0013)."""
