@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from pathlib import Path
 
 import grpc
@@ -28,10 +29,13 @@ from services.kit.identity import (
     MtlsAuthenticator,
     OrgCredentials,
     SecretAuthenticator,
-    load_secrets,
+    load_own_secret,
+    load_verifiers,
 )
 from services.kit.interceptors import ServerInterceptor
-from services.kit.settings import CommonSettings
+from services.kit.settings import CommonSettings, SettingsError
+
+T = TypeVar("T")
 
 log = logging.getLogger("tessera.server")
 
@@ -45,14 +49,24 @@ MESSAGE_OPTIONS = [
 SERVER_OPTIONS = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
+def _read(variable: str, reader: Callable[[str], T], path: str) -> T | None:
+    """``reader(path)`` when ``path`` is set, a problem reported as a configuration error naming ``variable``."""
+    if not path:
+        return None
+    try:
+        return reader(path)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
+
+
 def authenticator_from(settings: CommonSettings) -> Authenticator:
     """The authenticator the settings ask for (``secret`` or ``mtls``)."""
     if settings.auth_mode == "mtls":
         return MtlsAuthenticator(Channels.parse(settings.channels))
     if settings.auth_mode != "secret":
         raise ValueError(f"TESSERA_AUTH_MODE must be secret or mtls, not {settings.auth_mode!r}")
-    secrets = load_secrets(settings.org_secrets_file) if settings.org_secrets_file else {}
-    return SecretAuthenticator(secrets, Channels.parse(settings.channels, sorted(secrets)))
+    verifiers = _read("TESSERA_ORG_VERIFIERS_FILE", load_verifiers, settings.org_verifiers_file) or {}
+    return SecretAuthenticator(verifiers, Channels.parse(settings.channels, sorted(verifiers)))
 
 
 def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredentials:
@@ -65,8 +79,8 @@ def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredenti
             tls_cert=Path(settings.tls_cert).read_bytes(),
             tls_ca=Path(settings.tls_ca).read_bytes(),
         )
-    secrets = load_secrets(settings.org_secrets_file) if settings.org_secrets_file else {}
-    return OrgCredentials(org_id=settings.org_id, secret=secrets.get(settings.org_id, ""), channel=channel)
+    secret = _read("TESSERA_ORG_SECRET_FILE", load_own_secret, settings.org_secret_file) or ""
+    return OrgCredentials(org_id=settings.org_id, secret=secret, channel=channel)
 
 
 class GrpcServer:

@@ -1,12 +1,22 @@
 import base64
+import hashlib
+import json
 
 import pytest
 
 from services.kit.errors import PermissionDenied, Unauthenticated
-from services.kit.identity import Channels, MtlsAuthenticator, OrgCredentials, SecretAuthenticator
+from services.kit.identity import (
+    Channels,
+    MtlsAuthenticator,
+    OrgCredentials,
+    SecretAuthenticator,
+    load_own_secret,
+    load_verifiers,
+    secret_verifier,
+)
 
 CHANNELS = Channels.parse("mychannel=org1,org2;private=org2")
-AUTH = SecretAuthenticator({"org1": "s1", "org2": "s2"}, CHANNELS)
+AUTH = SecretAuthenticator({"org1": secret_verifier("s1"), "org2": secret_verifier("s2")}, CHANNELS)
 
 
 def _metadata(org, secret, **extra):
@@ -38,6 +48,9 @@ def test_a_channel_the_organization_is_not_in_is_refused():
         {"authorization": "Basic " + base64.b64encode(b"org9:s1").decode()},
         # a valid secret presented under another organization's name
         {"authorization": "Basic " + base64.b64encode(b"org2:s1").decode()},
+        # the verifier itself is not a credential
+        {"authorization": "Basic " + base64.b64encode(f"org1:{secret_verifier('s1')}".encode()).decode()},
+        {"authorization": "Basic " + base64.b64encode(b"org1:").decode()},
     ],
 )
 def test_missing_or_wrong_credentials_are_unauthenticated(metadata):
@@ -61,3 +74,29 @@ def test_empty_channel_configuration_is_one_channel_of_every_known_organization(
     channels = Channels.parse("", ["a", "b"])
     assert channels.of("a") == ["mychannel"]
     assert channels.members("mychannel") == ("a", "b")
+
+
+def test_a_verifier_is_the_sha256_of_the_secret_as_sha256sum_prints_it():
+    assert secret_verifier("s1") == "sha256:" + hashlib.sha256(b"s1").hexdigest()
+    assert secret_verifier("s1") != secret_verifier("s2")
+
+
+def test_the_verifiers_file_is_read_and_a_file_of_secrets_is_refused(tmp_path):
+    path = tmp_path / "verifiers.json"
+    path.write_text(json.dumps({"org1": secret_verifier("s1"), "org2": secret_verifier("s2")}))
+    assert SecretAuthenticator(load_verifiers(str(path)), CHANNELS).authenticate(_metadata("org1", "s1"), {})
+    path.write_text(json.dumps({"org1": "s1", "org2": secret_verifier("s2")}))
+    with pytest.raises(ValueError, match="org1 are not verifiers"):
+        load_verifiers(str(path))
+    path.write_text(json.dumps({"org1": secret_verifier("same"), "org2": secret_verifier("same")}))
+    with pytest.raises(ValueError, match="share one secret"):
+        load_verifiers(str(path))
+
+
+def test_an_own_secret_shorter_than_a_random_token_is_refused(tmp_path):
+    path = tmp_path / "org.secret"
+    path.write_text("f" * 64 + "\n")
+    assert load_own_secret(str(path)) == "f" * 64
+    path.write_text("password123")
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        load_own_secret(str(path))
