@@ -364,7 +364,7 @@ def test_the_charts_share_their_value_names():
     shared = {
         "image": {"repository", "tag", "pullPolicy"},
         "database": {"existingSecret", "key"},
-        "auth": {"mode", "orgSecrets", "tls"},
+        "auth": {"mode", "orgCredentials", "tls"},
         "serviceAccount": {"create", "name", "annotations"},
         "podSecurity": {"runAsUser", "runAsGroup", "fsGroup"},
         "resources": {"requests", "limits"},
