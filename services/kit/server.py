@@ -31,6 +31,7 @@ from services.kit.identity import (
     SecretAuthenticator,
     load_own_secret,
     load_verifiers,
+    secret_verifier,
 )
 from services.kit.interceptors import ServerInterceptor
 from services.kit.settings import CommonSettings, SettingsError
@@ -80,6 +81,13 @@ def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredenti
             tls_ca=Path(settings.tls_ca).read_bytes(),
         )
     secret = _read("TESSERA_ORG_SECRET_FILE", load_own_secret, settings.org_secret_file) or ""
+    verifiers = _read("TESSERA_ORG_VERIFIERS_FILE", load_verifiers, settings.org_verifiers_file) or {}
+    if secret and settings.org_id in verifiers and verifiers[settings.org_id] != secret_verifier(secret):
+        # Caught here, at start, rather than as UNAUTHENTICATED on every call to the ledger and the peers.
+        raise SettingsError(
+            f"TESSERA_ORG_SECRET_FILE: the secret does not match the verifier of {settings.org_id} "
+            "in TESSERA_ORG_VERIFIERS_FILE"
+        )
     return OrgCredentials(org_id=settings.org_id, secret=secret, channel=channel)
 
 

@@ -14,6 +14,9 @@ from services.kit.identity import (
     load_verifiers,
     secret_verifier,
 )
+from services.kit.server import credentials_from
+from services.kit.settings import CommonSettings, SettingsError
+from tools.devnet.credentials import write_org_credentials
 
 CHANNELS = Channels.parse("mychannel=org1,org2;private=org2")
 AUTH = SecretAuthenticator({"org1": secret_verifier("s1"), "org2": secret_verifier("s2")}, CHANNELS)
@@ -100,3 +103,15 @@ def test_an_own_secret_shorter_than_a_random_token_is_refused(tmp_path):
     path.write_text("password123")
     with pytest.raises(ValueError, match="at least 32 characters"):
         load_own_secret(str(path))
+
+
+def test_a_process_whose_secret_does_not_match_its_verifier_fails_at_start(tmp_path):
+    files = write_org_credentials(tmp_path, {"org1": "a" * 32, "org2": "b" * 32})
+    settings = CommonSettings(org_id="org1", **files.settings("org1"))
+    assert credentials_from(settings).secret == "a" * 32
+    files.secret_files["org1"].write_text("c" * 32)
+    with pytest.raises(SettingsError, match="does not match the verifier of org1"):
+        credentials_from(settings)
+    files.secret_files["org1"].write_text("short")
+    with pytest.raises(SettingsError, match=r"TESSERA_ORG_SECRET_FILE: .* at least 32 characters"):
+        credentials_from(settings)
