@@ -66,6 +66,9 @@ def authenticator_from(settings: CommonSettings) -> Authenticator:
         return MtlsAuthenticator(Channels.parse(settings.channels))
     if settings.auth_mode != "secret":
         raise ValueError(f"TESSERA_AUTH_MODE must be secret or mtls, not {settings.auth_mode!r}")
+    if not settings.org_verifiers_file:
+        # Without it every call would be refused; say so at start (TESSERA_ORG_SECRETS_FILE is no longer read).
+        raise SettingsError("TESSERA_ORG_VERIFIERS_FILE is required when TESSERA_AUTH_MODE is secret (ADR 0014)")
     verifiers = _read("TESSERA_ORG_VERIFIERS_FILE", load_verifiers, settings.org_verifiers_file) or {}
     return SecretAuthenticator(verifiers, Channels.parse(settings.channels, sorted(verifiers)))
 

@@ -14,7 +14,7 @@ from services.kit.identity import (
     load_verifiers,
     secret_verifier,
 )
-from services.kit.server import credentials_from
+from services.kit.server import authenticator_from, credentials_from
 from services.kit.settings import CommonSettings, SettingsError
 from tools.devnet.credentials import write_org_credentials
 
@@ -115,3 +115,8 @@ def test_a_process_whose_secret_does_not_match_its_verifier_fails_at_start(tmp_p
     files.secret_files["org1"].write_text("short")
     with pytest.raises(SettingsError, match=r"TESSERA_ORG_SECRET_FILE: .* at least 32 characters"):
         credentials_from(settings)
+
+
+def test_a_server_in_secret_mode_without_verifiers_fails_at_start():
+    with pytest.raises(SettingsError, match="TESSERA_ORG_VERIFIERS_FILE is required"):
+        authenticator_from(CommonSettings(auth_mode="secret"))
