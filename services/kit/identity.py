@@ -3,8 +3,8 @@
 Two modes behind one interface:
 
 * ``secret`` (the dev network): the caller sends ``authorization: Basic base64(org:secret)``;
-  the server compares the secret, in constant time, with the one it has configured for that
-  organization.
+  the server hashes the secret and compares it, in constant time, with the verifier it holds for
+  that organization (ADR 0014). A process holds its own organization's secret only, never another's.
 * ``mtls`` (production): the TLS layer has already verified the client certificate against the
   network's CA; the organization is the certificate's common name.
 
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,9 @@ from services.kit.errors import PermissionDenied, Unauthenticated
 CHANNEL_HEADER = "x-tessera-channel"
 USER_HEADER = "x-tessera-user"
 DEFAULT_CHANNEL = "mychannel"
+# An organization's secret is a random token (``openssl rand -hex 32``); shorter ones are refused at start.
+MIN_SECRET_CHARS = 32
+_VERIFIER = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -104,11 +109,24 @@ class Authenticator(Protocol):
         """Return the caller or raise :class:`Unauthenticated` / :class:`PermissionDenied`."""
 
 
-class SecretAuthenticator:
-    """Dev-network mode: each organization proves itself with a shared secret."""
+def secret_verifier(secret: str) -> str:
+    """What a server keeps in place of an organization's secret: ``sha256:<hex>`` of the secret.
 
-    def __init__(self, secrets: Mapping[str, str], channels: Channels) -> None:
-        self._secrets = dict(secrets)
+    A fast hash suffices because the secret is a high-entropy random token, not a password (ADR 0014);
+    ``printf %s "$secret" | sha256sum`` gives the same digest.
+    """
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+# Compared against when the organization is unknown, so that the answer takes the same time.
+_NO_VERIFIER = secret_verifier("")
+
+
+class SecretAuthenticator:
+    """Dev-network mode: each organization proves itself with its secret; the server holds verifiers only."""
+
+    def __init__(self, verifiers: Mapping[str, str], channels: Channels) -> None:
+        self._verifiers = dict(verifiers)
         self._channels = channels
 
     def authenticate(self, metadata: Mapping[str, str], auth_context: Mapping[str, Sequence[bytes]]) -> Caller:
@@ -120,9 +138,10 @@ class SecretAuthenticator:
             org_id, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             raise Unauthenticated("malformed authorization header") from None
-        expected = self._secrets.get(org_id)
-        # compare_digest on both branches keeps the timing independent of which part was wrong.
-        if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+        expected = self._verifiers.get(org_id)
+        # One hash and one constant-time comparison on every path: the timing does not tell which part was wrong.
+        matches = hmac.compare_digest(expected or _NO_VERIFIER, secret_verifier(secret))
+        if expected is None or not secret or not matches:
             raise Unauthenticated("invalid organization credentials")
         channel = self._channels.resolve(org_id, metadata.get(CHANNEL_HEADER))
         return Caller(org_id=org_id, channel=channel, user=metadata.get(USER_HEADER, ""))
@@ -143,12 +162,31 @@ class MtlsAuthenticator:
         return Caller(org_id=org_id, channel=channel, user=metadata.get(USER_HEADER, ""))
 
 
-def load_secrets(path: str) -> dict[str, str]:
-    """Read the ``{org_id: secret}`` JSON file of the dev network."""
+def load_verifiers(path: str) -> dict[str, str]:
+    """Read the ``{org_id: "sha256:<hex>"}`` JSON file every server of a secret-mode network holds."""
     data = json.loads(Path(path).read_text())
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"{path}: expected a JSON object mapping organization ids to secrets")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object mapping organization ids to verifiers")
+    malformed = sorted(org for org, v in data.items() if not (isinstance(v, str) and _VERIFIER.fullmatch(v)))
+    if malformed:
+        raise ValueError(
+            f"{path}: the entries of {', '.join(malformed)} are not verifiers (sha256:<64 hex digits>); "
+            "the file holds hashes of the organizations' secrets, never the secrets"
+        )
+    if len(set(data.values())) != len(data):
+        raise ValueError(f"{path}: two organizations share one secret; each needs its own")
     return data
+
+
+def load_own_secret(path: str) -> str:
+    """Read the file holding this organization's own secret (surrounding whitespace ignored)."""
+    secret = Path(path).read_text().strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"{path}: an organization secret must be a random token of at least {MIN_SECRET_CHARS} characters "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return secret
 
 
 @dataclass(frozen=True)

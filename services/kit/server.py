@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,10 +29,14 @@ from services.kit.identity import (
     MtlsAuthenticator,
     OrgCredentials,
     SecretAuthenticator,
-    load_secrets,
+    load_own_secret,
+    load_verifiers,
+    secret_verifier,
 )
 from services.kit.interceptors import ServerInterceptor
-from services.kit.settings import CommonSettings
+from services.kit.settings import CommonSettings, SettingsError
+
+T = TypeVar("T")
 
 log = logging.getLogger("tessera.server")
 
@@ -45,14 +50,27 @@ MESSAGE_OPTIONS = [
 SERVER_OPTIONS = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
+def _read(variable: str, reader: Callable[[str], T], path: str) -> T | None:
+    """``reader(path)`` when ``path`` is set, a problem reported as a configuration error naming ``variable``."""
+    if not path:
+        return None
+    try:
+        return reader(path)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
+
+
 def authenticator_from(settings: CommonSettings) -> Authenticator:
     """The authenticator the settings ask for (``secret`` or ``mtls``)."""
     if settings.auth_mode == "mtls":
         return MtlsAuthenticator(Channels.parse(settings.channels))
     if settings.auth_mode != "secret":
         raise ValueError(f"TESSERA_AUTH_MODE must be secret or mtls, not {settings.auth_mode!r}")
-    secrets = load_secrets(settings.org_secrets_file) if settings.org_secrets_file else {}
-    return SecretAuthenticator(secrets, Channels.parse(settings.channels, sorted(secrets)))
+    if not settings.org_verifiers_file:
+        # Without it every call would be refused; say so at start (TESSERA_ORG_SECRETS_FILE is no longer read).
+        raise SettingsError("TESSERA_ORG_VERIFIERS_FILE is required when TESSERA_AUTH_MODE is secret (ADR 0014)")
+    verifiers = _read("TESSERA_ORG_VERIFIERS_FILE", load_verifiers, settings.org_verifiers_file) or {}
+    return SecretAuthenticator(verifiers, Channels.parse(settings.channels, sorted(verifiers)))
 
 
 def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredentials:
@@ -65,8 +83,15 @@ def credentials_from(settings: CommonSettings, channel: str = "") -> OrgCredenti
             tls_cert=Path(settings.tls_cert).read_bytes(),
             tls_ca=Path(settings.tls_ca).read_bytes(),
         )
-    secrets = load_secrets(settings.org_secrets_file) if settings.org_secrets_file else {}
-    return OrgCredentials(org_id=settings.org_id, secret=secrets.get(settings.org_id, ""), channel=channel)
+    secret = _read("TESSERA_ORG_SECRET_FILE", load_own_secret, settings.org_secret_file) or ""
+    verifiers = _read("TESSERA_ORG_VERIFIERS_FILE", load_verifiers, settings.org_verifiers_file) or {}
+    if secret and settings.org_id in verifiers and verifiers[settings.org_id] != secret_verifier(secret):
+        # Caught here, at start, rather than as UNAUTHENTICATED on every call to the ledger and the peers.
+        raise SettingsError(
+            f"TESSERA_ORG_SECRET_FILE: the secret does not match the verifier of {settings.org_id} "
+            "in TESSERA_ORG_VERIFIERS_FILE"
+        )
+    return OrgCredentials(org_id=settings.org_id, secret=secret, channel=channel)
 
 
 class GrpcServer:

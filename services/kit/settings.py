@@ -98,8 +98,13 @@ class CommonSettings:
     nats_url: str = env("TESSERA_NATS_URL", "", "NATS server URL (JetStream enabled); empty disables NATS.")
     log_level: str = env("TESSERA_LOG_LEVEL", "INFO", "Log level of the JSON logs.")
     auth_mode: str = env("TESSERA_AUTH_MODE", "secret", "How callers prove their organization: secret or mtls.")
-    org_secrets_file: str = env(
-        "TESSERA_ORG_SECRETS_FILE", "", "secret mode: JSON file mapping organization id to its secret."
+    org_secret_file: str = env(
+        "TESSERA_ORG_SECRET_FILE", "", "secret mode: file holding this organization's own secret (none for the ledger)."
+    )
+    org_verifiers_file: str = env(
+        "TESSERA_ORG_VERIFIERS_FILE",
+        "",
+        "secret mode: JSON file mapping each organization id to the verifier of its secret (sha256:<hex>).",
     )
     channels: str = env(
         "TESSERA_CHANNELS", "", "Channel membership, e.g. 'mychannel=org1,org2;other=org2' (empty: one open channel)."

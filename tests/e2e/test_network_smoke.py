@@ -21,7 +21,6 @@ from tessera.storage.v1 import storage_service_pb2 as storage_api
 from tessera.storage.v1 import storage_service_pb2_grpc as storage_grpc
 
 from services.kit.client import sync_channel
-from services.kit.identity import OrgCredentials
 
 EXPECTED_SERVICE = {
     "asset": "tessera.asset.v1.AssetService",
@@ -82,10 +81,9 @@ def test_gateways_report_their_upstreams_healthy(network):
 
 def test_each_organization_registers_itself_with_its_own_credentials(network):
     """The event service of each organization registers it in the ledger at start (as Substra's backends do)."""
-    secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
     asset_addr = network.services[0].addr
     first = network.organizations[0]
-    stub = asset_grpc.AssetServiceStub(sync_channel(asset_addr, OrgCredentials(first.id, secrets[first.id])))
+    stub = asset_grpc.AssetServiceStub(sync_channel(asset_addr, network.org_credentials(first.id)))
     expected = {(first.id, True, first.gateway), (network.organizations[1].id, False, network.organizations[1].gateway)}
     deadline = time.monotonic() + 30
     while True:

@@ -4,7 +4,6 @@ calls an organization makes to register datasets and functions (what its gateway
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -102,11 +101,10 @@ class Org:
 
 
 def orgs_of(network: Network) -> list[Org]:
-    secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
     asset = network.services[0].addr
     out = []
     for org in network.organizations:
-        creds = OrgCredentials(org.id, secrets[org.id])
+        creds = network.org_credentials(org.id)
         out.append(
             Org(
                 org.id,

@@ -37,10 +37,11 @@ from services.kit.server import GrpcServer, authenticator_from
 from services.kit.settings import CommonSettings
 from tests.gateway.fake_storage import FakeStorage
 from tests.support import ServerThread
+from tools.devnet.credentials import CredentialFiles, new_secret, write_org_credentials
 from tools.devnet.embedded import free_port
 
 ORGS = ("MyOrg1MSP", "MyOrg2MSP")
-SECRETS = {org: f"secret-of-{org}" for org in ORGS}
+SECRETS = {org: new_secret() for org in ORGS}
 CHANNEL = "mychannel"
 # The web frontend's origin, allowed by every test gateway (same host, another port, as the contract wants).
 FRONTEND_ORIGIN = "http://127.0.0.1:3000"
@@ -125,7 +126,7 @@ class Net:
 
     asset_addr: str
     orgs: list[Org]
-    secrets_file: Path
+    credentials: CredentialFiles
     real_storage: bool
 
     @property
@@ -137,7 +138,16 @@ class Net:
         return self.orgs[1]
 
 
-def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset_addr: str, peers: str, **kw):
+def gateway_settings(
+    org: str,
+    port: int,
+    folder: Path,
+    credentials: CredentialFiles,
+    database_url: str,
+    asset_addr: str,
+    peers: str,
+    **kw,
+):
     """Settings of one test gateway; each organization signs its web sessions with its own key."""
     key_file = folder / f"jwt-{org}.key"
     if not key_file.exists():
@@ -151,7 +161,7 @@ def gateway_settings(org: str, port: int, folder: Path, database_url: str, asset
         users_file=str(folder / f"users-{org}.json"),
         database_url=database_url,
         org_id=org,
-        org_secrets_file=str(folder / "secrets.json"),
+        **credentials.settings(org),
         channels=f"{CHANNEL}={','.join(ORGS)}",
         model_export_channels=(CHANNEL,),
         cors_origins=(FRONTEND_ORIGIN,),
@@ -192,14 +202,14 @@ def write_users(path: Path, org_index: int) -> tuple[User, User]:
 def net(postgres, tmp_path_factory):
     """Ledger, storage and gateway of two organizations, registered on one channel."""
     folder = tmp_path_factory.mktemp("gateway-net")
-    (folder / "secrets.json").write_text(json.dumps(SECRETS))
+    credentials = write_org_credentials(folder / "credentials", SECRETS)
     suffix = uuid.uuid4().hex[:6]
     ledger_url = postgres.url(f"gw_ledger_{suffix}")
     ensure_database(ledger_url)
     ledger_settings = AssetSettings(
         grpc_addr="127.0.0.1:0",
         database_url=ledger_url,
-        org_secrets_file=str(folder / "secrets.json"),
+        **credentials.settings(),
         channels=f"{CHANNEL}={','.join(ORGS)}",
         relay_enabled=False,
     )
@@ -211,9 +221,11 @@ def net(postgres, tmp_path_factory):
             for org in ORGS:
                 database_url = postgres.url(f"gw_{org.lower()}_{suffix}")
                 ensure_database(database_url)
-                storages.append(_start_storage(org, folder, database_url, ledger.addr, storage_build, ports[org]))
+                storages.append(
+                    _start_storage(org, folder, credentials, database_url, ledger.addr, storage_build, ports[org])
+                )
                 threads.append(storages[-1])
-                events.append(_start_events(org, folder, database_url, ledger.addr, ports[org]))
+                events.append(_start_events(org, credentials, database_url, ledger.addr, ports[org]))
                 threads.append(events[-1])
             peers = ",".join(f"{org}={s.addr}" for org, s in zip(ORGS, storages, strict=True))
             orgs = []
@@ -223,7 +235,7 @@ def net(postgres, tmp_path_factory):
                 # Only the first organization lets users register server-side folders (local=False).
                 media = {"servermedias_root": str(servermedias_root(folder))} if index == 1 else {}
                 settings = gateway_settings(
-                    org, ports[org], folder, database_url, ledger.addr, peers, storage_addr=storage.addr,
+                    org, ports[org], folder, credentials, database_url, ledger.addr, peers, storage_addr=storage.addr,
                     event_addr=event.addr, **media,
                 )  # fmt: skip
                 gateway = GatewayThread(settings).__enter__()
@@ -243,13 +255,13 @@ def net(postgres, tmp_path_factory):
                     )
                 )
             _wait_registered(orgs[0].ledger)
-            yield Net(ledger.addr, orgs, folder / "secrets.json", storage_build is not None)
+            yield Net(ledger.addr, orgs, credentials, storage_build is not None)
         finally:
             for thread in reversed(threads):
                 thread.__exit__(None, None, None)
 
 
-def _start_events(org: str, folder: Path, url: str, asset_addr: str, gateway_port: int) -> ServerThread:
+def _start_events(org: str, credentials: CredentialFiles, url: str, asset_addr: str, gateway_port: int) -> ServerThread:
     from services.event.bootstrap import build
     from services.event.settings import EventSettings
 
@@ -257,7 +269,7 @@ def _start_events(org: str, folder: Path, url: str, asset_addr: str, gateway_por
         grpc_addr="127.0.0.1:0",
         database_url=url,
         org_id=org,
-        org_secrets_file=str(folder / "secrets.json"),
+        **credentials.settings(org),
         channels=f"{CHANNEL}={','.join(ORGS)}",
         asset_addr=asset_addr,
         public_url=f"http://127.0.0.1:{gateway_port}",
@@ -266,7 +278,9 @@ def _start_events(org: str, folder: Path, url: str, asset_addr: str, gateway_por
     return ServerThread(lambda: build(settings)).__enter__()
 
 
-def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_build, gateway_port: int) -> ServerThread:
+def _start_storage(
+    org: str, folder: Path, credentials: CredentialFiles, url: str, asset_addr: str, storage_build, gateway_port: int
+) -> ServerThread:
     if storage_build is not None:
         from services.storage.settings import StorageSettings
 
@@ -274,7 +288,7 @@ def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_bu
             grpc_addr="127.0.0.1:0",
             database_url=url,
             org_id=org,
-            org_secrets_file=str(folder / "secrets.json"),
+            **credentials.settings(org),
             channels=f"{CHANNEL}={','.join(ORGS)}",
             storage_root=str(folder / "storage" / org),
             asset_addr=asset_addr,
@@ -290,7 +304,7 @@ def _start_storage(org: str, folder: Path, url: str, asset_addr: str, storage_bu
         settings = CommonSettings(
             service_name=f"storage-{org}",
             grpc_addr="127.0.0.1:0",
-            org_secrets_file=str(folder / "secrets.json"),
+            **credentials.settings(),
             channels=f"{CHANNEL}={','.join(ORGS)}",
         )
 

@@ -55,7 +55,8 @@ def _targets(network, org1_id: str, private_sample: str) -> dict:
     postgres = network.postgres
     return {
         "files": [
-            str(state / "org-secrets.json"),
+            str(network.credentials.secret_files[org1_id]),
+            str(network.credentials.verifiers),
             str(state / f"users-{org1_id}.json"),
             str(state / "network.json"),
             str(Places(work).data_sample(private_sample) / "data.csv"),

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tools.devnet.credentials import new_secret, write_org_credentials
 from tools.devnet.embedded import free_port
 from tools.image import build, containers
 
@@ -114,8 +115,7 @@ def _plan(tmp: Path, postgres, nats_server) -> list[Service]:
     ledger_db, org_db = f"img_{suffix}_ledger", f"img_{suffix}_org1"
     for database in (ledger_db, org_db):
         ensure_database(postgres.url(database))
-    secrets = tmp / "org-secrets.json"
-    secrets.write_text(json.dumps({ORG: uuid.uuid4().hex}))
+    files = write_org_credentials(tmp / "credentials", {ORG: new_secret()})
     users = tmp / "users.json"
     admin = {"username": "org1-admin", "password": uuid.uuid4().hex, "role": "ADMIN", "channel": CHANNEL}
     users.write_text(json.dumps({"users": [admin]}))
@@ -123,12 +123,13 @@ def _plan(tmp: Path, postgres, nats_server) -> list[Service]:
     common = {
         "TESSERA_NATS_URL": nats_server.url,
         "TESSERA_AUTH_MODE": "secret",
-        "TESSERA_ORG_SECRETS_FILE": "/etc/tessera/credentials/org-secrets.json",
+        "TESSERA_ORG_VERIFIERS_FILE": "/etc/tessera/credentials/verifiers.json",
         "TESSERA_CHANNELS": f"{CHANNEL}={ORG}",
     }
     org = {
         **common,
         "TESSERA_ORG_ID": ORG,
+        "TESSERA_ORG_SECRET_FILE": "/etc/tessera/credentials/secret",
         "TESSERA_DATABASE_URL": postgres.url(org_db),
         "ASSET_ADDR": addrs["asset"],
         "STORAGE_ADDR": addrs["storage"],
@@ -137,11 +138,13 @@ def _plan(tmp: Path, postgres, nats_server) -> list[Service]:
         "TESSERA_PEERS": f"{ORG}={addrs['storage']}",
         "TESSERA_PUBLIC_URL": f"http://{addrs['gateway']}",
     }
-    credentials = {_owned_by_service(secrets, 0o400): "/etc/tessera/credentials/org-secrets.json:ro"}
+    # As the chart mounts them: the ledger gets the verifiers only, an organization's services its secret too.
+    verifiers = {_owned_by_service(files.verifiers, 0o400): "/etc/tessera/credentials/verifiers.json:ro"}
+    secret = {_owned_by_service(files.secret_files[ORG], 0o400): "/etc/tessera/credentials/secret:ro"}
     services = []
     for name in SERVICES:
         env = {**(common if name == "asset" else org), "TESSERA_SERVICE_NAME": f"{name}-image-test"}
-        volumes = dict(credentials)
+        volumes = dict(verifiers) if name == "asset" else {**verifiers, **secret}
         options: tuple[str, ...] = ()
         if name == "asset":
             env["TESSERA_DATABASE_URL"] = postgres.url(ledger_db)

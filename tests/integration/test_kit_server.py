@@ -27,6 +27,7 @@ from services.kit.errors import FieldViolation
 from services.kit.identity import OrgCredentials
 from services.kit.status import status_details
 from tests.support import ServerThread
+from tools.devnet.credentials import write_org_credentials
 
 SPANS = InMemorySpanExporter()
 SECRETS = {"org1": "secret-1", "org2": "secret-2", "outsider": "secret-3"}
@@ -37,15 +38,14 @@ def ledger(postgres, nats_server, tmp_path_factory):
     from services.kit.db import ensure_database
 
     telemetry.configure_tracing("tests", [SPANS])
-    secrets = tmp_path_factory.mktemp("secrets") / "secrets.json"
-    secrets.write_text(json.dumps(SECRETS))
+    credentials = write_org_credentials(tmp_path_factory.mktemp("secrets"), SECRETS)
     url = postgres.url("kit_server")
     ensure_database(url)
     settings = AssetSettings(
         grpc_addr="127.0.0.1:0",
         database_url=url,
         nats_url=nats_server.url,
-        org_secrets_file=str(secrets),
+        **credentials.settings(),
         channels="mychannel=org1,org2;lonely=outsider",
     )
     with ServerThread(lambda: build(settings)) as server:

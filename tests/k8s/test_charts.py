@@ -359,12 +359,28 @@ def test_every_chart_lints_strict_with_its_defaults_and_the_deploy_values(helm, 
             helm.run("lint", "--strict", str(charts / chart), "-f", str(DEPLOY / values))
 
 
+def test_in_secret_mode_the_ledger_mounts_verifiers_only_and_an_organization_its_own_secret_too(helm, charts):
+    """ADR 0014: no namespace is given another organization's secret; the ledger's is given no secret at all."""
+    for chart, wanted in (("asset", {"verifiers.json"}), *((c, {"verifiers.json", "secret"}) for c in ORG_CHARTS)):
+        rendered = helm.run("template", chart, str(charts / chart), "--set", "auth.mode=secret",
+                            "--set", "organization=org1").stdout  # fmt: skip
+        documents = [d for d in yaml.safe_load_all(rendered) if d]
+        (pod,) = [d["spec"]["template"]["spec"] for d in documents if d["kind"] == "Deployment"]
+        (volume,) = [v["secret"] for v in pod["volumes"] if v["name"] == "org-credentials"]
+        assert volume["secretName"] == "tessera-org-credentials"
+        assert {item["key"] for item in volume["items"]} == wanted, chart
+        (config,) = [d["data"] for d in documents if d["kind"] == "ConfigMap"]
+        assert config["TESSERA_ORG_VERIFIERS_FILE"] == "/etc/tessera/credentials/verifiers.json"
+        own = "/etc/tessera/credentials/secret" if chart != "asset" else None
+        assert config.get("TESSERA_ORG_SECRET_FILE") == own
+
+
 def test_the_charts_share_their_value_names():
     """One name for one thing across the five charts: image, resources, env, secrets, security, scheduling."""
     shared = {
         "image": {"repository", "tag", "pullPolicy"},
         "database": {"existingSecret", "key"},
-        "auth": {"mode", "orgSecrets", "tls"},
+        "auth": {"mode", "orgCredentials", "tls"},
         "serviceAccount": {"create", "name", "annotations"},
         "podSecurity": {"runAsUser", "runAsGroup", "fsGroup"},
         "resources": {"requests", "limits"},

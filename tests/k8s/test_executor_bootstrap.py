@@ -4,7 +4,6 @@ the session's PostgreSQL and NATS, and the test control plane, as the compute ch
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
 from tests.k8s.test_executor import _apply_rbac, _gone, _running
 from tests.support import ServerThread
+from tools.devnet.credentials import new_secret, write_org_credentials
 
 
 def _left_pod(admin, namespace: str, org: str, work: Path) -> str:
@@ -49,8 +49,8 @@ def test_compute_with_the_kubernetes_executor_starts_makes_the_policy_and_reaps_
 ):
     suffix = uuid.uuid4().hex[:8]
     org = f"K8sOrg{suffix}"
-    (tmp_path / "secrets.json").write_text(json.dumps({org: "secret-1"}))
-    common = {"org_secrets_file": str(tmp_path / "secrets.json"), "nats_url": nats_server.url}
+    credentials = write_org_credentials(tmp_path / "credentials", {org: new_secret()})
+    common = {"nats_url": nats_server.url}
     ledger_url, compute_url = postgres.url(f"k8s_ledger_{suffix}"), postgres.url(f"k8s_compute_{suffix}")
     ensure_database(ledger_url)
     ensure_database(compute_url)
@@ -62,7 +62,9 @@ def test_compute_with_the_kubernetes_executor_starts_makes_the_policy_and_reaps_
         left = _left_pod(admin, namespace, org, work)
         other = _left_pod(admin, namespace, "another-org", work)
         with ServerThread(
-            lambda: build_ledger(AssetSettings(grpc_addr="127.0.0.1:0", database_url=ledger_url, **common))
+            lambda: build_ledger(
+                AssetSettings(grpc_addr="127.0.0.1:0", database_url=ledger_url, **common, **credentials.settings())
+            )
         ) as ledger:
             settings = ComputeSettings(
                 grpc_addr="127.0.0.1:0",
@@ -78,9 +80,11 @@ def test_compute_with_the_kubernetes_executor_starts_makes_the_policy_and_reaps_
                 k8s_registry="registry.test:5000",
                 reconcile_every=0.5,
                 **common,
+                **credentials.settings(org),
             )
             with ServerThread(lambda: build_compute(settings)) as compute:
-                stub = api_grpc.ComputeServiceStub(sync_channel(compute.addr, OrgCredentials(org, "secret-1")))
+                own = OrgCredentials(org, credentials.secret(org))
+                stub = api_grpc.ComputeServiceStub(sync_channel(compute.addr, own))
                 status = stub.GetStatus(api.GetStatusRequest())
                 _gone(admin, namespace, specs.pod_name(left))  # the reaper: its task is not EXECUTING
                 policy = client.NetworkingV1Api(admin).read_namespaced_network_policy(specs.NETWORK_POLICY, namespace)

@@ -9,7 +9,6 @@ task's command in a jail, with the pod's mounts of the work folder) and serves t
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -24,7 +23,6 @@ from tessera.asset.v1 import resources_pb2 as res
 
 from services.compute.kubernetes import specs
 from services.kit.client import sync_channel
-from services.kit.identity import OrgCredentials
 from tests.conftest import running_network
 from tests.k8s.stand_in import StandIn
 from tests.k8s.test_executor import _apply_rbac, _gone
@@ -118,8 +116,7 @@ def world(network, tmp_path_factory):
         )
     for key in functions.values():
         assert c1.wait_function(key, timeout=90, polling_period=POLL).status == models.FunctionStatus.ready
-    secret = json.loads((network.state_dir / "org-secrets.json").read_text())[o1]
-    ledger = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, OrgCredentials(o1, secret)))
+    ledger = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, network.org_credentials(o1)))
     yield type("World", (), dict(c1=c1, c2=c2, o1=o1, o2=o2, datasets=datasets, samples=samples, rows=rows,
                                  functions=functions, ledger=ledger))  # fmt: skip
     for sdk in (c1, c2):

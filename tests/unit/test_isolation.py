@@ -23,7 +23,7 @@ def test_a_task_has_no_network_and_a_build_may_have_it():
 
 
 def test_the_service_environment_never_reaches_the_jail(monkeypatch):
-    monkeypatch.setenv("TESSERA_ORG_SECRETS_FILE", "/secret/org-secrets.json")
+    monkeypatch.setenv("TESSERA_ORG_SECRET_FILE", "/secret/org.secret")
     monkeypatch.setenv("PIP_INDEX_URL", "https://index.example/simple")
     task = isolation.argv(_jail(), ["true"])
     assert "--clearenv" in task

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,6 @@ from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from tessera.asset.v1 import resources_pb2 as res
 
 from services.kit.client import sync_channel
-from services.kit.identity import OrgCredentials
 from tools.devnet.network import Network
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the local mode's progress bars (tqdm reads it when imported)
@@ -284,9 +282,8 @@ class Ledger:
     """The first organization's view of the ledger over gRPC (polling and profiling)."""
 
     def __init__(self, network: Network) -> None:
-        secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
         org = network.organizations[0].id
-        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, OrgCredentials(org, secrets[org])))
+        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, network.org_credentials(org)))
 
     def wait_done(self, key: str) -> None:
         deadline = time.monotonic() + TIMEOUT

@@ -39,10 +39,11 @@ from services.kit.client import sync_channel
 from services.kit.db import ensure_database
 from services.kit.identity import DEFAULT_CHANNEL, OrgCredentials
 from tools.bench.bench_ledger import percentile, ready_function
+from tools.devnet.credentials import write_org_credentials
 from tools.devnet.embedded import EmbeddedPostgres, free_port, stop_process, wait_for_port
 
 ORG = "BenchOrgMSP"
-SECRET = "bench-secret"
+SECRET = "a-benchmark-secret-of-the-required-32-characters-or-more"
 USER, PASSWORD = "bench-admin", "bench-password"
 CHANNEL = DEFAULT_CHANNEL
 REPO = Path(__file__).resolve().parents[2]
@@ -131,14 +132,14 @@ def run(small: bool, clients: int) -> dict:
         postgres.start()
         ensure_database(postgres.url("ledger"))
         ensure_database(postgres.url("org"))
-        (folder / "secrets.json").write_text(json.dumps({ORG: SECRET}))
+        credentials = write_org_credentials(folder / "credentials", {ORG: SECRET})
         (folder / "users.json").write_text(
             json.dumps({"users": [{"username": USER, "password": PASSWORD, "role": "ADMIN", "channel": CHANNEL}]})
         )
         grpc_port, http_port = free_port(), free_port()
         common = {
             **os.environ,
-            "TESSERA_ORG_SECRETS_FILE": str(folder / "secrets.json"),
+            **credentials.env(),
             "TESSERA_CHANNELS": f"{CHANNEL}={ORG}",
             "TESSERA_LOG_LEVEL": "WARNING",
         }
@@ -151,6 +152,7 @@ def run(small: bool, clients: int) -> dict:
             **common,
             "TESSERA_HTTP_ADDR": f"127.0.0.1:{http_port}",
             "TESSERA_DATABASE_URL": postgres.url("org"),
+            **credentials.env(ORG),
             "TESSERA_ORG_ID": ORG,
             "ASSET_ADDR": f"127.0.0.1:{grpc_port}",
             "TESSERA_USERS_FILE": str(folder / "users.json"),

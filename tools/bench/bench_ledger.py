@@ -15,7 +15,6 @@ Usage: ``make bench`` or ``python -m tools.bench ledger [--small]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,10 +31,11 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.kit.client import sync_channel
 from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
+from tools.devnet.credentials import write_org_credentials
 from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, free_port, stop_process, wait_for_port
 
 ORG = "BenchOrgMSP"
-SECRET = "bench-secret"
+SECRET = "a-benchmark-secret-of-the-required-32-characters-or-more"
 REPO = Path(__file__).resolve().parents[2]
 WIDTH = 10  # parallel chains in the registered plans
 BATCH = 500
@@ -114,14 +114,14 @@ def run(small: bool) -> dict:
         postgres.start()
         nats.start()
         ensure_database(postgres.url("bench"))
-        (folder / "secrets.json").write_text(json.dumps({ORG: SECRET}))
+        credentials = write_org_credentials(folder / "credentials", {ORG: SECRET})
         port = free_port()
         env = {
             **os.environ,
             "TESSERA_GRPC_ADDR": f"127.0.0.1:{port}",
             "TESSERA_DATABASE_URL": postgres.url("bench"),
             "TESSERA_NATS_URL": nats.url,
-            "TESSERA_ORG_SECRETS_FILE": str(folder / "secrets.json"),
+            **credentials.env(),
             "TESSERA_LOG_LEVEL": "WARNING",
         }
         ledger = subprocess.Popen([sys.executable, "-m", "services.asset"], cwd=REPO, env=env)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ORG = "BenchOrgMSP"
-SECRET = "bench-secret"
+SECRET = "a-benchmark-secret-of-the-required-32-characters-or-more"
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 SWEEP_CHUNKS = (64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20)
@@ -239,14 +239,16 @@ class _Service:
     """The storage service as a separate process."""
 
     def __init__(self, folder: Path, database_url: str, chunk_bytes: int, max_bytes: int) -> None:
+        from tools.devnet.credentials import write_org_credentials
         from tools.devnet.embedded import free_port
 
+        credentials = write_org_credentials(folder / "credentials", {ORG: SECRET})
         self.port = free_port()
         self.env = {
             **os.environ,
             "TESSERA_GRPC_ADDR": f"127.0.0.1:{self.port}",
             "TESSERA_DATABASE_URL": database_url,
-            "TESSERA_ORG_SECRETS_FILE": str(folder / "secrets.json"),
+            **credentials.env(ORG),
             "TESSERA_ORG_ID": ORG,
             "TESSERA_STORAGE_ROOT": str(folder / "storage"),
             "TESSERA_STORAGE_CHUNK_BYTES": str(chunk_bytes),
@@ -294,7 +296,6 @@ def run(size_mib: int, rounds: int, sweep: bool, chunk_bytes: int = 256 << 10) -
 
     with tempfile.TemporaryDirectory(prefix="tessera-bench-storage-") as tmp:
         folder = Path(tmp)
-        (folder / "secrets.json").write_text(json.dumps({ORG: SECRET}))
         postgres = EmbeddedPostgres(folder / "pg", free_port())
         postgres.start()
         try:

@@ -188,11 +188,14 @@ def status(args: argparse.Namespace) -> int:
 def auth(args: argparse.Namespace) -> int:
     """Print the gRPC authorization header of an organization of the dev network (for grpcurl -H)."""
     state_dir = Path(args.state_dir).resolve()
-    secrets = json.loads((state_dir / "org-secrets.json").read_text())
-    if args.org not in secrets:
-        _say(f"unknown organization {args.org!r}; known: {', '.join(sorted(secrets))}")
+    folder = state_dir / "credentials"
+    secret_file = folder / f"{args.org}.secret"
+    if not secret_file.is_file():
+        known = sorted(path.stem for path in folder.glob("*.secret"))
+        _say(f"unknown organization {args.org!r}; known: {', '.join(known)}")
         return 1
-    ((key, value),) = [e for e in OrgCredentials(args.org, secrets[args.org]).metadata() if e[0] == "authorization"]
+    secret = secret_file.read_text().strip()
+    ((key, value),) = [e for e in OrgCredentials(args.org, secret).metadata() if e[0] == "authorization"]
     print(f"{key}: {value}")
     return 0
 

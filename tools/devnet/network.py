@@ -21,7 +21,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.kit.identity import DEFAULT_CHANNEL
+from services.kit.identity import DEFAULT_CHANNEL, OrgCredentials
+from tools.devnet.credentials import CredentialFiles, keep_or_create
 from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, _die_with_parent, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +113,8 @@ class Network:
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # Organizations (by id) whose compute runs tasks as pods of a cluster; the others use the local executor.
     kubernetes: dict[str, KubernetesTarget] = field(default_factory=dict)
+    # Written by plan(): each organization's secret file and the verifiers (ADR 0014).
+    credentials: CredentialFiles | None = None
 
     def _port(self, offset: int) -> int:
         return free_port() if self.base_port is None else self.base_port + offset
@@ -120,25 +123,28 @@ class Network:
         return f"{self.database_prefix}{name}"
 
     # ----------------------------------------------------------------- plan
-    def _credentials(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-        """Organization secrets and gateway logins, made once and kept in the state directory."""
+    def _credentials(self) -> tuple[CredentialFiles, dict[str, dict[str, str]]]:
+        """Organization secrets and gateway logins, made once and kept in the state directory.
+
+        Each organization's secret is only in its own file under ``credentials/``; the logins in
+        ``credentials.json`` (an older network's every-secret files are removed; new secrets replace them).
+        """
         path = self.state_dir / "credentials.json"
-        stored = json.loads(path.read_text()) if path.exists() else {"secrets": {}, "users": {}}
-        for index in range(1, self.orgs + 1):
-            org = org_name(index)
-            stored["secrets"].setdefault(org, secrets.token_urlsafe(24))
+        stored = json.loads(path.read_text()) if path.exists() else {"users": {}}
+        folder = self.state_dir / "credentials"
+        orgs = [org_name(i) for i in range(1, self.orgs + 1)]
+        stored.pop("secrets", None)
+        (self.state_dir / "org-secrets.json").unlink(missing_ok=True)
+        for index, org in enumerate(orgs, start=1):
             stored["users"].setdefault(org, {"username": f"org{index}-admin", "password": secrets.token_urlsafe(12)})
         path.write_text(json.dumps(stored, indent=2))
         path.chmod(0o600)
-        return stored["secrets"], stored["users"]
+        return keep_or_create(folder, orgs), stored["users"]
 
     def plan(self) -> None:
         """Choose ports and write the configuration files every service reads."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        org_secrets, users = self._credentials()
-        secrets_file = self.state_dir / "org-secrets.json"
-        secrets_file.write_text(json.dumps({org_name(i): org_secrets[org_name(i)] for i in range(1, self.orgs + 1)}))
-        secrets_file.chmod(0o600)
+        self.credentials, users = self._credentials()
         if self.postgres is None or self.nats is None:
             self.postgres = EmbeddedPostgres(self.state_dir / "postgres", self._port(0), durable=self.durable)
             self.nats = EmbeddedNats(self.state_dir / "nats", self._port(1))
@@ -151,7 +157,6 @@ class Network:
         common = {
             "TESSERA_NATS_URL": self.nats.url,
             "TESSERA_AUTH_MODE": "secret",
-            "TESSERA_ORG_SECRETS_FILE": str(secrets_file),
             "TESSERA_CHANNELS": f"{CHANNEL}={members}",
             "TESSERA_LOG_LEVEL": os.environ.get("TESSERA_LOG_LEVEL", "INFO"),
         }
@@ -164,6 +169,7 @@ class Network:
                 asset_addr,
                 {
                     **common,
+                    **self.credentials.env(),
                     "TESSERA_SERVICE_NAME": "asset",
                     "TESSERA_GRPC_ADDR": asset_addr,
                     "TESSERA_DATABASE_URL": self.postgres.url(self._database("ledger")),
@@ -185,6 +191,7 @@ class Network:
             users_file.chmod(0o600)
             org_env = {
                 **common,
+                **self.credentials.env(org),
                 "TESSERA_ORG_ID": org,
                 "TESSERA_DATABASE_URL": self.postgres.url(self._database(org.lower())),
                 "ASSET_ADDR": asset_addr,
@@ -280,6 +287,11 @@ class Network:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
+
+    def org_credentials(self, org: str, channel: str = "") -> OrgCredentials:
+        """The gRPC credential of organization ``org`` (as its own services hold it)."""
+        assert self.credentials is not None, "plan() writes the credentials"
+        return OrgCredentials(org, self.credentials.secret(org), channel=channel)
 
     def service(self, name: str, org: str = "") -> ServiceSpec:
         """The spec of one service."""

@@ -13,7 +13,11 @@ extraEnv are set on the container directly.
   "PYTHONUNBUFFERED" "1"
 -}}
 {{- if eq .Values.auth.mode "secret" -}}
-{{- $_ := set $data "TESSERA_ORG_SECRETS_FILE" (printf "/etc/tessera/credentials/%s" .Values.auth.orgSecrets.key) -}}
+{{- $credentials := .Values.auth.orgCredentials -}}
+{{- $_ := set $data "TESSERA_ORG_VERIFIERS_FILE" (printf "/etc/tessera/credentials/%s" (required "auth.orgCredentials.verifiersKey is required when auth.mode is secret" $credentials.verifiersKey)) -}}
+{{- with $credentials.secretKey -}}
+{{- $_ := set $data "TESSERA_ORG_SECRET_FILE" (printf "/etc/tessera/credentials/%s" .) -}}
+{{- end -}}
 {{- else if eq .Values.auth.mode "mtls" -}}
 {{- $_ := set $data "TESSERA_TLS_CERT" "/etc/tessera/tls/tls.crt" -}}
 {{- $_ := set $data "TESSERA_TLS_KEY" "/etc/tessera/tls/tls.key" -}}

@@ -155,11 +155,15 @@ env:
 {{- if eq .Values.auth.mode "secret" }}
 - name: org-credentials
   secret:
-    secretName: {{ required "auth.orgSecrets.existingSecret is required when auth.mode is secret" .Values.auth.orgSecrets.existingSecret }}
+    secretName: {{ required "auth.orgCredentials.existingSecret is required when auth.mode is secret" .Values.auth.orgCredentials.existingSecret }}
     defaultMode: 288 # 0440: owner and fsGroup may read
     items:
-      - key: {{ .Values.auth.orgSecrets.key }}
-        path: {{ .Values.auth.orgSecrets.key }}
+      - key: {{ .Values.auth.orgCredentials.verifiersKey }}
+        path: {{ .Values.auth.orgCredentials.verifiersKey }}
+      {{- with .Values.auth.orgCredentials.secretKey }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
 {{- else }}
 - name: tls
   secret:

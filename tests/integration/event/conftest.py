@@ -4,7 +4,6 @@ package's alone on the shared WORK stream."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from services.kit.client import sync_channel
 from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
 from tests.support import ServerThread
+from tools.devnet.credentials import new_secret, write_org_credentials
 
 SPANS = InMemorySpanExporter()
 
@@ -72,15 +72,16 @@ def world(postgres, nats_server, tmp_path_factory, tracing) -> World:
     suffix = uuid.uuid4().hex[:8]
     org1, org2 = f"EvOrg1{suffix}", f"EvOrg2{suffix}"
     shared, own = f"shared{suffix}", f"own{suffix}"
-    secrets = {org1: "secret-1", org2: "secret-2"}
-    folder = tmp_path_factory.mktemp("event")
-    (folder / "secrets.json").write_text(json.dumps(secrets))
+    secrets = {org1: new_secret(), org2: new_secret()}
+    credentials = write_org_credentials(tmp_path_factory.mktemp("event"), secrets)
     channels = f"{shared}={org1},{org2};{own}={org1}"
-    common = {"org_secrets_file": str(folder / "secrets.json"), "channels": channels, "nats_url": nats_server.url}
+    common = {"channels": channels, "nats_url": nats_server.url}
     ledger_url, event_url = postgres.url(f"ev_ledger_{suffix}"), postgres.url(f"ev_event_{suffix}")
     ensure_database(ledger_url)
     ensure_database(event_url)
-    ledger_settings = AssetSettings(grpc_addr="127.0.0.1:0", database_url=ledger_url, **common)
+    ledger_settings = AssetSettings(
+        grpc_addr="127.0.0.1:0", database_url=ledger_url, **common, **credentials.settings()
+    )
     with ServerThread(lambda: build_ledger(ledger_settings)) as ledger:
         public_url = f"http://{org1.lower()}.test"
         event_settings = EventSettings(
@@ -91,6 +92,7 @@ def world(postgres, nats_server, tmp_path_factory, tracing) -> World:
             public_url=public_url,
             retry_seconds=0.1,
             **common,
+            **credentials.settings(org1),
         )
         with ServerThread(lambda: build_events(event_settings)) as events:
             world = World(org1, org2, (shared, own), public_url, secrets, ledger.addr, events.addr)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from services.kit.db import ensure_database
 from services.kit.identity import OrgCredentials
 from services.kit.status import StatusDetails, status_details
 from tests.support import ServerThread
+from tools.devnet.credentials import write_org_credentials
 
 ORGS = ("MyOrg1MSP", "MyOrg2MSP", "MyOrg3MSP")
 SECRETS = {org: f"secret-of-{org}" for org in ORGS}
@@ -77,14 +77,14 @@ class Ledger:
 @pytest.fixture(scope="package")
 def ledger(postgres, nats_server, tmp_path_factory) -> Ledger:
     folder = tmp_path_factory.mktemp("ledger")
-    (folder / "secrets.json").write_text(json.dumps(SECRETS))
+    credentials = write_org_credentials(folder, SECRETS)
     url = postgres.url(f"ledger_{uuid.uuid4().hex[:8]}")
     ensure_database(url)
     settings = AssetSettings(
         grpc_addr="127.0.0.1:0",
         database_url=url,
         nats_url=nats_server.url,
-        org_secrets_file=str(folder / "secrets.json"),
+        **credentials.settings(),
         channels=f"{CHANNEL}={','.join(ORGS)};solo={ORGS[2]}",
     )
     with ServerThread(lambda: build(settings)) as server:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import time
 import uuid
@@ -39,10 +38,11 @@ from services.storage.bootstrap import build as build_storage
 from services.storage.settings import StorageSettings
 from services.storage.store.blobs import FilesystemStore
 from tests.support import ServerThread
+from tools.devnet.credentials import CredentialFiles, new_secret, write_org_credentials
 
 ORG1, ORG2 = "MyOrg1MSP", "MyOrg2MSP"
 ORGS = (ORG1, ORG2)
-SECRETS = {org: f"secret-of-{org}" for org in ORGS}
+SECRETS = {org: new_secret() for org in ORGS}
 CHANNEL = "mychannel"
 CHANNELS = f"{CHANNEL}={ORG1},{ORG2}"
 EXPORT_CHANNELS = (CHANNEL,)
@@ -103,11 +103,13 @@ class Network:
         return self.services[owner].blobs
 
 
-def _storage_settings(org: str, folder: Path, url: str, ledger_addr: str, **overrides) -> StorageSettings:
+def _storage_settings(
+    org: str, folder: Path, url: str, ledger_addr: str, credentials: CredentialFiles, **overrides
+) -> StorageSettings:
     values = dict(
         grpc_addr="127.0.0.1:0",
         database_url=url,
-        org_secrets_file=str(folder.parent / "secrets.json"),
+        **credentials.settings(org),
         channels=CHANNELS,
         org_id=org,
         storage_root=str(folder),
@@ -126,14 +128,14 @@ def _storage_settings(org: str, folder: Path, url: str, ledger_addr: str, **over
 @pytest.fixture(scope="package")
 def net(postgres, tmp_path_factory) -> Network:
     folder = tmp_path_factory.mktemp("storage-net")
-    (folder / "secrets.json").write_text(json.dumps(SECRETS))
+    credentials = write_org_credentials(folder / "credentials", SECRETS)
     suffix = uuid.uuid4().hex[:8]
     ledger_url = postgres.url(f"sledger_{suffix}")
     ensure_database(ledger_url)
     ledger_settings = AssetSettings(
         grpc_addr="127.0.0.1:0",
         database_url=ledger_url,
-        org_secrets_file=str(folder / "secrets.json"),
+        **credentials.settings(),
         channels=CHANNELS,
     )
     with ServerThread(lambda: build_ledger(ledger_settings)) as ledger:
@@ -148,7 +150,7 @@ def net(postgres, tmp_path_factory) -> Network:
             for name, (org, overrides) in specs.items():
                 url = postgres.url(f"s{name}_{suffix}")
                 ensure_database(url)
-                settings = _storage_settings(org, folder / name, url, ledger.addr, **overrides)
+                settings = _storage_settings(org, folder / name, url, ledger.addr, credentials, **overrides)
                 thread = ServerThread(lambda settings=settings: build_storage(settings))
                 thread.__enter__()
                 network.services[name] = Storage(org, thread, FilesystemStore(folder / name), url)
