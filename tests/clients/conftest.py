@@ -6,7 +6,6 @@ The network runs on the session's PostgreSQL and a NATS server of its own, once 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -64,8 +63,8 @@ def network(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def secrets(network) -> dict[str, str]:
-    """Each organization's dev-network secret, as the services read them."""
-    return json.loads((network.state_dir / "org-secrets.json").read_text())
+    """Each organization's dev-network secret, from the file its own services read (ADR 0014)."""
+    return {org.id: network.credentials.secret(org.id) for org in network.organizations}
 
 
 @pytest.fixture(scope="package")

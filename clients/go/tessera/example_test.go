@@ -10,7 +10,7 @@ import (
 	"tessera.dev/clients/go/tessera"
 )
 
-// The dev network: the organization's secret from .devnet/org-secrets.json, sent on every call.
+// The dev network: the organization's secret from .devnet/credentials/<org>.secret, sent on every call.
 func ExampleWithSecret() {
 	conn, err := grpc.NewClient("127.0.0.1:7702", tessera.WithSecret("MyOrg1MSP", "<secret>", "")...)
 	if err != nil {
