@@ -318,7 +318,8 @@ class AssetService(api_grpc.AssetServiceServicer):
             ],
             profiling_steps=[work.TaskStep(s.step, s.duration) for s in request.profiling_steps],
         )
-        return api.CompleteTaskResponse(task=await self._write(lambda ctx: work.complete_task(ctx, done)))
+        completed = await self._write(lambda ctx: work.complete_task(ctx, done))
+        return api.CompleteTaskResponse(task=completed.task, ready=completed.ready)
 
     async def GetTaskInputAssets(self, request, context):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))

@@ -47,6 +47,15 @@ class Completion:
 
 
 @dataclass
+class Completed:
+    """The answer to a completion: the task, DONE, and the tasks of the same worker its DONE made ready
+    (WAITING_FOR_EXECUTOR_SLOT), which the worker may start at once rather than wait for their events."""
+
+    task: res.ComputeTask
+    ready: list[res.ComputeTask]
+
+
+@dataclass
 class Started:
     """The answer to a start."""
 
@@ -81,7 +90,7 @@ def start_task(ctx: Context, key: str) -> Started:
     return Started(task, True, tasks.input_assets(ctx, task.key), registered)
 
 
-def complete_task(ctx: Context, done: Completion) -> res.ComputeTask:
+def complete_task(ctx: Context, done: Completion) -> Completed:
     """The task's models, performances and profiling steps, then DONE and its cascades."""
     task = outputs.executing_task_of_worker(ctx, done.task_key, "task_key")
     v = Violations()
@@ -104,4 +113,11 @@ def complete_task(ctx: Context, done: Completion) -> res.ComputeTask:
     for step in done.profiling_steps:
         outputs.record_task_step(ctx, task, step.step, step.duration)
     tasks.move(ctx, task, res.STATUS_DONE, "completed by its worker")
-    return tasks.get_task(ctx, task.key)
+    ready = [
+        event.compute_task
+        for event in ctx.events
+        if event.WhichOneof("asset") == "compute_task"
+        and event.status_change.current == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+        and event.compute_task.worker == ctx.org
+    ]
+    return Completed(tasks.get_task(ctx, task.key), ready)
