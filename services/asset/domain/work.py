@@ -70,23 +70,25 @@ def start_task(ctx: Context, key: str) -> Started:
     task = tasks.get_task(ctx, validate_key("task_key", key))
     if task.worker != ctx.org:
         raise PermissionDenied(f"only the worker {task.worker} may start task {task.key}")
-    plan = plans.get_plan(ctx, task.compute_plan_key)
+    plan = plans.get_plan(ctx, task.compute_plan_key, for_update=True)  # locked by the transition anyway
     if task.status in tasks.NON_FINAL and (plan.HasField("cancelation_date") or plan.HasField("failure_date")):
         tasks.move(ctx, task, res.STATUS_CANCELED, NOT_RUNNABLE)
         return Started(tasks.get_task(ctx, task.key), False, [], [])
+    registered: list[str] = []  # a task registers outputs only while EXECUTING: a first start finds none
     if task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
         tasks.move(ctx, task, res.STATUS_EXECUTING, "started by its worker")
         task = tasks.get_task(ctx, task.key)
-    elif task.status != res.STATUS_EXECUTING:
+    elif task.status == res.STATUS_EXECUTING:
+        registered = [
+            identifier
+            for identifier in sorted(task.outputs)
+            if ctx.store.models_of_output(task.key, identifier)
+            or ctx.store.get_performance(task.key, identifier) is not None
+        ]
+    else:
         raise FailedPrecondition(
             f"task {task.key} is {tasks.status_name(task.status)}: it cannot start", reason="TASK_NOT_RUNNABLE"
         )
-    registered = [
-        identifier
-        for identifier in sorted(task.outputs)
-        if ctx.store.models_of_output(task.key, identifier)
-        or ctx.store.get_performance(task.key, identifier) is not None
-    ]
     return Started(task, True, tasks.input_assets(ctx, task.key), registered)
 
 
@@ -110,8 +112,7 @@ def complete_task(ctx: Context, done: Completion) -> Completed:
         outputs.register_performance(
             ctx, task.key, performance.compute_task_output_identifier, performance.performance_value
         )
-    for step in done.profiling_steps:
-        outputs.record_task_step(ctx, task, step.step, step.duration)
+    outputs.record_task_steps(ctx, task, [(step.step, step.duration) for step in done.profiling_steps])
     tasks.move(ctx, task, res.STATUS_DONE, "completed by its worker")
     ready = [
         event.compute_task
