@@ -7,7 +7,8 @@ stream itself (or its own cursor), so a relay killed at any point neither loses 
 event. The JetStream copy is for fan-out; the ledger remains the source of truth, and live readers
 follow ``SubscribeEvents``: once woken by a commit, the relay lingers a moment so that one round
 publishes the commits that follow (a task's start and end are two commits tens of milliseconds apart)
-instead of reading the log once for each.
+instead of reading the log once for each. Its own cursor is saved at most every few seconds: the
+stream's last position is the one it resumes from, the cursor only a floor should the stream lose it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 
 from nats.js import JetStreamContext
@@ -42,6 +44,7 @@ class Relay:
         batch: int = 500,
         poll: float = 1.0,
         linger: float = 0.2,
+        save_every: float = 5.0,
     ):
         self._uow = uow
         self._js = js
@@ -49,6 +52,8 @@ class Relay:
         self._batch = batch
         self._poll = poll
         self._linger = linger
+        self._save_every = save_every
+        self._saved_at: dict[str, float] = {}
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.published = 0
@@ -92,7 +97,10 @@ class Relay:
 
     async def publish_pending(self, cursors: dict[str, int]) -> bool:
         """Publish one batch per channel with unpublished events; True if anything was sent."""
-        heads, stored = await self._uow.run(lambda repos: (repos.outbox().heads(), repos.outbox().cursors()))
+        heads = await self._uow.run(lambda repos: repos.outbox().heads())
+        stored: dict[str, int] = {}
+        if heads.keys() - cursors.keys():
+            stored = await self._uow.run(lambda repos: repos.outbox().cursors())
         moved = False
         for channel, head in heads.items():
             if channel not in cursors:
@@ -111,7 +119,9 @@ class Relay:
                 )
                 cursors[channel] = event.position
                 self.published += 1
-            await self._uow.run(lambda repos, c=channel, p=cursors[channel]: repos.outbox().save_cursor(c, p))
+            if time.monotonic() - self._saved_at.get(channel, -self._save_every) >= self._save_every:
+                await self._uow.run(lambda repos, c=channel, p=cursors[channel]: repos.outbox().save_cursor(c, p))
+                self._saved_at[channel] = time.monotonic()
             moved = True
         return moved
 
