@@ -21,7 +21,8 @@ executes each task synchronously as a subprocess of the SDK's interpreter inside
 the ratio is Tessera's wall time over the local mode's. The CPU time of every process (services,
 PostgreSQL, NATS, tasks) is sampled around each run, to show what the cores were busy with.
 
-Usage: ``python -m tools.bench execution [--small] [--chain N] [--rounds N] [--slots N] [--state-dir DIR]``.
+Usage: ``python -m tools.bench execution [--small] [--chain N] [--rounds N] [--slots N] [--state-dir DIR]``;
+with ``--fedavg [--orgs N]``, the substrafl FedAvg scenario of :mod:`tools.bench.fedavg` instead.
 """
 
 from __future__ import annotations
@@ -525,11 +526,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds of the federated plan (default 10)")
     parser.add_argument("--slots", type=int, default=2, help="TESSERA_EXECUTION_SLOTS of each compute")
     parser.add_argument("--state-dir", type=Path, default=None, help="keep the network's files and logs here")
+    parser.add_argument("--fedavg", action="store_true", help="instead: the substrafl FedAvg scenario")
+    parser.add_argument("--orgs", type=int, default=10, help="organizations of the FedAvg experiment (default 10)")
     args = parser.parse_args(argv)
     chain = args.chain or (10 if args.small else 50)
     rounds = args.rounds or (3 if args.small else 10)
     started = time.perf_counter()
-    print(report(run(chain, rounds, args.slots, args.state_dir)), flush=True)
+    if args.fedavg:
+        from tools.bench import fedavg  # substrafl is loaded only for this scenario
+
+        print(fedavg.run(args.orgs, rounds, args.state_dir), flush=True)
+    else:
+        print(report(run(chain, rounds, args.slots, args.state_dir)), flush=True)
     print(f"\n(benchmark run: {time.perf_counter() - started:.0f} s)", flush=True)
     return 0
 
