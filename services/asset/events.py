@@ -4,7 +4,11 @@ Events are committed with their state change (the outbox is the ``events`` table
 relay publishes them after commit, in position order, with the event id as ``Nats-Msg-Id`` so
 JetStream drops a re-sent duplicate; on start it resumes after the last position found in the
 stream itself (or its own cursor), so a relay killed at any point neither loses nor repeats an
-event. The JetStream copy is for fan-out; the ledger remains the source of truth.
+event. The JetStream copy is for fan-out; the ledger remains the source of truth, and live readers
+follow ``SubscribeEvents``: once woken by a commit, the relay lingers a moment so that one round
+publishes the commits that follow (a task's start and end are two commits tens of milliseconds apart)
+instead of reading the log once for each. Its own cursor is saved at most every few seconds: the
+stream's last position is the one it resumes from, the cursor only a floor should the stream lose it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -31,13 +37,23 @@ class Relay:
     """Publishes committed events to ``ledger.events.<channel>.<asset_kind>``, in order, once."""
 
     def __init__(
-        self, uow: UnitOfWork[Repositories], js: JetStreamContext, hub: Hub, batch: int = 500, poll: float = 1.0
+        self,
+        uow: UnitOfWork[Repositories],
+        js: JetStreamContext,
+        hub: Hub,
+        batch: int = 500,
+        poll: float = 1.0,
+        linger: float = 0.2,
+        save_every: float = 5.0,
     ):
         self._uow = uow
         self._js = js
         self._hub = hub
         self._batch = batch
         self._poll = poll
+        self._linger = linger
+        self._save_every = save_every
+        self._saved_at: dict[str, float] = {}
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.published = 0
@@ -70,6 +86,7 @@ class Relay:
                 continue
             if not moved:
                 await self._hub.wait(seen, self._poll)
+                await asyncio.sleep(self._linger)
 
     async def _stream_position(self, channel: str) -> int:
         try:
@@ -80,7 +97,10 @@ class Relay:
 
     async def publish_pending(self, cursors: dict[str, int]) -> bool:
         """Publish one batch per channel with unpublished events; True if anything was sent."""
-        heads, stored = await self._uow.run(lambda repos: (repos.outbox().heads(), repos.outbox().cursors()))
+        heads = await self._uow.run(lambda repos: repos.outbox().heads())
+        stored: dict[str, int] = {}
+        if heads.keys() - cursors.keys():
+            stored = await self._uow.run(lambda repos: repos.outbox().cursors())
         moved = False
         for channel, head in heads.items():
             if channel not in cursors:
@@ -99,9 +119,46 @@ class Relay:
                 )
                 cursors[channel] = event.position
                 self.published += 1
-            await self._uow.run(lambda repos, c=channel, p=cursors[channel]: repos.outbox().save_cursor(c, p))
+            if time.monotonic() - self._saved_at.get(channel, -self._save_every) >= self._save_every:
+                await self._uow.run(lambda repos, c=channel, p=cursors[channel]: repos.outbox().save_cursor(c, p))
+                self._saved_at[channel] = time.monotonic()
             moved = True
         return moved
+
+
+class RecentEvents:
+    """The events this process committed lately, per channel: live subscriptions read the tail of the
+    log from here rather than from the database (a query and a decoding per commit and subscriber).
+
+    Only a run that starts right after the reader's position and has no hole is answered; anything
+    else (a position written by another process, one evicted, one whose writer has committed but not
+    yet added it) is read from the database, which has every committed event. Positions are given
+    under the channel's position lock and committed in that order, so a position missing here but
+    present after it is already in the database."""
+
+    def __init__(self, capacity: int = 5000) -> None:
+        self._capacity = capacity
+        self._channels: dict[str, OrderedDict[int, ev.Event]] = {}
+
+    def add(self, events: list[ev.Event]) -> None:
+        """Keep committed events (with their positions); the oldest go past the capacity."""
+        for event in events:
+            kept = self._channels.setdefault(event.channel, OrderedDict())
+            kept[event.position] = event
+            while len(kept) > self._capacity:
+                kept.popitem(last=False)
+
+    def after(self, channel: str, position: int, limit: int) -> list[ev.Event] | None:
+        """Up to ``limit`` events of ``channel`` following ``position`` without a hole; None when the
+        next one is not here (read the database then)."""
+        kept = self._channels.get(channel, {})
+        if position + 1 not in kept:
+            return None
+        found = []
+        while position + 1 in kept and len(found) < limit:
+            position += 1
+            found.append(kept[position])
+        return found
 
 
 def decode(payload: bytes) -> ev.Event:

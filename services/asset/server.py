@@ -19,7 +19,7 @@ from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context, in_declared_order
-from services.asset.events import Hub
+from services.asset.events import Hub, RecentEvents
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
 from services.kit.identity import current_caller
@@ -85,11 +85,12 @@ class AssetService(api_grpc.AssetServiceServicer):
         self._writes = writes
         self._reads = reads
         self._hub = hub
+        self._recent = RecentEvents()
 
     async def _write(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
         trace_context = telemetry.trace_carrier()
-        emitted = False
+        emitted = []
 
         def unit(repositories: Repositories) -> T:
             nonlocal emitted
@@ -98,11 +99,12 @@ class AssetService(api_grpc.AssetServiceServicer):
             )
             result = work(ctx)
             commit(ctx)
-            emitted = bool(ctx.events)
+            emitted = ctx.events  # the last attempt's: the one that committed
             return result
 
         result = await self._writes.run(unit)
         if emitted:
+            self._recent.add(emitted)
             await self._hub.notify()
         return result
 
@@ -318,7 +320,8 @@ class AssetService(api_grpc.AssetServiceServicer):
             ],
             profiling_steps=[work.TaskStep(s.step, s.duration) for s in request.profiling_steps],
         )
-        return api.CompleteTaskResponse(task=await self._write(lambda ctx: work.complete_task(ctx, done)))
+        completed = await self._write(lambda ctx: work.complete_task(ctx, done))
+        return api.CompleteTaskResponse(task=completed.task, ready=completed.ready)
 
     async def GetTaskInputAssets(self, request, context):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))
@@ -429,7 +432,9 @@ class AssetService(api_grpc.AssetServiceServicer):
         position = request.after_position
         while True:
             seen = self._hub.generation
-            batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
+            batch = self._recent.after(current_caller().channel, position, REPLAY_BATCH)
+            if batch is None:
+                batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
             for event in batch:
                 yield api.SubscribeEventsResponse(event=event)
                 position = event.position

@@ -123,6 +123,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
             ack_wait=settings.ack_wait,
             max_ack_pending=max(settings.slots * 4, 16),
         )
+        runs.ready = lambda data: consumer.offer("run", data)
         await consumer.start()
         base.server.on_stop(consumer.stop)
     return runs

@@ -7,6 +7,10 @@ with in-progress heartbeats every ``ack_wait / 3``. Each kind has its own limit 
 a consumer holds its limit while it waits for a message, and the run consumer must not wait behind
 idle build or teardown fetches for a slot. Each message is handled in a span that continues the trace
 its headers carry (the event service's, itself continuing the ledger call that asked for the work).
+
+Work can also be *offered* without a message (compute learned of it first, from the ledger's answer to
+a completion): it is handled in a slot of its kind like a message, and a failure is only logged, since
+its message follows anyway (and the reconciler re-queues a task that is left behind).
 """
 
 from __future__ import annotations
@@ -99,6 +103,22 @@ class WorkConsumer:
             task = asyncio.create_task(self._handle(kind, messages[0]))
             self._in_hand.add(task)
             task.add_done_callback(self._in_hand.discard)
+
+    def offer(self, kind: str, data: bytes) -> None:
+        """Handle ``kind`` work that came without a message, as soon as a slot of its kind is free."""
+        task = asyncio.create_task(self._handle_offered(kind, data))
+        self._in_hand.add(task)
+        task.add_done_callback(self._in_hand.discard)
+
+    async def _handle_offered(self, kind: str, data: bytes) -> None:
+        async with self._limits[kind]:
+            try:
+                with tracer.start_as_current_span(f"compute.{kind}.offered"):
+                    await self._handlers[kind](data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("offered %s work failed; its message will bring it back", kind, exc_info=True)
 
     async def _handle(self, kind: str, message) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(message))

@@ -77,15 +77,18 @@ class Ledger:
                 await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
-    async def _settle(self, call: Awaitable[object]) -> bool:
-        """Make a write; False when the ledger refused it as settled already."""
+    async def _answer(self, call: Awaitable[T]) -> T | None:
+        """Make a write; its answer, or None when the ledger refused it as settled already."""
         try:
             with translated():
-                await call
-            return True
+                return await call
         except SETTLED as exc:
             log.info("ledger refused: %s", exc.message)
-            return False
+            return None
+
+    async def _settle(self, call: Awaitable[object]) -> bool:
+        """Make a write; False when the ledger refused it as settled already."""
+        return await self._answer(call) is not None
 
     # ------------------------------------------------------------------------------------ functions
     async def function(self, channel: str, key: str) -> res.Function:
@@ -115,10 +118,11 @@ class Ledger:
         reply = await self._read(self._stub(channel).GetTask(api.GetTaskRequest(key=key)))
         return reply.task
 
-    async def complete_task(self, channel: str, request: api.CompleteTaskRequest) -> bool:
-        """One ledger transaction: outputs, profiling and DONE together; False when refused as settled."""
+    async def complete_task(self, channel: str, request: api.CompleteTaskRequest) -> api.CompleteTaskResponse | None:
+        """One ledger transaction: outputs, profiling and DONE together; the ledger's answer (the task and
+        the tasks of this worker it made ready), or None when refused as settled."""
         stub = self._stub(channel)
-        return await self._settle(self._write(lambda: stub.CompleteTask(request)))
+        return await self._answer(self._write(lambda: stub.CompleteTask(request)))
 
     async def report_failure(self, channel: str, request: api.RegisterFailureReportRequest) -> bool:
         return await self._settle(self._stub(channel).RegisterFailureReport(request))

@@ -7,6 +7,13 @@ of the same work (a redelivery, a re-queue) reaching another slot meanwhile is s
 answer to StartTask then decides (:mod:`services.compute.domain.runs`): a task already final, not
 ours or of a plan that cannot run is skipped; a task EXECUTING here after a crash is restarted and
 keeps the outputs its earlier attempt registered.
+
+When CompleteTask answers with tasks of this worker that the completion made ready, they are handed
+to :attr:`Runs.ready` at once (the work consumer runs them in a slot, as if their messages had come):
+their work messages, published by the event service from the same DONE, come a few tens of
+milliseconds later and find the task claimed or finished here. A task whose completion the ledger
+recorded is remembered as finished, so a late message for it is skipped without a ledger call (a DONE
+task never runs again); anything else is StartTask's to decide, as for any duplicate.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2 as api
@@ -37,6 +46,7 @@ from services.compute.files import Files
 from services.compute.ledger import Ledger
 
 log = logging.getLogger("tessera.compute.runs")
+FINISHED_KEPT = 10_000  # keys of tasks completed here, remembered to skip their late messages
 
 
 class Runs:
@@ -68,6 +78,9 @@ class Runs:
         self._task_timeout = task_timeout
         self.running: dict[str, Run] = {}
         self._executions: dict[str, Execution] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.ready: Callable[[bytes], None] | None = None
+        """Takes the run message of a task made ready by a completion here (set by the composition root)."""
 
     async def on_run(self, data: bytes) -> None:
         """Handle one run message."""
@@ -76,6 +89,9 @@ class Runs:
         self._reconciliation.received(key, time.monotonic())
         if key in self.running:
             log.info("run of %s skipped: it already runs here", key)
+            return
+        if key in self._finished:
+            log.info("run of %s skipped: it was completed here", key)
             return
         # Claimed before the first await (see the module's description).
         run = Run(key, work.channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
@@ -154,8 +170,9 @@ class Runs:
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
             completion = runs.profiling(completion, durations, task)
             self._completions.keep(run.channel, completion)  # the work is done: never run it again
-            await self._ledger.complete_task(run.channel, completion)
+            completed = await self._ledger.complete_task(run.channel, completion)
             self._completions.drop(task.key)
+            self._finish(run.channel, task.key, completed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -174,6 +191,19 @@ class Runs:
             await self._failures.report(run.channel, failure.report(task.key), logs)
         finally:
             self._executor.forget(task.key)
+
+    def _finish(self, channel: str, key: str, completed: api.CompleteTaskResponse | None) -> None:
+        """Remember a task the ledger has DONE; hand on the tasks its completion made ready here."""
+        self._finished[key] = None
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+        if completed is None or self.ready is None:
+            return
+        for ready in completed.ready:
+            message = work_pb2.RunTask(
+                compute_task_key=ready.key, compute_plan_key=ready.compute_plan_key, channel=channel
+            )
+            self.ready(message.SerializeToString())
 
     @staticmethod
     def _failure_log(result: ExecutionResult, reason: str) -> Path | None:

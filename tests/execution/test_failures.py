@@ -206,6 +206,30 @@ def test_a_task_that_finished_while_the_ledger_was_down_is_reported_not_run_agai
     assert not kept.exists()
 
 
+def test_a_completion_starts_the_workers_next_task_without_its_event(setup, network):
+    """CompleteTask answers with the tasks of the worker that became ready, and compute starts them at
+    once: the chain goes on while the event service that queues work from the events is down, and
+    without the reconciler re-queuing anything."""
+    org1, dm, samples, f = setup
+    plan = str(uuid.uuid4())
+    tasks = _chain(plan, [f["nap"], f["train"], f["train"]], dm, samples)
+    _plan(org1, tasks)
+    wait_for(lambda: _task(org1, tasks[0].key).status == res.STATUS_EXECUTING, what="the first task to start")
+    compute, event = network.service("compute", org1.id), network.service("event", org1.id)
+    seen = len(network.log_path(compute).read_text())
+    event.process.kill()
+    event.process.wait()
+    try:
+        final = wait_plan_final(org1, plan)
+    finally:
+        network.restart(event)
+    assert final.status == res.PLAN_STATUS_DONE
+    assert [_done_events(org1, t.key) for t in tasks] == [1, 1, 1]
+    log = network.log_path(compute).read_text()[seen:]
+    assert "re-queued" not in log
+    assert [log.count(f"task {t.key}: executing") for t in tasks[1:]] == [1, 1]
+
+
 def _publish_run_twice_over(network, org, task_key: str, plan: str, copies: int) -> None:
     """Put ``copies`` extra RunTask messages for ``task_key`` on the organization's work queue at once,
     each with its own message id (so that JetStream keeps them all): what a re-queue by the reconciler

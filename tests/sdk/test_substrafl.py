@@ -23,9 +23,8 @@ from substrafl.experiment import execute_experiment
 from substrafl.strategies import FedAvg
 
 from tests.conftest import REPO
-from tests.sdk import numpy_algo
 from tests.sdk.conftest import sdk_client
-from tools.samples import flassets
+from tools.samples import flassets, numpy_algo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

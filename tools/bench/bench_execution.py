@@ -21,7 +21,8 @@ executes each task synchronously as a subprocess of the SDK's interpreter inside
 the ratio is Tessera's wall time over the local mode's. The CPU time of every process (services,
 PostgreSQL, NATS, tasks) is sampled around each run, to show what the cores were busy with.
 
-Usage: ``python -m tools.bench execution [--small] [--chain N] [--rounds N] [--slots N] [--state-dir DIR]``.
+Usage: ``python -m tools.bench execution [--small] [--chain N] [--rounds N] [--slots N] [--state-dir DIR]``;
+with ``--fedavg [--orgs N]``, the substrafl FedAvg scenario of :mod:`tools.bench.fedavg` instead.
 """
 
 from __future__ import annotations
@@ -361,51 +362,56 @@ def run_local(client, plan: PlanSpec) -> tuple[float, dict[str, float]]:
 
 
 # -------------------------------------------------------------------------------------- driver
-def run(chain: int, rounds: int, slots: int, state_dir: Path | None = None) -> dict:
+@contextlib.contextmanager
+def remote_clients(state_dir: Path | None, orgs: int, extra_env: dict | None = None, timeout: float = 180):
+    """A dev network of ``orgs`` organizations in a temporary folder (or ``state_dir``, kept after the run:
+    the services' logs, sandboxes, databases), every organization registered; yields the folder, the
+    network and an SDK client logged in at each organization's gateway."""
     log = lambda message: print(f"  [network] {message}", file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="tessera-bench-exec-") as tmp:
         folder = Path(tmp)
-        if state_dir is not None:  # kept after the run: the services' logs, sandboxes, databases
+        if state_dir is not None:
             folder = state_dir.resolve()
             folder.mkdir(parents=True, exist_ok=True)
-        network = Network(
-            folder / "network",
-            orgs=2,
-            log=log,
-            extra_env={"compute": {"TESSERA_EXECUTION_SLOTS": str(slots)}},
-        )
+        network = Network(folder / "network", orgs=orgs, log=log, extra_env=extra_env or {})
         network.plan()
         remote: list = []
         try:
-            network.start(timeout=180)
+            network.start(timeout=timeout)
             wait_ready(network)
             remote = [
                 substra.Client(url=o.gateway, backend_type="remote", username=o.username, password=o.password)
                 for o in network.organizations
             ]
-            assets = register_assets(remote, folder / "remote")
-            for key in assets.functions.values():
-                remote[0].wait_function(key, timeout=300, polling_period=POLL)
-            ledger = Ledger(network)
-            with _cwd(folder):
-                local = [substra.Client(backend_type="subprocess") for _ in network.organizations]
-                local_assets = register_assets(local, folder / "local")
-
-            results: dict = {"slots": slots, "runs": []}
-            for make, size in ((chain_plan, chain), (federated_plan, rounds)):
-                plan = make(assets, size)
-                print(f"  running {plan.name} on the network ({plan.tasks} tasks)", file=sys.stderr, flush=True)
-                ours = run_tessera(remote[0], ledger, plan, network)
-                print(f"  running {plan.name} in local mode", file=sys.stderr, flush=True)
-                with _cwd(folder):
-                    theirs = run_local(local[0], make(local_assets, size))
-                results["runs"].append((ours, theirs))
-            return results
+            yield folder, network, remote
         finally:
             for client in remote:
                 with contextlib.suppress(Exception):
                     client.logout()
             network.stop()
+
+
+def run(chain: int, rounds: int, slots: int, state_dir: Path | None = None) -> dict:
+    slots_env = {"compute": {"TESSERA_EXECUTION_SLOTS": str(slots)}}
+    with remote_clients(state_dir, 2, slots_env) as (folder, network, remote):
+        assets = register_assets(remote, folder / "remote")
+        for key in assets.functions.values():
+            remote[0].wait_function(key, timeout=300, polling_period=POLL)
+        ledger = Ledger(network)
+        with _cwd(folder):
+            local = [substra.Client(backend_type="subprocess") for _ in network.organizations]
+            local_assets = register_assets(local, folder / "local")
+
+        results: dict = {"slots": slots, "runs": []}
+        for make, size in ((chain_plan, chain), (federated_plan, rounds)):
+            plan = make(assets, size)
+            print(f"  running {plan.name} on the network ({plan.tasks} tasks)", file=sys.stderr, flush=True)
+            ours = run_tessera(remote[0], ledger, plan, network)
+            print(f"  running {plan.name} in local mode", file=sys.stderr, flush=True)
+            with _cwd(folder):
+                theirs = run_local(local[0], make(local_assets, size))
+            results["runs"].append((ours, theirs))
+        return results
 
 
 # -------------------------------------------------------------------------------------- report
@@ -522,11 +528,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds of the federated plan (default 10)")
     parser.add_argument("--slots", type=int, default=2, help="TESSERA_EXECUTION_SLOTS of each compute")
     parser.add_argument("--state-dir", type=Path, default=None, help="keep the network's files and logs here")
+    parser.add_argument("--fedavg", action="store_true", help="instead: the substrafl FedAvg scenario")
+    parser.add_argument("--orgs", type=int, default=10, help="organizations of the FedAvg experiment (default 10)")
     args = parser.parse_args(argv)
     chain = args.chain or (10 if args.small else 50)
     rounds = args.rounds or (3 if args.small else 10)
     started = time.perf_counter()
-    print(report(run(chain, rounds, args.slots, args.state_dir)), flush=True)
+    if args.fedavg:
+        from tools.bench import fedavg  # substrafl is loaded only for this scenario
+
+        print(fedavg.run(args.orgs, rounds, args.state_dir), flush=True)
+    else:
+        print(report(run(chain, rounds, args.slots, args.state_dir)), flush=True)
     print(f"\n(benchmark run: {time.perf_counter() - started:.0f} s)", flush=True)
     return 0
 

@@ -230,10 +230,12 @@ def register_profiling_step(ctx: Context, asset_key: str, step: str, duration: i
     return recorded
 
 
-def record_task_step(ctx: Context, task: res.ComputeTask, step: str, duration: int) -> None:
-    """A step of a task's execution (its worker's, checked by the caller); a step already recorded
-    (by an earlier attempt) is kept as it was."""
-    ctx.store.add_profiling_step(res.ProfilingStep(asset_key=task.key, step=step, duration=duration))
+def record_task_steps(ctx: Context, task: res.ComputeTask, steps: list[tuple[str, int]]) -> None:
+    """Steps of a task's execution, (name, duration) (its worker's, checked by the caller); a step already
+    recorded (by an earlier attempt) is kept as it was."""
+    ctx.store.add_profiling_steps(
+        [res.ProfilingStep(asset_key=task.key, step=step, duration=duration) for step, duration in steps]
+    )
 
 
 def can_process(ctx: Context, asset_kind: int, asset_key: str, org: str, *, download: bool = False) -> bool:

@@ -47,6 +47,15 @@ class Completion:
 
 
 @dataclass
+class Completed:
+    """The answer to a completion: the task, DONE, and the tasks of the same worker its DONE made ready
+    (WAITING_FOR_EXECUTOR_SLOT), which the worker may start at once rather than wait for their events."""
+
+    task: res.ComputeTask
+    ready: list[res.ComputeTask]
+
+
+@dataclass
 class Started:
     """The answer to a start."""
 
@@ -61,27 +70,29 @@ def start_task(ctx: Context, key: str) -> Started:
     task = tasks.get_task(ctx, validate_key("task_key", key))
     if task.worker != ctx.org:
         raise PermissionDenied(f"only the worker {task.worker} may start task {task.key}")
-    plan = plans.get_plan(ctx, task.compute_plan_key)
+    plan = plans.get_plan(ctx, task.compute_plan_key, for_update=True)  # locked by the transition anyway
     if task.status in tasks.NON_FINAL and (plan.HasField("cancelation_date") or plan.HasField("failure_date")):
         tasks.move(ctx, task, res.STATUS_CANCELED, NOT_RUNNABLE)
         return Started(tasks.get_task(ctx, task.key), False, [], [])
+    registered: list[str] = []  # a task registers outputs only while EXECUTING: a first start finds none
     if task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
         tasks.move(ctx, task, res.STATUS_EXECUTING, "started by its worker")
         task = tasks.get_task(ctx, task.key)
-    elif task.status != res.STATUS_EXECUTING:
+    elif task.status == res.STATUS_EXECUTING:
+        registered = [
+            identifier
+            for identifier in sorted(task.outputs)
+            if ctx.store.models_of_output(task.key, identifier)
+            or ctx.store.get_performance(task.key, identifier) is not None
+        ]
+    else:
         raise FailedPrecondition(
             f"task {task.key} is {tasks.status_name(task.status)}: it cannot start", reason="TASK_NOT_RUNNABLE"
         )
-    registered = [
-        identifier
-        for identifier in sorted(task.outputs)
-        if ctx.store.models_of_output(task.key, identifier)
-        or ctx.store.get_performance(task.key, identifier) is not None
-    ]
     return Started(task, True, tasks.input_assets(ctx, task.key), registered)
 
 
-def complete_task(ctx: Context, done: Completion) -> res.ComputeTask:
+def complete_task(ctx: Context, done: Completion) -> Completed:
     """The task's models, performances and profiling steps, then DONE and its cascades."""
     task = outputs.executing_task_of_worker(ctx, done.task_key, "task_key")
     v = Violations()
@@ -101,7 +112,13 @@ def complete_task(ctx: Context, done: Completion) -> res.ComputeTask:
         outputs.register_performance(
             ctx, task.key, performance.compute_task_output_identifier, performance.performance_value
         )
-    for step in done.profiling_steps:
-        outputs.record_task_step(ctx, task, step.step, step.duration)
+    outputs.record_task_steps(ctx, task, [(step.step, step.duration) for step in done.profiling_steps])
     tasks.move(ctx, task, res.STATUS_DONE, "completed by its worker")
-    return tasks.get_task(ctx, task.key)
+    ready = [
+        event.compute_task
+        for event in ctx.events
+        if event.WhichOneof("asset") == "compute_task"
+        and event.status_change.current == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+        and event.compute_task.worker == ctx.org
+    ]
+    return Completed(tasks.get_task(ctx, task.key), ready)

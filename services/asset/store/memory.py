@@ -339,6 +339,10 @@ class MemoryStore:
         self._rows.profiling_steps[key] = step.duration
         return True
 
+    def add_profiling_steps(self, steps: list[res.ProfilingStep]) -> None:
+        for step in steps:
+            self.add_profiling_step(step)
+
     # events
     def append_events(self, events: list[ev.Event]) -> None:
         """Positions follow the channel's last one, as the SQL store gives them."""

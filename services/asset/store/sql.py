@@ -301,6 +301,7 @@ class SqlStore:
         self.session = session
         self.channel = channel
         self._functions: dict[str, res.Function] = {}
+        self._task_cache: dict[str, res.ComputeTask] = {}  # as this transaction last read them
 
     def _where(self, table, keys: Iterable[str]):
         return sa.select(table).where(table.channel == self.channel, table.key.in_(list(keys)))
@@ -463,13 +464,18 @@ class SqlStore:
     def _tasks(self, query) -> list[res.ComputeTask]:
         rows = list(self.session.scalars(query))
         functions = self.get_functions({row.function_key for row in rows})
-        return [task(row, functions) for row in rows]
+        found = [task(row, functions) for row in rows]
+        self._task_cache.update((t.key, _copy(t)) for t in found)
+        return found
 
     def get_tasks(self, keys: Iterable[str]) -> dict[str, res.ComputeTask]:
+        """Tasks by key, read once per transaction until written (only this store writes them), so the
+        rules may look a task up as often as they like."""
         keys = list(keys)
-        if not keys:
-            return {}
-        return {t.key: t for t in self._tasks(self._where(ComputeTaskRow, keys))}
+        missing = [key for key in keys if key not in self._task_cache]
+        if missing:
+            self._tasks(self._where(ComputeTaskRow, missing))
+        return {key: _copy(self._task_cache[key]) for key in keys if key in self._task_cache}
 
     def existing_task_keys(self, keys: Iterable[str]) -> set[str]:
         return set(
@@ -507,6 +513,7 @@ class SqlStore:
                 logs_address=values["logs_address"],
             )
         )
+        self._task_cache.pop(message.key, None)  # read again as stored (its duration is derived)
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
         return self._tasks(
@@ -667,6 +674,14 @@ class SqlStore:
             .returning(ProfilingStepRow.duration)
         ).first()
         return inserted is not None
+
+    def add_profiling_steps(self, steps: list[res.ProfilingStep]) -> None:
+        if steps:
+            rows = [
+                {"channel": self.channel, "asset_key": s.asset_key, "step": s.step, "duration": s.duration}
+                for s in steps
+            ]
+            self.session.execute(pg_insert(ProfilingStepRow).values(rows).on_conflict_do_nothing())
 
     # events
     def append_events(self, events: list[ev.Event]) -> None:

@@ -20,7 +20,9 @@ class Store(Protocol):
         ...
 
     def save_cursor(self, channel: str, position: int) -> None:
-        """Remember that every event of ``channel`` up to ``position`` was handled."""
+        """Remember that every event of ``channel`` up to ``position`` was handled. The transaction that
+        does it commits without waiting for the disk: what a database crash loses of it is replayed
+        from the ledger, and handling an event again is harmless."""
         ...
 
     def add_to_feed(self, events: Iterable[ev.Event]) -> None:

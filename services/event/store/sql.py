@@ -47,6 +47,8 @@ class SqlStore:
         return 0 if row is None else row.position
 
     def save_cursor(self, channel: str, position: int) -> None:
+        # The transaction's commit does not wait for its WAL on disk (see the protocol's description).
+        self._session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
         self._session.execute(
             insert(CursorRow)
             .values(consumer=FOLLOWER, channel=channel, position=position)

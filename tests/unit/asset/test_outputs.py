@@ -88,6 +88,7 @@ def test_completing_a_task_registers_its_outputs_and_done_together(ledger):
     plan, function = ledger.compute_plan(), ledger.function()
     task = ledger.add_task(plan, function)
     child = ledger.add_task(plan, function, [from_parent(task.key)])
+    elsewhere = ledger.add_task(plan, function, [from_parent(task.key)], worker=ORG2)
     started = ledger.write(ORG1, lambda ctx: work.start_task(ctx, task.key))
     assert started.started and started.task.status == res.STATUS_EXECUTING and started.registered == []
     done = work.Completion(
@@ -96,8 +97,10 @@ def test_completing_a_task_registers_its_outputs_and_done_together(ledger):
         profiling_steps=[work.TaskStep("task_execution", 1200)],
     )
     finished = ledger.write(ORG1, lambda ctx: work.complete_task(ctx, done))
-    assert finished.status == res.STATUS_DONE
+    assert finished.task.status == res.STATUS_DONE
     assert ledger.status(child.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+    assert ledger.status(elsewhere.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+    assert [t.key for t in finished.ready] == [child.key]  # the tasks the same worker may start at once
     inputs = ledger.read(ORG1, lambda ctx: tasks.input_assets(ctx, child.key))
     assert [a.model.key for a in inputs] == [done.models[0].key]
 

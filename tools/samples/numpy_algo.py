@@ -4,8 +4,8 @@ The model is a vector ``w`` (one value per column). A local training step moves 
 mean of the local rows by ``learning_rate`` and shares the move (``parameters_update``) with the
 number of rows; FedAvg averages the moves weighted by those counts and every organization adds the
 average to its ``w`` at the next round (as substrafl's TorchFedAvgAlgo does with its weights). The
-test pickles this module by value, as substrafl ships a user's ``__main__`` script: the tasks
-never import it from the repository.
+SDK test and the FedAvg benchmark pickle this module by value, as substrafl ships a user's
+``__main__`` script: the tasks never import it from the repository.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""The execution benchmark's FedAvg scenario: a substrafl experiment over N organizations (10 by default),
+each training a tiny numpy model on its own rows, aggregated on the first organization every round.
+
+The experiment goes through the real SDK and substrafl 1.0.0 at the first organization's gateway, on a
+dev network of N organizations (every service a separate process, sandboxing on), without evaluation: a
+round is N trainings in parallel, one per organization, then the aggregation. A round's time is the
+interval between the last DONE of a round and the last DONE of the next one (ledger timestamps); the
+steady state is the median of the rounds after the first two (runners are warm by then).
+
+Usage: ``python -m tools.bench execution --fedavg [--orgs N] [--rounds R] [--state-dir DIR]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import substra
+from substra.sdk import schemas
+from substrafl import nodes
+from substrafl.dependency import Dependency
+from substrafl.experiment import execute_experiment
+from substrafl.strategies import FedAvg
+from tessera.asset.v1 import asset_service_pb2 as api
+
+from tools.bench.bench_execution import Ledger, remote_clients
+from tools.samples import flassets, numpy_algo
+
+POLL = 0.2
+
+
+def _train_node(client: substra.Client, aggregator: str, folder: Path, index: int) -> nodes.TrainDataNode:
+    """One organization's dataset (the aggregator may process it) and one sample of a few rows."""
+    org = client.organization_info().organization_id
+    base = folder / org
+    permissions = schemas.Permissions(public=False, authorized_ids=sorted({aggregator, org}))
+    dm = client.add_dataset(
+        schemas.DatasetSpec(
+            name=f"fedavg-{org}",
+            data_opener=flassets.write(base / "opener.py", flassets.OPENER),
+            description=flassets.write(base / "description.md", "# rows\n"),
+            permissions=permissions,
+            logs_permission=permissions,
+        )
+    )
+    rows = np.random.default_rng(index).normal(index, 1.0, (4, 3))
+    flassets.write(base / "sample" / "data.csv", "\n".join(",".join(f"{x:.6f}" for x in r) for r in rows) + "\n")
+    sample = client.add_data_sample(schemas.DataSampleSpec(path=base / "sample", data_manager_keys=[dm]))
+    return nodes.TrainDataNode(organization_id=org, data_manager_key=dm, data_sample_keys=[sample])
+
+
+def round_ends(tasks) -> dict[int, float]:
+    """The last DONE of each round (substrafl's ``round_idx`` metadata), in seconds."""
+    ends: dict[int, float] = {}
+    for task in tasks:
+        if "round_idx" in task.metadata:
+            end = task.end_date.seconds + task.end_date.nanos / 1e9
+            r = int(task.metadata["round_idx"])
+            ends[r] = max(ends.get(r, 0.0), end)
+    return ends
+
+
+def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
+    """Start the network, run the experiment, report the round times."""
+    with remote_clients(state_dir, orgs, timeout=900) as (folder, network, clients):
+        aggregator = clients[0].organization_info().organization_id
+        train_nodes = [_train_node(c, aggregator, folder / "data", i) for i, c in enumerate(clients)]
+        cloudpickle.register_pickle_by_value(numpy_algo)  # shipped like a user's script
+        try:
+            with contextlib.chdir(folder):  # substrafl makes its temporary folders in the current directory
+                started = time.perf_counter()
+                plan = execute_experiment(
+                    client=clients[0],
+                    strategy=FedAvg(algo=numpy_algo.MeanAlgo(dimension=3)),
+                    train_data_nodes=train_nodes,
+                    aggregation_node=nodes.AggregationNode(aggregator),
+                    evaluation_strategy=None,
+                    num_rounds=rounds,
+                    experiment_folder=folder / "experiment",
+                    dependencies=Dependency(pypi_dependencies=[f"numpy=={np.__version__}"], editable_mode=False),
+                    clean_models=False,
+                    name=f"fedavg-bench-{uuid.uuid4().hex[:6]}",
+                )
+                clients[0].wait_compute_plan(plan.key, timeout=1800, polling_period=POLL)
+                wall = time.perf_counter() - started
+        finally:
+            cloudpickle.unregister_pickle_by_value(numpy_algo)
+        ledger = Ledger(network)
+        tasks = ledger.stub.ListTasks(api.ListTasksRequest(compute_plan_key=[plan.key], page_size=1000)).tasks
+    ends = round_ends(tasks)
+    order = sorted(ends)
+    times = [ends[b] - ends[a] for a, b in itertools.pairwise(order)]
+    steady = times[2:] or times
+    return "\n".join(
+        [
+            f"FedAvg, {orgs} organizations, {rounds} rounds ({len(tasks)} tasks), aggregation on {aggregator}:",
+            "",
+            "| submission to DONE (s) | round times (s) | steady-state round, median (s) |",
+            "|---|---|---|",
+            f"| {wall:.1f} | {', '.join(f'{t:.2f}' for t in times)} | **{statistics.median(steady):.2f}** |",
+        ]
+    )
