@@ -24,7 +24,8 @@ from tools.bench.bench_execution import Assets, register_assets
 
 # Short redelivery and reconciliation periods, as in tests/sdk: a killed compute's task is taken up again
 # within seconds instead of the 30 s production ack wait.
-ENV = {"TESSERA_ACK_WAIT": "4", "TESSERA_RECONCILE_SECONDS": "3", "TESSERA_LOG_LEVEL": "WARNING"}
+# INFO: compute logs each execution of a task ("task <key>: executing"), which the tests count.
+ENV = {"TESSERA_ACK_WAIT": "4", "TESSERA_RECONCILE_SECONDS": "3", "TESSERA_LOG_LEVEL": "INFO"}
 RECOVERIES: list[dict] = []
 
 
@@ -66,8 +67,14 @@ class ChaosNetwork:
         """What a gRPC call made as ``org`` carries."""
         return [self.auth[org]]
 
-    def log(self) -> str:
-        return (self.state / "devnet.log").read_text(errors="replace")
+    def log(self, name: str = "devnet") -> str:
+        """The supervisor's log, or a service's (``asset``, ``MyOrg1MSP-compute``...)."""
+        path = self.state / f"{name}.log" if name == "devnet" else self.state / "logs" / f"{name}.log"
+        return path.read_text(errors="replace")
+
+    def service_logs(self) -> dict[str, str]:
+        """Every service's log by name."""
+        return {p.stem: p.read_text(errors="replace") for p in sorted((self.state / "logs").glob("*.log"))}
 
 
 @pytest.fixture(scope="package")

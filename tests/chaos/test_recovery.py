@@ -72,13 +72,22 @@ def _call(method, request, metadata):
         return None
 
 
-def _done(chaos: ChaosNetwork, plan_key: str) -> int | None:
-    reply = _call(
-        chaos.ledger().ListTasks,
-        api.ListTasksRequest(compute_plan_key=[plan_key], status=[res.STATUS_DONE], page_size=1),
-        chaos.metadata("MyOrg1MSP"),
-    )
-    return None if reply is None else reply.total_size
+def _tasks(chaos: ChaosNetwork, plan_key: str, status: int, worker: str = "") -> list | None:
+    """The plan's tasks in ``status`` (on ``worker``), or None while the ledger does not answer."""
+    request = api.ListTasksRequest(compute_plan_key=[plan_key], status=[status], page_size=1000)
+    if worker:
+        request.worker.append(worker)
+    reply = _call(chaos.ledger().ListTasks, request, chaos.metadata("MyOrg1MSP"))
+    return None if reply is None else [t.key for t in reply.tasks]
+
+
+def _done(chaos: ChaosNetwork, plan_key: str) -> int:
+    return len(_tasks(chaos, plan_key, res.STATUS_DONE) or [])
+
+
+def _executions(logs: dict[str, str], task_key: str) -> int:
+    """How many times the computes started the task's function (what they log each time)."""
+    return sum(text.count(f"task {task_key}: executing") for name, text in logs.items() if name.endswith("compute"))
 
 
 def _plan_status(chaos: ChaosNetwork, plan_key: str) -> int | None:
@@ -95,11 +104,16 @@ def test_a_plan_ends_done_while_a_process_is_killed(chaos: ChaosNetwork, victim,
     plan = federated_plan(chaos.assets, ROUNDS)
     key = plan.spec.key
     chaos.client.add_compute_plan(plan.spec)
+    # Killed mid-plan: a task DONE, and one running on MyOrg1MSP (whose services are the victims).
     deadline = time.monotonic() + TIMEOUT
-    while not (_done(chaos, key) or 0):
+    while True:
+        running = _tasks(chaos, key, res.STATUS_EXECUTING, "MyOrg1MSP")
+        if running and _done(chaos, key):
+            break
         assert time.monotonic() < deadline, "no task of the plan got DONE before the kill"
-        time.sleep(0.1)
+        time.sleep(0.05)
 
+    errors_before = {name: text.count("unhandled error") for name, text in chaos.service_logs().items()}
     before = _done(chaos, key)
     killed_pid = chaos.pid(victim)
     os.kill(killed_pid, signal.SIGKILL)
@@ -112,7 +126,7 @@ def test_a_plan_ends_done_while_a_process_is_killed(chaos: ChaosNetwork, victim,
             description = chaos.description()
             if description["processes"][victim] != killed_pid and _serving(description, victim):
                 serving_again = now - killed
-        if next_done is None and (_done(chaos, key) or 0) > before:
+        if next_done is None and _done(chaos, key) > before:
             next_done = now - killed
         status = _plan_status(chaos, key)
         assert status not in (res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED), res.ComputePlanStatus.Name(status)
@@ -124,12 +138,21 @@ def test_a_plan_ends_done_while_a_process_is_killed(chaos: ChaosNetwork, victim,
             "process": victim,
             "tasks": plan.tasks,
             "done_before_kill": before,
+            "executing_at_kill": len(running),
             "serving_again_s": round(serving_again, 2),
             "next_task_done_s": None if next_done is None else round(next_done, 2),
             "plan_done_s": round(time.monotonic() - killed, 2),
         }
     )
     assert f"{victim} exited with status -9; restarting" in chaos.log()
+    # No call failed with an internal error (a 500 at the gateway) while the process was away.
+    logs = chaos.service_logs()
+    assert {name: text.count("unhandled error") for name, text in logs.items()} == errors_before
+
+    # Each task ran once; only a task compute was running when it was killed runs again.
+    again = set(running) if victim == "MyOrg1MSP/compute" else set()
+    for task_key in plan.parents:
+        assert 1 <= _executions(logs, task_key) <= (2 if task_key in again else 1), task_key
 
     ledger, metadata = chaos.ledger(), chaos.metadata("MyOrg1MSP")
     tasks = ledger.ListTasks(api.ListTasksRequest(compute_plan_key=[key], page_size=1000), metadata=metadata).tasks
