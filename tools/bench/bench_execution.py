@@ -286,7 +286,8 @@ class Ledger:
     def __init__(self, network: Network) -> None:
         secrets = json.loads((network.state_dir / "org-secrets.json").read_text())
         org = network.organizations[0].id
-        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, OrgCredentials(org, secrets[org])))
+        self.creds = OrgCredentials(org, secrets[org])
+        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, self.creds))
 
     def wait_done(self, key: str) -> None:
         deadline = time.monotonic() + TIMEOUT
