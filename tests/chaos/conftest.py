@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -27,6 +27,7 @@ from tools.bench.bench_execution import Assets, register_assets
 # INFO: compute logs each execution of a task ("task <key>: executing"), which the tests count.
 ENV = {"TESSERA_ACK_WAIT": "4", "TESSERA_RECONCILE_SECONDS": "3", "TESSERA_LOG_LEVEL": "INFO"}
 RECOVERIES: list[dict] = []
+WRITTEN: list[Path] = []  # where the recovery times were written
 
 
 def devnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -49,6 +50,7 @@ class ChaosNetwork:
     client: substra.Client  # the SDK at MyOrg1MSP's gateway
     assets: Assets
     auth: dict[str, tuple[str, str]]  # each organization's gRPC authorization header
+    channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
     def description(self) -> dict:
         """``network.json`` as it is now (the supervisor rewrites it after each restart)."""
@@ -57,20 +59,24 @@ class ChaosNetwork:
     def pid(self, label: str) -> int:
         return self.description()["processes"][label]
 
+    def _channel(self, addr: str) -> grpc.Channel:
+        """One channel per address (a restarted process keeps its port; the channel reconnects)."""
+        if addr not in self.channels:
+            self.channels[addr] = grpc.insecure_channel(addr)
+        return self.channels[addr]
+
     def ledger(self) -> api_grpc.AssetServiceStub:
-        return api_grpc.AssetServiceStub(grpc.insecure_channel(self.description()["asset"]))
+        return api_grpc.AssetServiceStub(self._channel(self.description()["asset"]))
 
     def event(self, org: dict) -> event_grpc.EventServiceStub:
-        return event_grpc.EventServiceStub(grpc.insecure_channel(org["event"]))
+        return event_grpc.EventServiceStub(self._channel(org["event"]))
 
     def metadata(self, org: str) -> list[tuple[str, str]]:
         """What a gRPC call made as ``org`` carries."""
         return [self.auth[org]]
 
-    def log(self, name: str = "devnet") -> str:
-        """The supervisor's log, or a service's (``asset``, ``MyOrg1MSP-compute``...)."""
-        path = self.state / f"{name}.log" if name == "devnet" else self.state / "logs" / f"{name}.log"
-        return path.read_text(errors="replace")
+    def supervisor_log(self) -> str:
+        return (self.state / "devnet.log").read_text(errors="replace")
 
     def service_logs(self) -> dict[str, str]:
         """Every service's log by name."""
@@ -102,7 +108,10 @@ def chaos(tmp_path_factory) -> ChaosNetwork:
         assets = register_assets(clients, state.parent / "assets")
         for function in assets.functions.values():
             clients[0].wait_function(function, timeout=300, polling_period=0.2)
-        yield ChaosNetwork(state, clients[0], assets, auth)
+        network = ChaosNetwork(state, clients[0], assets, auth)
+        yield network
+        for channel in network.channels.values():
+            channel.close()
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
@@ -112,6 +121,7 @@ def chaos(tmp_path_factory) -> ChaosNetwork:
         if RECOVERIES:
             path = tmp_path_factory.getbasetemp() / "chaos-recovery.json"
             path.write_text(json.dumps(RECOVERIES, indent=2))
+            WRITTEN.append(path)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -125,3 +135,5 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"{r['process']:<20} {r['serving_again_s']:>14.1f} {progress:>15} {r['plan_done_s']:>10.1f}"
         )
+    for path in WRITTEN:
+        terminalreporter.write_line(f"written to {path}")

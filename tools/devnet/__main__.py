@@ -34,10 +34,13 @@ def _running_pid(state_dir: Path) -> int | None:
 
 
 def _write_description(network: Network, path: Path) -> None:
-    """network.json: the endpoints and logins, and each service's current process id."""
+    """network.json: the endpoints and logins, and each process's current id. Replaced whole (written
+    aside, then renamed), so that a reader never sees it half-written when a restart rewrites it."""
     description = network.description()
     description["processes"] = supervisor.pids(network)
-    path.write_text(json.dumps(description, indent=2))
+    aside = path.with_suffix(".json.tmp")
+    aside.write_text(json.dumps(description, indent=2))
+    aside.replace(path)
 
 
 def up(args: argparse.Namespace) -> int:
