@@ -10,7 +10,8 @@ have stored every event, then measures:
    each on a task drawn at random among all of them;
 2. 20 concurrent clients for a fixed time, each repeating what an SDK user browsing tasks does: list a
    plan's tasks (``GET /task/?compute_plan_key=…``, the SDK's request: one page of 100) then read one task;
-   then the same load straight to the ledger (``ListTasks`` and ``GetTask`` over gRPC).
+   and the same load straight to the ledger (``ListTasks`` and ``GetTask`` over gRPC), the two alternated in
+   five windows each, with the CPU seconds each process used.
 
 The HTTP clients send what the SDK sends (keep-alive, ``Authorization: Token``). Prints p50/p99 per call
 and requests/s. Target (issue 14): ``GET /task/{key}/`` p99 ≤ 20 ms from a single client at 100,000 tasks.
@@ -36,7 +37,7 @@ from tessera.event.v1 import event_service_pb2 as event_api
 from tessera.event.v1 import event_service_pb2_grpc as event_grpc
 
 from services.kit.client import sync_channel
-from tools.bench.bench_execution import Ledger, wait_ready
+from tools.bench.bench_execution import Ledger, cpu_delta, cpu_snapshot, wait_ready
 from tools.bench.bench_gateway import _alternate
 from tools.bench.bench_ledger import percentile, ready_function, register_plan
 from tools.devnet.network import Network
@@ -44,6 +45,7 @@ from tools.devnet.network import Network
 PLAN_SIZE = 100
 MS = 1000.0
 TARGET_P99_MS = 20.0
+WINDOWS = 5  # the concurrent runs alternate gateway and ledger in this many windows each
 
 
 def _catch_up(network: Network, ledger: Ledger, timeout: float = 1800.0) -> float:
@@ -59,8 +61,11 @@ def _catch_up(network: Network, ledger: Ledger, timeout: float = 1800.0) -> floa
     return time.monotonic() - started
 
 
-def _concurrent(make_client: Callable[[], Callable[[str, str], None]], plans, keys, clients, seconds) -> dict:
-    """``clients`` threads, each listing a random plan's tasks then reading a random task, for ``seconds``."""
+def _concurrent(
+    network: Network, make_client: Callable[[], Callable[[str, str], None]], plans, keys, clients, seconds
+) -> dict:
+    """``clients`` threads, each listing a random plan's tasks then reading a random task, for ``seconds``;
+    the calls' times, requests/s and the CPU seconds each process used meanwhile."""
     times: dict[str, list[float]] = {"list": [], "get": []}
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
@@ -85,13 +90,15 @@ def _concurrent(make_client: Callable[[], Callable[[str, str], None]], plans, ke
     for thread in threads:
         thread.start()
     barrier.wait()
+    cpu = cpu_snapshot(network)
     started = time.perf_counter()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return {**times, "rps": (len(times["list"]) + len(times["get"])) / wall}
+    cpu = cpu_delta(cpu, cpu_snapshot(network))
+    return {**times, "rps": (len(times["list"]) + len(times["get"])) / wall, "cpu": cpu, "wall": wall}
 
 
 def run(plans: int, clients: int, seconds: float, sequential: int) -> dict:
@@ -163,9 +170,20 @@ def run(plans: int, clients: int, seconds: float, sequential: int) -> dict:
 
                 return call
 
+            # Alternated in windows, so that both paths see the machine's other load alike.
             results["clients"], results["seconds"] = clients, seconds
-            results["http"] = _concurrent(http_client, plan_keys, task_keys, clients, seconds)
-            results["grpc"] = _concurrent(grpc_client, plan_keys, task_keys, clients, seconds)
+            windows: dict[str, list[dict]] = {"http": [], "grpc": []}
+            for _ in range(WINDOWS):
+                for path, make in (("http", http_client), ("grpc", grpc_client)):
+                    window = _concurrent(network, make, plan_keys, task_keys, clients, seconds / WINDOWS)
+                    windows[path].append(window)
+            for path, runs in windows.items():
+                results[path] = {
+                    "list": [t for w in runs for t in w["list"]],
+                    "get": [t for w in runs for t in w["get"]],
+                    "rps": sum(len(w["list"]) + len(w["get"]) for w in runs) / sum(w["wall"] for w in runs),
+                    "cpu": {name: sum(w["cpu"].get(name, 0.0) for w in runs) for name in runs[0]["cpu"]},
+                }
             return results
         finally:
             network.stop()
@@ -198,6 +216,17 @@ def report(results: dict) -> str:
         scenario = f"{clients} clients, {results['seconds']:.0f} s"
         lines.append(_row(f"{scenario}: a plan's {PLAN_SIZE} tasks", f"{label} {what[0]}", load["list"]))
         lines.append(_row(f"{scenario}: a task by key", f"{label} {what[1]}", load["get"], f"{load['rps']:.0f}"))
+    lines += [
+        "",
+        f"CPU seconds per process over each path's {results['seconds']:.0f} s of load (2 cores, shared):",
+        "",
+        "| process | through the gateway | straight to the ledger |",
+        "|---|---|---|",
+    ]
+    for name in ("gateway", "ledger", "postgresql", "event", "this process (SDK, polling)"):
+        label = "the clients (this process)" if name.startswith("this process") else name
+        http, grpc_ = results["http"]["cpu"].get(name, 0.0), results["grpc"]["cpu"].get(name, 0.0)
+        lines.append(f"| {label} | {http:.1f} | {grpc_:.1f} |")
     lines += ["", f"Target GET /task/{{key}}/ p99 ≤ {TARGET_P99_MS:.0f} ms from one client: {p99:.2f} ms, {verdict}."]
     return "\n".join(lines)
 
