@@ -21,7 +21,8 @@ from google.protobuf.message import Message
 M = TypeVar("M", bound=Message)
 _Fill = Callable[[Message, dict], None]
 
-_INTEGERS = {
+INTEGER_TYPES = {
+    # every integer field type (their JSON form is a number, or a string for the 64-bit ones)
     FieldDescriptor.TYPE_INT32,
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT32,
@@ -46,7 +47,7 @@ def _scalar(field: FieldDescriptor) -> Callable[[Any], Any] | None:
         return _checked(str)
     if field.type == FieldDescriptor.TYPE_BOOL:
         return _checked(bool)
-    if field.type in _INTEGERS:
+    if field.type in INTEGER_TYPES:
         return _integer
     if field.type == FieldDescriptor.TYPE_ENUM:
         values = {v.name: v.number for v in field.enum_type.values}
