@@ -34,21 +34,10 @@ from gateway.errors import HttpError, rpc_error_response
 from gateway.httprule import Template, compile_template
 from gateway.render import Renderer, record_order
 from gateway.upstreams import Principal, Upstreams
+from services.kit.protojson import INTEGER_TYPES
 
 PAGE_FIELDS = ("next_page_token", "total_size")
 
-_INTS = {
-    FieldDescriptor.TYPE_INT32,
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT32,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT32,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED32,
-    FieldDescriptor.TYPE_SFIXED64,
-}
 _FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1", "yes", "on"}
@@ -171,7 +160,7 @@ def _scalar(field_descriptor: FieldDescriptor, name: str, raw: str) -> Any:
     if kind == FieldDescriptor.TYPE_MESSAGE and field_descriptor.message_type.full_name == "google.protobuf.Timestamp":
         return _timestamp(name, raw)
     try:
-        if kind in _INTS:
+        if kind in INTEGER_TYPES:
             return int(raw)
         if kind in _FLOATS:
             return float(raw)

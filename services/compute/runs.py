@@ -36,6 +36,7 @@ from tessera.storage.v1 import storage_pb2
 from services.compute.builds import Builds
 from services.compute.completions import Completions
 from services.compute.domain import inputs, outputs, runs
+from services.compute.domain.errors import TRANSIENT
 from services.compute.domain.execution import ExecutionResult, TaskInput
 from services.compute.domain.places import Places
 from services.compute.domain.reconcile import Reconciliation
@@ -44,6 +45,10 @@ from services.compute.executor import Execution, Executor
 from services.compute.failures import FailureReports
 from services.compute.files import Files
 from services.compute.ledger import Ledger
+
+SAVE_RETRY_SECONDS = 300.0
+"""How long a finished task's outputs are offered to a storage that is away before the run gives up
+(its work message then comes back, and the task runs again)."""
 
 log = logging.getLogger("tessera.compute.runs")
 FINISHED_KEPT = 10_000  # keys of tasks completed here, remembered to skip their late messages
@@ -166,7 +171,7 @@ class Runs:
 
             run.step = "save_outputs"
             t0 = time.perf_counter()
-            completion = await self._save_outputs(run.channel, task, result, set(start.registered_outputs))
+            completion = await self._saved(run, task, result, set(start.registered_outputs))
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
             completion = runs.profiling(completion, durations, task)
             self._completions.keep(run.channel, completion)  # the work is done: never run it again
@@ -222,6 +227,22 @@ class Runs:
             await self._files.cached(channel, placement)
             found.append(placement.task_input())
         return found
+
+    async def _saved(
+        self, run: Run, task: res.ComputeTask, result: ExecutionResult, registered: set[str]
+    ) -> api.CompleteTaskRequest:
+        """:meth:`_save_outputs`, tried again while storage (or its database) is away: the task's work is
+        done and is not done again because a store failed; only a crash of compute loses it."""
+        delay, deadline = 0.5, time.monotonic() + SAVE_RETRY_SECONDS
+        while True:
+            try:
+                return await self._save_outputs(run.channel, task, result, registered)
+            except TRANSIENT as exc:
+                if run.canceled or time.monotonic() > deadline:
+                    raise
+                log.info("task %s: storing its outputs failed (%s); trying again in %.1f s", task.key, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     async def _save_outputs(
         self, channel: str, task: res.ComputeTask, result: ExecutionResult, registered: set[str]

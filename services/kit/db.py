@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import Engine, make_url
 
-from services.kit.errors import Aborted
+from services.kit.errors import Aborted, Unavailable
 
 log = logging.getLogger("tessera.db")
 T = TypeVar("T")
@@ -34,6 +34,19 @@ R = TypeVar("R")
 
 # psycopg2 SQLSTATEs that mean "run the transaction again".
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+# The server went away or refuses connections for now: admin_shutdown, crash_shutdown, cannot_connect_now.
+SERVER_DOWN_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
+def server_down(exc: sa.exc.DBAPIError) -> bool:
+    """True when ``exc`` says the database cannot be reached (refused, lost or shutting down connection),
+    not that the statement was wrong: the same call may succeed once the server is back."""
+    sqlstate = getattr(exc.orig, "pgcode", None)
+    if isinstance(exc, sa.exc.InterfaceError) or exc.connection_invalidated:
+        return True
+    if sqlstate is None:
+        return isinstance(exc, sa.exc.OperationalError)
+    return sqlstate.startswith("08") or sqlstate in SERVER_DOWN_SQLSTATES
 
 
 def create_engine(url: str, schema: str, *, pool_size: int = 5) -> Engine:
@@ -192,6 +205,10 @@ class UnitOfWork(Generic[R]):
                     raise Aborted(
                         f"the transaction conflicted with concurrent ones {attempt} times; try again",
                         reason="CONTENTION",
+                    ) from exc
+                if server_down(exc):
+                    raise Unavailable(
+                        "the database cannot be reached; try again", reason="DATABASE_UNAVAILABLE"
                     ) from exc
                 raise
             except BaseException:

@@ -8,8 +8,9 @@ import sqlalchemy as sa
 
 from services.asset.bootstrap import MIGRATIONS as ASSET_MIGRATIONS
 from services.kit import db, status
-from services.kit.errors import Aborted
+from services.kit.errors import Aborted, Unavailable
 from services.storage.bootstrap import MIGRATIONS as STORAGE_MIGRATIONS
+from tools.devnet.embedded import free_port
 
 
 def test_each_service_migrates_its_own_schema(database_url):
@@ -96,6 +97,30 @@ def test_a_conflict_that_outlasts_the_retries_is_aborted_and_writes_nothing(data
     assert len(attempts) == 3
     assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT count(*) FROM attempts_log"))) == 0
     engine.dispose()
+
+
+def test_a_database_out_of_reach_is_unavailable_not_an_internal_error(database_url):
+    """A refused connection, or one the server cuts mid-transaction (PostgreSQL killed or restarting), is
+    UNAVAILABLE: the same call may succeed once the server is back (a 503 at the gateway, not a 500)."""
+    nowhere = db.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/none", "public")
+    with pytest.raises(Unavailable) as info:
+        db.UnitOfWork(nowhere).run_sync(lambda s: s.scalar(sa.text("SELECT 1")))
+    assert status.grpc_code(info.value) == grpc.StatusCode.UNAVAILABLE and info.value.reason == "DATABASE_UNAVAILABLE"
+
+    engine, admin = db.create_engine(database_url, "public"), sa.create_engine(database_url)
+    uow = db.UnitOfWork(engine)
+
+    def cut_off(session):
+        pid = session.scalar(sa.text("SELECT pg_backend_pid()"))
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        session.execute(sa.text("SELECT 1"))
+
+    with pytest.raises(Unavailable):
+        uow.run_sync(cut_off)
+    assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT 1"))) == 1  # the pool replaced the dead connection
+    engine.dispose()
+    admin.dispose()
 
 
 def test_a_child_interpreter_runs_the_migrations_and_reports_their_failure(database_url, tmp_path):

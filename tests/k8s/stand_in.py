@@ -44,6 +44,7 @@ from cryptography.x509.oid import NameOID
 
 from services.compute import isolation
 from services.compute.kubernetes import specs
+from tools.k8s.pods import PodWatch
 
 PYTHONS = {"python", "python3", f"python3.{sys.version_info.minor}"}
 
@@ -60,26 +61,21 @@ class StandIn:
         self._played: set[str] = set()  # pod uids
         self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._watch: kubernetes.watch.Watch | None = None
-        self._thread = threading.Thread(target=self._follow, name="stand-in", daemon=True)
+        self._pods = PodWatch(cluster, namespace, f"{specs.MANAGED_BY}={specs.MANAGER}", self._on_pod)
 
     def __enter__(self) -> StandIn:
         self._serve_logs()
-        self._thread.start()
+        self._pods.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._stopped.set()
-        if self._watch is not None:
-            self._watch.stop()
+        self._pods.__exit__(*exc_info)
         with self._lock:
             for process in self._processes.values():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-        self._thread.join(10)
 
     def _serve_logs(self) -> None:
         """The kubelet's log endpoint, on a free port of 127.0.0.1, which the fake node then advertises."""
@@ -118,34 +114,13 @@ class StandIn:
             for node in core.list_node().items:
                 core.patch_node_status(node.metadata.name, {"status": status})
 
-    def _follow(self) -> None:
-        with self.cluster.api_client() as api:
-            core = kubernetes.client.CoreV1Api(api)
-            version = None
-            while not self._stopped.is_set():
-                self._watch = kubernetes.watch.Watch()
-                try:
-                    for event in self._watch.stream(
-                        core.list_namespaced_pod,
-                        self.namespace,
-                        label_selector=f"{specs.MANAGED_BY}={specs.MANAGER}",
-                        resource_version=version,
-                        timeout_seconds=30,
-                    ):
-                        pod = event["object"]
-                        version = pod.metadata.resource_version
-                        if event["type"] == "DELETED" or pod.metadata.deletion_timestamp:
-                            self._kill(pod.metadata.name)
-                        elif pod.status.phase == "Running" and pod.metadata.uid not in self._played:
-                            self._played.add(pod.metadata.uid)
-                            self.runs[pod.metadata.name] = self.runs.get(pod.metadata.name, 0) + 1
-                            threading.Thread(target=self._play, args=(pod,), daemon=True).start()
-                except kubernetes.client.ApiException as exc:
-                    if exc.status == 410:
-                        version = None
-                except Exception:  # noqa: BLE001 - the cluster stopping under us
-                    if not self._stopped.is_set():
-                        self._stopped.wait(0.5)
+    def _on_pod(self, kind: str, pod) -> None:
+        if kind == "DELETED" or pod.metadata.deletion_timestamp:
+            self._kill(pod.metadata.name)
+        elif pod.status.phase == "Running" and pod.metadata.uid not in self._played:
+            self._played.add(pod.metadata.uid)
+            self.runs[pod.metadata.name] = self.runs.get(pod.metadata.name, 0) + 1
+            threading.Thread(target=self._play, args=(pod,), daemon=True).start()
 
     def _kill(self, name: str) -> None:
         with self._lock:

@@ -284,7 +284,8 @@ class Ledger:
 
     def __init__(self, network: Network) -> None:
         org = network.organizations[0].id
-        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, network.org_credentials(org)))
+        self.creds = network.org_credentials(org)
+        self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, self.creds))
 
     def wait_done(self, key: str) -> None:
         deadline = time.monotonic() + TIMEOUT

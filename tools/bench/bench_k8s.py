@@ -34,7 +34,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from tools.bench import bench_execution
 from tools.devnet.network import KubernetesTarget, Network, org_name
 from tools.k8s import build
+from tools.k8s.pods import PodWatch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -56,57 +56,19 @@ BEFORE_FINISH = ("download_function", "prepare_inputs", "task_execution")
 
 
 # ------------------------------------------------------------------------------------------ pods
-class PodClock:
+class PodClock(PodWatch):
     """When each of one organization's task pods was first seen Running and Succeeded (a watch, not polling)."""
 
     def __init__(self, cluster, namespace: str, selector: str) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.selector = selector
+        super().__init__(cluster, namespace, selector, self._record)
         self.seen: dict[str, dict[str, float]] = {}  # pod name -> phase -> time.time()
-        self._stopped = threading.Event()
-        self._watch = None
-        self._thread = threading.Thread(target=self._follow, name="pod-clock", daemon=True)
 
-    def __enter__(self) -> PodClock:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stopped.set()
-        if self._watch is not None:
-            self._watch.stop()
-        self._thread.join(10)
-
-    def _follow(self) -> None:
-        import kubernetes
-
-        with self.cluster.api_client() as client:
-            core = kubernetes.client.CoreV1Api(client)
-            version = None
-            while not self._stopped.is_set():
-                self._watch = kubernetes.watch.Watch()
-                try:
-                    for event in self._watch.stream(
-                        core.list_namespaced_pod,
-                        self.namespace,
-                        label_selector=self.selector,
-                        resource_version=version,
-                        timeout_seconds=30,
-                    ):
-                        now = time.time()
-                        pod = event["object"]
-                        version = pod.metadata.resource_version
-                        phases = self.seen.setdefault(pod.metadata.name, {})
-                        phases.setdefault("ADDED", now)
-                        if pod.status and pod.status.phase:
-                            phases.setdefault(pod.status.phase, now)
-                except kubernetes.client.ApiException as exc:
-                    if exc.status == 410:
-                        version = None
-                except Exception:  # noqa: BLE001 - the cluster stopping under us
-                    if not self._stopped.is_set():
-                        self._stopped.wait(0.5)
+    def _record(self, kind: str, pod) -> None:
+        now = time.time()
+        phases = self.seen.setdefault(pod.metadata.name, {})
+        phases.setdefault("ADDED", now)
+        if pod.status and pod.status.phase:
+            phases.setdefault(pod.status.phase, now)
 
 
 # ---------------------------------------------------------------------------------------- ledger

@@ -69,7 +69,7 @@ def ready_function(stub) -> str:
     return key
 
 
-def _tasks(plan_key: str, function_key: str, n: int, width: int) -> list[api.NewComputeTask]:
+def _tasks(plan_key: str, function_key: str, n: int, width: int, worker: str) -> list[api.NewComputeTask]:
     keys = [str(uuid.uuid4()) for _ in range(n)]
     tasks = []
     for i, key in enumerate(keys):
@@ -81,7 +81,7 @@ def _tasks(plan_key: str, function_key: str, n: int, width: int) -> list[api.New
                 )
             )
         task = api.NewComputeTask(
-            key=key, compute_plan_key=plan_key, function_key=function_key, worker=ORG, inputs=inputs
+            key=key, compute_plan_key=plan_key, function_key=function_key, worker=worker, inputs=inputs
         )
         task.outputs["model"].CopyFrom(api.NewComputeTaskOutput(permissions=res.NewPermissions(public=True)))
         task.metadata["index"] = str(i)
@@ -89,11 +89,14 @@ def _tasks(plan_key: str, function_key: str, n: int, width: int) -> list[api.New
     return tasks
 
 
-def register_plan(stub, function_key: str, n: int, width: int = WIDTH) -> tuple[str, list[str], float, list[float]]:
-    """Register an ``n``-task plan in batches; returns its key, task keys, wall time and per-call times."""
+def register_plan(
+    stub, function_key: str, n: int, width: int = WIDTH, worker: str = ORG
+) -> tuple[str, list[str], float, list[float]]:
+    """Register an ``n``-task plan on ``worker`` in batches; returns its key, task keys, wall time and
+    per-call times."""
     plan_key = str(uuid.uuid4())
     stub.RegisterComputePlan(api.RegisterComputePlanRequest(key=plan_key, name=f"bench-{n}"))
-    tasks = _tasks(plan_key, function_key, n, width)
+    tasks = _tasks(plan_key, function_key, n, width, worker)
     calls = []
     started = time.perf_counter()
     for start in range(0, n, BATCH):

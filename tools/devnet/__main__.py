@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from services.kit.identity import OrgCredentials
+from tools.devnet import supervisor
 from tools.devnet.network import Network
-from tools.devnet.supervisor import RestartPolicy
 
 
 def _say(message: str) -> None:
@@ -34,44 +34,13 @@ def _running_pid(state_dir: Path) -> int | None:
 
 
 def _write_description(network: Network, path: Path) -> None:
-    """network.json: the endpoints and logins, and each service's current process id."""
+    """network.json: the endpoints and logins, and each process's current id. Replaced whole (written
+    aside, then renamed), so that a reader never sees it half-written when a restart rewrites it."""
     description = network.description()
-    description["processes"] = {s.label: s.process.pid for s in network.services if s.process is not None}
-    path.write_text(json.dumps(description, indent=2))
-
-
-def _supervise(network: Network, network_json: Path, stopping) -> int:
-    """Restart services that exit, as a kubelet restarts a pod's container; 1 after a crash loop, 0 on stop."""
-    policies = {spec.label: RestartPolicy() for spec in network.services}
-    for policy in policies.values():
-        policy.started(time.monotonic())
-    due: dict[str, float] = {}
-    while not stopping():
-        now = time.monotonic()
-        for spec in network.dead_services():
-            if spec.label in due:
-                continue
-            delay = policies[spec.label].exited(now)
-            if delay is None:
-                _say(
-                    f"{spec.label} keeps exiting (status {spec.process.returncode}, see {network.log_path(spec)}); "
-                    "crash loop: stopping the network"
-                )
-                return 1
-            _say(
-                f"{spec.label} exited with status {spec.process.returncode}; restarting in {delay:.0f} s "
-                f"(exit {policies[spec.label].restarts} in the last 2 minutes)"
-            )
-            due[spec.label] = now + delay
-        for spec in network.services:
-            if spec.label in due and now >= due[spec.label]:
-                del due[spec.label]
-                network.launch(spec)
-                policies[spec.label].started(now)
-                _write_description(network, network_json)
-                _say(f"{spec.label} restarted (pid {spec.process.pid})")
-        time.sleep(0.5)
-    return 0
+    description["processes"] = supervisor.pids(network)
+    aside = path.with_suffix(".json.tmp")
+    aside.write_text(json.dumps(description, indent=2))
+    aside.replace(path)
 
 
 def up(args: argparse.Namespace) -> int:
@@ -104,9 +73,12 @@ def up(args: argparse.Namespace) -> int:
         print("\n" + network.table() + "\n", flush=True)
         _say(f"endpoints written to {network_json}")
         _say("explore a service: grpcurl -plaintext " + network.services[0].addr + " list")
-        _say("a service that exits is restarted with a back-off; a crash loop (5 exits in 2 minutes) stops the network")
+        _say("a process that exits (a service, PostgreSQL, NATS) is restarted with a back-off;")
+        _say("a crash loop (5 exits in 2 minutes) stops the network")
         _say("press Ctrl-C to stop" if not args.supervised else "running detached; `make stop` stops it")
-        status = _supervise(network, network_json, lambda: stop_requested)
+        status = supervisor.supervise(
+            network, lambda: stop_requested, lambda: _write_description(network, network_json), _say
+        )
     except Exception as exc:  # noqa: BLE001 - reported, then everything is stopped
         _say(f"failed: {exc}")
         status = 1

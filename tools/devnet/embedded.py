@@ -124,6 +124,13 @@ class EmbeddedPostgres:
         subprocess.run(["chmod", "-R", "go+rX", str(self._bin.parent)], check=True)
         subprocess.run(["chown", "-R", f"{self._user}:{self._user}", str(self.data_dir)], check=True)
 
+    label = "postgres"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's output goes."""
+        return self.data_dir / "postgres.log"
+
     def start(self, timeout: float = 60.0) -> None:
         """Initialize the cluster if new, then start it and wait until it accepts connections."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,24 +147,29 @@ class EmbeddedPostgres:
         socket_dir.mkdir(exist_ok=True)
         if self._user:
             shutil.chown(socket_dir, self._user, self._user)
+        self.launch()
+        self._wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the server on the initialized cluster without waiting for it (a restart after a crash:
+        same data directory, same port; PostgreSQL recovers from its write-ahead log)."""
         args = [
             str(self._bin / "postgres"),
             "-D", str(self.data_dir),
             "-h", "127.0.0.1",
             "-p", str(self.port),
-            "-k", str(socket_dir),
+            "-k", str(self.data_dir / "sockets"),
             "-c", "max_connections=300",
             "-c", "shared_buffers=64MB",
         ]  # fmt: skip
         if not self.durable:
             # Test clusters are thrown away: skip the fsyncs.
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, user=self._user, preexec_fn=_die_with_parent
         )
         log.close()
-        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         import psycopg2
@@ -197,10 +209,22 @@ class EmbeddedNats:
         candidate = Path(sys.executable).parent / "nats-server"
         return str(candidate) if candidate.exists() else (shutil.which("nats-server") or "nats-server")
 
+    label = "nats"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's output goes."""
+        return self.store_dir / "nats.log"
+
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.store_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
+        self.launch()
+        wait_for_port("127.0.0.1", self.port, timeout, self.process)
+
+    def launch(self) -> None:
+        """Start the server without waiting for it (a restart keeps the port and the JetStream store)."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [self.binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
             stdout=log,
@@ -208,7 +232,6 @@ class EmbeddedNats:
             preexec_fn=_die_with_parent,
         )
         log.close()
-        wait_for_port("127.0.0.1", self.port, timeout, self.process)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM)."""

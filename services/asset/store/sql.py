@@ -35,6 +35,7 @@ from services.asset.store.tables import (
     ProfilingStepRow,
     TaskParentRow,
 )
+from services.kit import protojson
 
 M = TypeVar("M", bound=Message)
 FINAL_STATUSES = (res.STATUS_DONE, res.STATUS_CANCELED, res.STATUS_FAILED)
@@ -47,7 +48,7 @@ def as_dict(message: Message) -> dict:
 
 def as_message(cls: type[M], data: Any) -> M:
     """Parse the protobuf JSON form back."""
-    return json_format.ParseDict(data or {}, cls())
+    return protojson.parse(cls, data)
 
 
 stamp = timestamp  # a protobuf timestamp from a column value, or None
