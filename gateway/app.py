@@ -17,6 +17,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +26,10 @@ from starlette.routing import Route
 from gateway import openapi
 from gateway.auth import Authenticator
 from gateway.cors import Cors
-from gateway.errors import HttpError, rpc_error_response
+from gateway.errors import HttpError, rpc_error_response, unavailable
+from gateway.inputs import check_path_and_query
 from gateway.router import Endpoint, Router, adapter
+from services.kit.errors import Unavailable
 
 log = logging.getLogger("tessera.gateway")
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -77,6 +80,7 @@ class Gateway:
         route_name = ""
         with self._tracer.start_as_current_span(f"HTTP {request.method}", kind=SpanKind.SERVER) as span:
             try:
+                check_path_and_query(path, request.query_params.multi_items())
                 if request.method == "OPTIONS":
                     response = self._options(request, path)
                 else:
@@ -93,6 +97,11 @@ class Gateway:
                 response = rpc_error_response(exc)
             except MultiPartException as exc:
                 response = JSONResponse({"detail": f"malformed form body: {exc.message}"}, status_code=400)
+            except HTTPException as exc:  # starlette's own refusals
+                response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            except Unavailable as exc:  # the gateway's own database
+                log.warning("%s %s: %s", request.method, path, exc.message)
+                response = unavailable(exc.message)
             except ClientDisconnect:
                 response = JSONResponse({"detail": "the client disconnected"}, status_code=400)
             except Exception:

@@ -17,6 +17,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import HttpError
+from gateway.inputs import no_nul
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,11 @@ async def parts(request: Request) -> AsyncIterator[PartStart | PartData | PartEn
         disposition, options = parse_options_header(headers.get("content-disposition", b""))
         if disposition != b"form-data" or b"name" not in options:
             raise HttpError(400, "every part needs a Content-Disposition: form-data header with a name")
+        name = no_nul(options[b"name"].decode("utf-8", "replace"), "part name")
         filename = options.get(b"filename")
-        events.append(
-            PartStart(
-                name=options[b"name"].decode("utf-8", "replace"),
-                filename=filename.decode("utf-8", "replace") if filename is not None else None,
-            )
-        )
+        if filename is not None:
+            filename = no_nul(filename.decode("utf-8", "replace"), f"{name}: file name")
+        events.append(PartStart(name=name, filename=filename))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if end > start:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import Engine, make_url
 
-from services.kit.errors import Aborted
+from services.kit.errors import Aborted, Unavailable
 
 log = logging.getLogger("tessera.db")
 T = TypeVar("T")
@@ -34,6 +34,18 @@ R = TypeVar("R")
 
 # psycopg2 SQLSTATEs that mean "run the transaction again".
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+# The server shut down or is starting (class 08 is connection_exception).
+UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
+def is_unreachable(exc: sa.exc.DBAPIError) -> bool:
+    """Whether ``exc`` says the database cannot be reached now (not that the statement was wrong)."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "pgcode", None)
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES
 
 
 def create_engine(url: str, schema: str, *, pool_size: int = 5) -> Engine:
@@ -193,6 +205,8 @@ class UnitOfWork(Generic[R]):
                         f"the transaction conflicted with concurrent ones {attempt} times; try again",
                         reason="CONTENTION",
                     ) from exc
+                if is_unreachable(exc):
+                    raise Unavailable("the database cannot be reached; try again later") from exc
                 raise
             except BaseException:
                 session.rollback()
