@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from gateway import openapi
 from gateway.auth import Authenticator
@@ -32,7 +33,6 @@ from gateway.router import Endpoint, Router, adapter
 from services.kit.errors import Unavailable
 
 log = logging.getLogger("tessera.gateway")
-HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class Gateway:
@@ -61,8 +61,18 @@ class Gateway:
         self._openapi: dict | None = None
 
     def application(self, lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]) -> Starlette:
-        """The ASGI application: every path and verb to :meth:`dispatch`."""
-        return Starlette(routes=[Route("/{path:path}", self.dispatch, methods=HTTP_METHODS)], lifespan=lifespan)
+        """The ASGI application: every path and verb to :meth:`dispatch` (Starlette's router only runs the
+        lifespan: its path patterns do not match every path, one with a newline for instance)."""
+        application = Starlette(lifespan=lifespan)
+        application.router.default = self._serve
+        return application
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        response = await self.dispatch(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def openapi_json(self, request: Request, principal, params: dict[str, str]) -> JSONResponse:
         """The OpenAPI document of the route table, generated on first use."""

@@ -75,6 +75,10 @@ def test_routes_and_methods(net, auth):
     check(requests.get(f"{net.org1.url}/nothing/here/", headers=auth), 404)
     response = check(requests.delete(f"{net.org1.url}/task/", headers=auth), 405)
     assert response["detail"] == 'Method "DELETE" not allowed.'
+    check(requests.request("TRACE", f"{net.org1.url}/task/", headers=auth), 405)
+    # A path no pattern of the framework matches (a newline) still gets the gateway's own answer.
+    check(requests.get(f"{net.org1.url}/users/a%0Ab/", headers=auth), 404)
+    check(requests.get(f"{net.org1.url}/task/a%0Ab/input_assets/", headers=auth), 400)
 
 
 def test_openapi_document_is_served(net):
