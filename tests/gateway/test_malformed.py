@@ -8,8 +8,10 @@ import io
 import json
 import uuid
 
+import grpc
 import pytest
 import requests
+from tessera.asset.v1 import asset_service_pb2 as api
 
 from tests.gateway.helpers import function_archive
 from tests.gateway.test_auth import headers, login, tight  # noqa: F401 - the module fixture
@@ -211,6 +213,19 @@ def test_nul_characters_are_refused_at_the_edge(net, auth):
     check(requests.get(f"{url}/users/{NUL}/", headers=auth), 400)
     link = f"{url}/data_sample/bulk_update/"
     check(requests.post(link, data={"data_manager_keys": NUL, "data_sample_keys": "k"}, headers=auth), 400)
+
+
+def test_the_ledger_refuses_nul_characters_and_deep_filters_too(net):
+    with pytest.raises(grpc.RpcError) as listed:
+        net.org1.ledger.ListTasks(api.ListTasksRequest(owner=["ok", NUL]))
+    assert listed.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "owner" in listed.value.details()
+    with pytest.raises(grpc.RpcError) as deep:
+        net.org1.ledger.ListTasks(api.ListTasksRequest(metadata="[" * 5000 + "]" * 5000))
+    assert deep.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata" in deep.value.details()
+    plan = api.RegisterComputePlanRequest(key=str(uuid.uuid4()), name="n", metadata={"k": NUL})
+    with pytest.raises(grpc.RpcError) as registered:
+        net.org1.ledger.RegisterComputePlan(plan)
+    assert registered.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata" in registered.value.details()
 
 
 def test_nul_characters_in_multipart_registrations(net, auth, archive):
