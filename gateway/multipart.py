@@ -41,10 +41,12 @@ class PartEnd:
 
 
 def boundary_of(request: Request) -> bytes:
-    """The multipart boundary of the request; 400 when it is not ``multipart/form-data``."""
+    """The multipart boundary of the request; 415 when it is not ``multipart/form-data``, 400 without boundary."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
-        raise HttpError(400, "expected a multipart/form-data body")
+    if content_type != b"multipart/form-data":
+        raise HttpError(415, f'Unsupported media type "{content_type.decode("latin-1")}": send multipart/form-data')
+    if not options.get(b"boundary"):
+        raise HttpError(400, "a multipart/form-data body needs a boundary parameter")
     return options[b"boundary"]
 
 

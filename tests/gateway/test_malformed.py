@@ -113,7 +113,8 @@ def test_multipart_uploads(net, auth, archive):
     url = f"{net.org1.url}/function/"
     spec = json.dumps(SPEC)
     description = ("description.md", b"# f")
-    check(requests.post(url, json=SPEC, headers=auth), 400)  # not multipart
+    check(requests.post(url, json=SPEC, headers=auth), 415)  # not multipart
+    check(requests.post(url, data=b"x", headers={**auth, "Content-Type": "multipart/form-data"}), 400)
     check(requests.post(url, data={"json": spec}, files=_files(file=("f.tar.gz", archive)), headers=auth), 400)
     check(requests.post(url, files=_files(file=("f.tar.gz", archive), description=description), headers=auth), 400)
     check(requests.post(url, data={"json": "{oops"}, files=_files(file=("f.tar.gz", archive), description=description),
