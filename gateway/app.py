@@ -17,19 +17,22 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from gateway import openapi
 from gateway.auth import Authenticator
 from gateway.cors import Cors
-from gateway.errors import HttpError, rpc_error_response
+from gateway.errors import HttpError, rpc_error_response, unavailable
+from gateway.inputs import check_path_and_query
 from gateway.router import Endpoint, Router, adapter
+from services.kit.errors import Unavailable
 
 log = logging.getLogger("tessera.gateway")
-HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class Gateway:
@@ -58,8 +61,18 @@ class Gateway:
         self._openapi: dict | None = None
 
     def application(self, lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]) -> Starlette:
-        """The ASGI application: every path and verb to :meth:`dispatch`."""
-        return Starlette(routes=[Route("/{path:path}", self.dispatch, methods=HTTP_METHODS)], lifespan=lifespan)
+        """The ASGI application: every path and verb to :meth:`dispatch` (Starlette's router only runs the
+        lifespan: its path patterns do not match every path, one with a newline for instance)."""
+        application = Starlette(lifespan=lifespan)
+        application.router.default = self._serve
+        return application
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        response = await self.dispatch(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def openapi_json(self, request: Request, principal, params: dict[str, str]) -> JSONResponse:
         """The OpenAPI document of the route table, generated on first use."""
@@ -77,6 +90,7 @@ class Gateway:
         route_name = ""
         with self._tracer.start_as_current_span(f"HTTP {request.method}", kind=SpanKind.SERVER) as span:
             try:
+                check_path_and_query(path, request.query_params.multi_items())
                 if request.method == "OPTIONS":
                     response = self._options(request, path)
                 else:
@@ -93,6 +107,11 @@ class Gateway:
                 response = rpc_error_response(exc)
             except MultiPartException as exc:
                 response = JSONResponse({"detail": f"malformed form body: {exc.message}"}, status_code=400)
+            except HTTPException as exc:  # starlette's own refusals
+                response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            except Unavailable as exc:  # the gateway's own database
+                log.warning("%s %s: %s", request.method, path, exc.message)
+                response = unavailable(exc.message)
             except ClientDisconnect:
                 response = JSONResponse({"detail": "the client disconnected"}, status_code=400)
             except Exception:

@@ -28,7 +28,8 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.errors import HttpError, json_object
+from gateway.errors import HttpError
+from gateway.inputs import json_object, json_or_form
 from gateway.sessions import SessionRefused, Sessions
 from gateway.store import API, Token
 from gateway.upstreams import Principal
@@ -193,12 +194,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 async def credentials(request: Request) -> dict[str, str]:
     """The string fields of a login body, JSON or form-encoded."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        data = await json_object(request)
-        return {k: v for k, v in data.items() if isinstance(v, str)}
-    form = await request.form(max_files=0, max_fields=10)
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    data = await json_or_form(request, max_fields=10)
+    return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
 class TokenEndpoints:

@@ -9,7 +9,6 @@ Nothing branches on message text: the code, then the ``ErrorInfo`` reason, decid
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import grpc
@@ -46,6 +45,9 @@ REASON_STATUS: dict[str, int] = {
     "STORAGE_FULL": 507,
 }
 
+# What a 503 tells the client to wait before trying again (seconds): a dependency is down.
+RETRY_AFTER_SECONDS = 5
+
 # RESOURCE_EXHAUSTED raised by the gRPC transport itself (message size limits) carries no ErrorInfo;
 # the contract maps it to 413 ("message larger than max"), a domain limit to 429.
 TRANSPORT_EXHAUSTED_STATUS = 413
@@ -64,17 +66,6 @@ class HttpError(Exception):
     def response(self) -> JSONResponse:
         """The JSON response."""
         return JSONResponse({"detail": self.detail, **self.extra}, status_code=self.status, headers=self.headers)
-
-
-async def json_object(request) -> dict:
-    """The request's JSON body, which must be an object; 400 with a detail otherwise."""
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise HttpError(400, "JSON parse error") from None
-    if not isinstance(data, dict):
-        raise HttpError(400, "expected a JSON object")
-    return data
 
 
 def http_status(details: StatusDetails) -> int:
@@ -108,7 +99,20 @@ def error_body(details: StatusDetails, *, list_conflicts: bool = False) -> Any:
     return body
 
 
+def retry_headers(status: int) -> dict[str, str] | None:
+    """``Retry-After`` for a 503, nothing otherwise."""
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+
+
+def unavailable(detail: str) -> JSONResponse:
+    """503 with ``Retry-After``: a dependency is down, the same request may succeed later."""
+    return HttpError(503, detail, headers=retry_headers(503), reason="UNAVAILABLE").response()
+
+
 def rpc_error_response(error: grpc.RpcError, *, list_conflicts: bool = False) -> JSONResponse:
     """The HTTP response of a failed upstream call."""
     details = status_details(error)
-    return JSONResponse(error_body(details, list_conflicts=list_conflicts), status_code=http_status(details))
+    status = http_status(details)
+    return JSONResponse(
+        error_body(details, list_conflicts=list_conflicts), status_code=status, headers=retry_headers(status)
+    )

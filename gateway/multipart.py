@@ -17,6 +17,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import HttpError
+from gateway.inputs import no_nul
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,12 @@ class PartEnd:
 
 
 def boundary_of(request: Request) -> bytes:
-    """The multipart boundary of the request; 400 when it is not ``multipart/form-data``."""
+    """The multipart boundary of the request; 415 when it is not ``multipart/form-data``, 400 without boundary."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
-        raise HttpError(400, "expected a multipart/form-data body")
+    if content_type != b"multipart/form-data":
+        raise HttpError(415, f'Unsupported media type "{content_type.decode("latin-1")}": send multipart/form-data')
+    if not options.get(b"boundary"):
+        raise HttpError(400, "a multipart/form-data body needs a boundary parameter")
     return options[b"boundary"]
 
 
@@ -70,13 +73,11 @@ async def parts(request: Request) -> AsyncIterator[PartStart | PartData | PartEn
         disposition, options = parse_options_header(headers.get("content-disposition", b""))
         if disposition != b"form-data" or b"name" not in options:
             raise HttpError(400, "every part needs a Content-Disposition: form-data header with a name")
+        name = no_nul(options[b"name"].decode("utf-8", "replace"), "part name")
         filename = options.get(b"filename")
-        events.append(
-            PartStart(
-                name=options[b"name"].decode("utf-8", "replace"),
-                filename=filename.decode("utf-8", "replace") if filename is not None else None,
-            )
-        )
+        if filename is not None:
+            filename = no_nul(filename.decode("utf-8", "replace"), f"{name}: file name")
+        events.append(PartStart(name=name, filename=filename))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if end > start:

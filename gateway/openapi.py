@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from gateway.render import is_order_field
 from gateway.router import Endpoint
 from gateway.transcoder import PAGE_FIELDS, RpcRoute
 
@@ -92,7 +93,11 @@ class _Schemas:
         return {"type": "string", "enum": [value.name for value in descriptor.values]}
 
     def _message(self, descriptor: Descriptor, skip: set[str] | None = None) -> dict[str, Any]:
-        properties = {field.name: self.field(field) for field in descriptor.fields if field.name not in (skip or set())}
+        properties = {
+            field.name: self.field(field)
+            for field in descriptor.fields
+            if field.name not in (skip or set()) and not is_order_field(field)
+        }
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if descriptor.full_name in self.comments:
             schema["description"] = self.comments[descriptor.full_name]
@@ -131,6 +136,8 @@ def _query_parameters(route: RpcRoute, schemas: _Schemas) -> list[dict[str, Any]
     parameters = []
     for field in route.method.input_type.fields:
         if field.name in bound or (field.message_type is not None and field.message_type.full_name not in _WELL_KNOWN):
+            continue
+        if is_order_field(field):
             continue
         schema = schemas.field(field)
         parameter: dict[str, Any] = {"name": field.name, "in": "query", "required": False, "schema": schema}

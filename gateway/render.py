@@ -77,7 +77,7 @@ def _compile(descriptor: Descriptor) -> Callable[[Message, Renderer], dict[str, 
 
     def render(message: Message, renderer: Renderer) -> dict[str, Any]:
         if not getters and descriptor.fields:
-            shown = [field for field in descriptor.fields if _ordered_map(field) is None]
+            shown = [field for field in descriptor.fields if not is_order_field(field)]
             getters.extend((field.name, _field_getter(field)) for field in shown)
         data = {name: get(message, renderer) for name, get in getters}
         if reshaper is not None:
@@ -133,12 +133,12 @@ def _order_of(field: FieldDescriptor) -> str | None:
     return order.name
 
 
-def _ordered_map(field: FieldDescriptor) -> str | None:
-    """The map whose key order ``field`` lists (then it is not printed itself), or None."""
+def is_order_field(field: FieldDescriptor) -> bool:
+    """Whether ``field`` lists the key order of a map beside it: the gateway's helper, never shown."""
     if not field.name.endswith("_order"):
-        return None
+        return False
     target = field.containing_type.fields_by_name.get(field.name.removesuffix("_order"))
-    return target.name if _is_map(target) and _order_of(target) == field.name else None
+    return _is_map(target) and _order_of(target) == field.name
 
 
 def ordered_keys(keys: Any, order: Any = ()) -> list[str]:

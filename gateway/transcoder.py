@@ -15,7 +15,6 @@ parameters are ignored, as django-filter does; malformed values are a 400.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,9 +31,11 @@ from starlette.responses import JSONResponse
 from gateway import policies
 from gateway.errors import HttpError, rpc_error_response
 from gateway.httprule import Template, compile_template
+from gateway.inputs import read_json
 from gateway.render import Renderer, record_order
 from gateway.upstreams import Principal, Upstreams
 from services.kit.protojson import INTEGER_TYPES
+from services.kit.server import MAX_MESSAGE_BYTES
 
 PAGE_FIELDS = ("next_page_token", "total_size")
 
@@ -246,23 +247,6 @@ def parse_into(tree: Any, message: Message, what: str) -> None:
     record_order(tree, message)  # the declared order of its maps, which a protobuf map does not keep
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request's JSON body (``{}`` when empty), at most ``limit`` bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"JSON parse error - {exc}") from None
-
-
 def bind(
     route: RpcRoute, path_params: dict[str, str], body: Any, query: Iterable[tuple[str, str]], request_class=None
 ) -> Message:
@@ -351,6 +335,11 @@ class Transcoder:
         """Bind, call, render."""
         body = await read_json(request, self._max_json) if route.body else None
         message = bind(route, params, body, request.query_params.multi_items())
+        size = message.ByteSize()
+        if size > MAX_MESSAGE_BYTES:
+            raise HttpError(
+                413, f"the request is {size} bytes once encoded; one call takes at most {MAX_MESSAGE_BYTES} bytes"
+            )
         policies.before_call(route.full_name, message, principal)
         try:
             reply = await self.invoke(route, message, principal)

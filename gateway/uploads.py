@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +28,8 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2, storage_service_pb2
 
 from gateway import servermedias
-from gateway.errors import HttpError, json_object, rpc_error_response
+from gateway.errors import HttpError, rpc_error_response
+from gateway.inputs import json_object, loads
 from gateway.multipart import PartData, PartEnd, PartStart, parts
 from gateway.render import Renderer
 from gateway.transcoder import parse_into
@@ -169,7 +169,7 @@ class Uploads:
                         pending.remove(current)
                         current = None
                     elif field_name == "json":
-                        received.spec = _load_json(bytes(field_data))
+                        received.spec = loads(bytes(field_data), "the 'json' form field")
                     field_name = None
             if pending:
                 raise HttpError(400, "the multipart body ended in the middle of a part")
@@ -363,13 +363,6 @@ def _spec_object(received: Received) -> dict:
     if not isinstance(received.spec, dict):
         raise HttpError(400, "the 'json' form field must be a JSON object")
     return received.spec
-
-
-def _load_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"the 'json' form field is not valid JSON: {exc}") from None
 
 
 def _identifier(item: Any) -> str:

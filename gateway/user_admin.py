@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.auth import Authenticator, LoginThrottle, client_address
-from gateway.errors import HttpError, json_object
+from gateway.errors import HttpError
+from gateway.inputs import json_object
 from gateway.store import User
 from gateway.transcoder import page_links
 from gateway.upstreams import Principal

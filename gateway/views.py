@@ -17,10 +17,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tessera.asset.v1 import asset_service_pb2 as api
 
-from gateway.errors import HttpError, json_object
+from gateway.errors import HttpError
+from gateway.inputs import json_or_form
 from gateway.settings import GatewaySettings
 from gateway.transcoder import page_links
 from gateway.upstreams import Principal, Upstreams
+
+# Fields of a bulk_update form: the SDK sends one per key, managers and samples together.
+MAX_LINKED = 10_000
 
 
 class Views:
@@ -72,14 +76,12 @@ class Views:
 
     async def bulk_update(self, request: Request, principal: Principal, params: dict) -> JSONResponse:
         """``POST /data_sample/bulk_update/``: link data samples to more data managers."""
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
-            data = await json_object(request)
+        data = await json_or_form(request, max_fields=MAX_LINKED)
+        if isinstance(data, dict):
             managers, samples = _str_list(data, "data_manager_keys"), _str_list(data, "data_sample_keys")
         else:
-            form = await request.form(max_files=0)
-            managers = [v for v in form.getlist("data_manager_keys") if isinstance(v, str)]
-            samples = [v for v in form.getlist("data_sample_keys") if isinstance(v, str)]
+            managers = [v for v in data.getlist("data_manager_keys") if isinstance(v, str)]
+            samples = [v for v in data.getlist("data_sample_keys") if isinstance(v, str)]
         reply = await self._upstreams.asset().LinkDataSamples(
             api.LinkDataSamplesRequest(data_manager_keys=managers, data_sample_keys=samples),
             metadata=principal.metadata(),

@@ -7,7 +7,8 @@ that opentelemetry-instrumentation-grpc opens (continuing the caller's W3C trace
 
 1. names the calling organization and channel on that span;
 2. authenticates the caller from its credential and binds it to :func:`current_caller`;
-3. runs the handler;
+3. refuses a request message holding a NUL character in a string (INVALID_ARGUMENT: PostgreSQL's text
+   cannot store one), then runs the handler;
 4. turns a :class:`DomainError` into its canonical status with ``ErrorInfo`` / ``BadRequest``
    details, and any other exception into a generic INTERNAL that leaks nothing;
 5. logs one structured line with the method, organization, code and duration.
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -61,11 +64,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request, context):
             async with self._call(method, context):
+                _refuse_nul(request)
                 result = behavior(request, context)
                 return await result if inspect.isawaitable(result) else result
 
         async def streaming(request, context):
             async with self._call(method, context):
+                _refuse_nul(request)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -159,3 +164,36 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, wrap: Callable[[Callable], Cal
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _refuse_nul(request) -> None:
+    """INVALID_ARGUMENT naming the first string field of ``request`` that holds a NUL character."""
+    if isinstance(request, Message):
+        field = _nul_field(request, "")
+        if field is not None:
+            raise errors.InvalidArgument.on(field, "NUL characters are not allowed")
+
+
+def _nul_field(message: Message, prefix: str) -> str | None:
+    # A NUL character is a zero byte once encoded, which most messages do not have at all (proto3 encodes
+    # no zero and no empty string): only the messages that have one are walked, field by field.
+    if b"\x00" not in message.SerializeToString():
+        return None
+    for field, value in message.ListFields():
+        name = prefix + field.name
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if any("\x00" in item for item in (value if field.is_repeated else (value,))):
+                return name
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if (isinstance(key, str) and "\x00" in key) or (isinstance(item, str) and "\x00" in item):
+                        return name
+                    if isinstance(item, Message) and (found := _nul_field(item, f"{name}[{key}].")) is not None:
+                        return found
+                continue
+            for index, item in enumerate(value) if field.is_repeated else ((None, value),):
+                found = _nul_field(item, name + (f"[{index}]." if index is not None else "."))
+                if found is not None:
+                    return found
+    return None

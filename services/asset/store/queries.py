@@ -72,7 +72,7 @@ def metadata_conditions(column, raw: str) -> list[Any]:
                 conditions.append(column[key].astext.contains(str(item["value"]), autoescape=True))
             else:
                 raise ValueError(kind)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: nested too deep
         raise InvalidArgument.on(
             "metadata", 'must be a JSON list of {"key", "type": "is|contains|exists", "value"}'
         ) from None
