@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,3 +40,18 @@ def build_once(final: Path, complete: Callable[[], bool], fill: Callable[[Path],
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(work)
     return final
+
+
+def missing_tools(label: str, commands: tuple[str, ...], built: str, tests: str) -> int | None:
+    """When one of ``commands`` is not on PATH, say that ``built`` cannot be made and return the exit status (1 in
+    CI, where ``tests`` must run; 0 elsewhere, where they skip); ``None`` when all are there."""
+    missing = [c for c in commands if shutil.which(c) is None]
+    if not missing:
+        return None
+    ci = os.environ.get("CI") == "true"
+    print(
+        f"{label}: {' and '.join(f'`{c}`' for c in missing)} not on PATH, so the {built} cannot be built; "
+        + ("CI=true: failing." if ci else f"the {tests} will skip."),
+        file=sys.stderr,
+    )
+    return 1 if ci else 0

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tools import versioned_cache
-from tools.versioned_cache import build_once
+from tools.versioned_cache import build_once, missing_tools
 
 KUBERNETES = "v1.36.3"
 ETCD = "v3.6.8"
@@ -167,14 +167,8 @@ def main() -> int:
     if (done := installed()) is not None:
         print(f"k8s: binaries present in {done}")
         return 0
-    if shutil.which("go") is None:
-        ci = os.environ.get("CI") == "true"
-        print(
-            "k8s: `go` is not on PATH, so the Kubernetes test binaries cannot be built; "
-            + ("CI=true: failing, since the Kubernetes tests must run in CI." if ci else "the k8s tests will skip."),
-            file=sys.stderr,
-        )
-        return 1 if ci else 0
+    if (status := missing_tools("k8s", ("go",), "Kubernetes test binaries", "k8s tests")) is not None:
+        return status
     try:
         build()
     except (RuntimeError, subprocess.CalledProcessError) as error:
