@@ -17,7 +17,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway.render import is_order_field
 from gateway.router import Endpoint
-from gateway.transcoder import PAGE_FIELDS, RpcRoute
+from gateway.transcoder import PAGE_FIELDS, QUERY_ALIASES, RpcRoute
 
 DESCRIPTOR_SET = Path(__file__).resolve().parents[1] / "gen" / "python" / "tessera.binpb"
 
@@ -133,14 +133,17 @@ def _query_parameters(route: RpcRoute, schemas: _Schemas) -> list[dict[str, Any]
     if route.body == "*":
         return []
     bound = set(route.template.variables) | ({route.body} if route.body else set())
+    aliases = QUERY_ALIASES.get(route.method.name, {})
+    rest_names = {target: name for name, target in aliases.items()}
     parameters = []
     for field in route.method.input_type.fields:
         if field.name in bound or (field.message_type is not None and field.message_type.full_name not in _WELL_KNOWN):
             continue
-        if is_order_field(field):
-            continue
+        if is_order_field(field) or (field.name in aliases and field.name not in rest_names):
+            continue  # internal, or its REST name binds another field
         schema = schemas.field(field)
-        parameter: dict[str, Any] = {"name": field.name, "in": "query", "required": False, "schema": schema}
+        name = rest_names.get(field.name, field.name)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
         if field.is_repeated:
             parameter.update(style="form", explode=False)
         parameters.append(parameter)

@@ -27,7 +27,7 @@ from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 
 from gateway.errors import HttpError
-from gateway.transcoder import RpcRoute, Transcoder, bind, render_reply
+from gateway.transcoder import QUERY_ALIASES, RpcRoute, Transcoder, bind, render_reply
 from gateway.upstreams import Principal
 
 WORKFLOW_GRAPH_MAX_TASKS = 5000
@@ -103,7 +103,8 @@ class Pages:
         """``GET /task/{key}/input_assets/``: ``kind`` is a comma-separated list (``kind=A,B``), bound to the
         request's repeated ``kinds`` (its ``kind`` takes one value)."""
         route = self._routes["GetTaskInputAssets"]
-        query = [("kinds" if k == "kind" else k, v) for k, v in request.query_params.multi_items()]
+        aliases = QUERY_ALIASES["GetTaskInputAssets"]
+        query = [(aliases.get(k, k), v) for k, v in request.query_params.multi_items()]
         message = bind(route, params, None, query)
         reply = await self._transcoder.invoke(route, message, principal)
         return JSONResponse(render_reply(route, request, message, reply))

@@ -38,6 +38,9 @@ from services.kit.protojson import INTEGER_TYPES
 from services.kit.server import MAX_MESSAGE_BYTES
 
 PAGE_FIELDS = ("next_page_token", "total_size")
+# Query parameters whose REST name binds another field than the proto's same-named one, per RPC:
+# Substra's ``kind=A,B`` on a task's input assets is the request's repeated ``kinds``.
+QUERY_ALIASES: dict[str, dict[str, str]] = {"GetTaskInputAssets": {"kind": "kinds"}}
 
 _FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

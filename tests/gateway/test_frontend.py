@@ -487,3 +487,12 @@ def test_openapi_lists_the_frontend_routes(net):
         assert verbs <= set(paths[path]), path
     assert "security" not in paths["/me/login/"]["post"]
     assert paths["/users/"]["get"]["security"] == [{"token": []}, {"jwt": []}]
+
+
+def test_openapi_describes_kind_on_input_assets_as_a_comma_separated_list(net):
+    """The route binds ``kind=A,B`` to the request's repeated ``kinds``: the document shows the REST name only."""
+    operation = httpx.get(f"{net.org1.url}/openapi.json").json()["paths"]["/task/{key}/input_assets/"]["get"]
+    query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert "kinds" not in query
+    assert query["kind"]["schema"]["type"] == "array"
+    assert (query["kind"]["style"], query["kind"]["explode"]) == ("form", False)
