@@ -14,7 +14,6 @@ stream's last position is the one it resumes from, the cursor only a floor shoul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from tessera.asset.v1 import events_pb2 as ev
 
 from services.asset.domain.common import subject_token
 from services.asset.store.repositories import Repositories
-from services.kit import subjects
+from services.kit import background, subjects
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 
@@ -66,10 +65,7 @@ class Relay:
         """Stop after the message being published. The flag ends the loop even if a library swallows the
         cancellation (Python 3.11's ``asyncio.wait_for`` can, when its inner future completes meanwhile)."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
 
     async def _run(self) -> None:
         cursors: dict[str, int] = {}

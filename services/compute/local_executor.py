@@ -36,6 +36,7 @@ from services.compute.domain import layout
 from services.compute.domain.execution import ExecutionResult, TaskSpec
 from services.compute.isolation import Jail, Limits, Mount, UidPool
 from services.compute.runner import SIGNAL_HINTS
+from services.kit import background
 
 log = logging.getLogger("tessera.compute.executor")
 
@@ -477,10 +478,7 @@ class LocalExecutor:
                 await runner.stop()
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        await background.cancel(self._reaper)
         for runner in [*self._idle, *self._busy]:
             await runner.stop()
         self._idle.clear()

@@ -7,7 +7,6 @@ the ledger's state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -19,7 +18,7 @@ from services.compute.domain import reconcile
 from services.compute.domain.reconcile import Listed, Reconciliation
 from services.compute.ledger import Ledger
 from services.compute.runs import Runs
-from services.kit import subjects
+from services.kit import background, subjects
 
 log = logging.getLogger("tessera.compute.reconciler")
 
@@ -76,10 +75,7 @@ class Reconciler:
         return resumed
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+        await background.cancel(self._loop)
 
     async def _forever(self) -> None:
         try:

@@ -25,6 +25,7 @@ from tessera.asset.v1 import events_pb2 as ev
 from services.event.dispatcher import Dispatcher
 from services.event.domain.follow import feed_write
 from services.event.store import Store
+from services.kit import background
 from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 
@@ -61,10 +62,7 @@ class Follower:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -32,7 +32,7 @@ from services.compute.kubernetes.api import Api, Conflict
 from services.compute.kubernetes.rules import Ending, Verdict
 from services.compute.kubernetes.watch import DELETED, Board, Follower
 from services.compute.local_executor import link_tree, open_folder, safe_copy
-from services.kit import errors
+from services.kit import background, errors
 
 log = logging.getLogger("tessera.compute.kubernetes")
 
@@ -357,10 +357,7 @@ class Reaper:
         self._loop = asyncio.create_task(self._forever(), name="pod-reaper")
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+        await background.cancel(self._loop)
 
     async def _forever(self) -> None:
         while True:
