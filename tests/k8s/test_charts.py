@@ -239,36 +239,12 @@ def _install(net: Network, folder: Path, volumes: list[str]) -> Network:
 
     # A volume for each storage claim: the test cluster has no provisioner, the operator's cluster has one.
     for namespace in net.orgs.values():
-        volumes.append(f"{namespace}-storage")
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": volumes[-1]},
-                "spec": {
-                    "capacity": {"storage": "50Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/var/lib/tessera-test/{namespace}"},
-                    "claimRef": {"namespace": namespace, "name": "storage-data"},
-                },
-            }
-        )
+        volumes.append(_volume(core, f"{namespace}-storage", "ReadWriteOnce", namespace, "storage-data"))
 
     # Compute's work claim exists before its release (deploy/kubernetes names one the operator provides: shared,
     # ReadWriteMany, with the task pods and build Jobs).
     for namespace in net.orgs.values():
-        volumes.append(f"{namespace}-compute-work")
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": volumes[-1]},
-                "spec": {
-                    "capacity": {"storage": "50Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/var/lib/tessera-test/{namespace}-work"},
-                    "claimRef": {"namespace": namespace, "name": "tessera-compute-work"},
-                },
-            }
-        )
+        volumes.append(_volume(core, f"{namespace}-compute-work", "ReadWriteMany", namespace, "tessera-compute-work"))
         core.create_namespaced_persistent_volume_claim(
             namespace,
             {
@@ -783,3 +759,20 @@ def test_the_local_executor_variant_is_accepted_with_its_own_user_namespace(netw
     context = spec["containers"][0]["securityContext"]
     assert context["procMount"] == "Unmasked" and context["seccompProfile"] == {"type": "Unconfined"}
     assert context["runAsNonRoot"] is True and context["capabilities"] == {"drop": ["ALL"]}
+
+
+def _volume(core, name: str, access: str, namespace: str, claim: str) -> str:
+    """A host-path volume bound ahead to ``namespace``'s claim ``claim``; returns its name."""
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "50Gi"},
+                "accessModes": [access],
+                "storageClassName": "",
+                "hostPath": {"path": f"/var/lib/tessera-test/{name}"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+    return name
