@@ -22,13 +22,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from gateway.errors import HttpError
+from services.kit import filters
+from services.kit.errors import InvalidArgument
+from services.kit.filters import METADATA_SHAPE
 
 MAX_DEPTH = 32
 DEFAULT_MAX_JSON_BYTES = 16 << 20
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-METADATA_TYPES = ("is", "contains", "exists")
 
 
 def no_nul(value: str, what: str) -> str:
@@ -49,23 +51,15 @@ def check_path_and_query(path: str, query: Iterable[tuple[str, str]]) -> None:
 
 
 def metadata_filter(raw: str) -> list[dict[str, Any]]:
-    """The SDK's metadata filter, ``[{"key", "type": is|contains|exists, "value"}, ...]``; 400 otherwise."""
-    expected = 'must be a JSON list of {"key", "type": "is|contains|exists", "value"}'
+    """The SDK's metadata filter (:mod:`services.kit.filters`); 400 otherwise."""
     try:
         conditions = loads(raw, "metadata")
     except HttpError as exc:
-        raise HttpError(400, f"metadata: {expected} ({exc.detail})") from None
-    if not isinstance(conditions, list):
-        raise HttpError(400, f"metadata: {expected}")
-    for condition in conditions:
-        if (
-            not isinstance(condition, dict)
-            or not isinstance(condition.get("key"), str)
-            or condition.get("type") not in METADATA_TYPES
-            or (condition["type"] != "exists" and not isinstance(condition.get("value"), str | int | float))
-        ):
-            raise HttpError(400, f"metadata: {expected}")
-    return conditions
+        raise HttpError(400, f"metadata: {METADATA_SHAPE} ({exc.detail})") from None
+    try:
+        return filters.metadata_filter(conditions)
+    except InvalidArgument:
+        raise HttpError(400, f"metadata: {METADATA_SHAPE}") from None
 
 
 def loads(raw: bytes | str, what: str) -> Any:

@@ -8,7 +8,6 @@ Every list is scoped to the caller's channel. Filters are named like the REST qu
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +31,7 @@ from services.asset.store.tables import (
 )
 from services.kit import pagination
 from services.kit.errors import InvalidArgument
+from services.kit.filters import parse_metadata_filter
 from services.kit.pagination import Page, paginate
 
 
@@ -57,25 +57,15 @@ def metadata_conditions(column, raw: str) -> list[Any]:
     """The SDK's metadata filter, as SQL on a JSONB column."""
     if not raw:
         return []
-    try:
-        filters = json.loads(raw)
-        if not isinstance(filters, list):
-            raise TypeError
-        conditions = []
-        for item in filters:
-            key, kind = str(item["key"]), item["type"]
-            if kind == "exists":
-                conditions.append(column.has_key(key))
-            elif kind == "is":
-                conditions.append(column[key].astext == str(item["value"]))
-            elif kind == "contains":
-                conditions.append(column[key].astext.contains(str(item["value"]), autoescape=True))
-            else:
-                raise ValueError(kind)
-    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: nested too deep
-        raise InvalidArgument.on(
-            "metadata", 'must be a JSON list of {"key", "type": "is|contains|exists", "value"}'
-        ) from None
+    conditions = []
+    for item in parse_metadata_filter(raw):
+        key, kind = item["key"], item["type"]
+        if kind == "exists":
+            conditions.append(column.has_key(key))
+        elif kind == "is":
+            conditions.append(column[key].astext == str(item["value"]))
+        else:
+            conditions.append(column[key].astext.contains(str(item["value"]), autoescape=True))
     return conditions
 
 
