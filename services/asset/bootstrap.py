@@ -24,7 +24,9 @@ STREAMS = [subjects.LEDGER]
 async def build(settings: AssetSettings) -> GrpcServer:
     """Everything the ledger needs, wired together; the caller starts the returned server."""
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    writes = UnitOfWork(base.engine, repositories=Repositories, serializable=True, retries=settings.tx_retries)
+    # Writes run SERIALIZABLE on an engine (a pool) of their own; reads on the foundation's, READ COMMITTED.
+    serializable = app.engine_of(settings, SCHEMA, base.server, serializable=True)
+    writes = UnitOfWork(serializable, repositories=Repositories, serializable=True, retries=settings.tx_retries)
     reads = UnitOfWork(base.engine, repositories=Repositories)
     hub = Hub()
     if base.js is not None and settings.relay_enabled:

@@ -302,13 +302,7 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.ApplyTaskActionResponse()
 
     async def StartTask(self, request, context):
-        started = await self._write(lambda ctx: work.start_task(ctx, request.task_key))
-        return api.StartTaskResponse(
-            task=started.task,
-            started=started.started,
-            input_assets=started.inputs,
-            registered_outputs=started.registered,
-        )
+        return _start_response(await self._write(lambda ctx: work.start_task(ctx, request.task_key)))
 
     async def CompleteTask(self, request, context):
         done = work.Completion(
@@ -320,8 +314,10 @@ class AssetService(api_grpc.AssetServiceServicer):
             ],
             profiling_steps=[work.TaskStep(s.step, s.duration) for s in request.profiling_steps],
         )
-        completed = await self._write(lambda ctx: work.complete_task(ctx, done))
-        return api.CompleteTaskResponse(task=completed.task, ready=completed.ready)
+        completed = await self._write(lambda ctx: work.complete_task(ctx, done, request.start_ready))
+        return api.CompleteTaskResponse(
+            task=completed.task, ready=completed.ready, started=[_start_response(s) for s in completed.started]
+        )
 
     async def GetTaskInputAssets(self, request, context):
         assets = await self._read(lambda ctx: tasks.input_assets(ctx, request.key))
@@ -440,3 +436,12 @@ class AssetService(api_grpc.AssetServiceServicer):
                 position = event.position
             if len(batch) < REPLAY_BATCH:
                 await self._hub.wait(seen, timeout=1.0)
+
+
+def _start_response(started: work.Started) -> api.StartTaskResponse:
+    return api.StartTaskResponse(
+        task=started.task,
+        started=started.started,
+        input_assets=started.inputs,
+        registered_outputs=started.registered,
+    )

@@ -95,6 +95,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
         reconciliation,
         public_url=settings.public_url,
         task_timeout=settings.task_timeout,
+        slots=settings.slots,
     )
     base.server.on_stop(runs.stop)
     if reaper is not None:
@@ -123,7 +124,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
             ack_wait=settings.ack_wait,
             max_ack_pending=max(settings.slots * 4, 16),
         )
-        runs.ready = lambda data: consumer.offer("run", data)
+        runs.offer = lambda work: consumer.offer("run", work)
         await consumer.start()
         base.server.on_stop(consumer.stop)
     return runs

@@ -9,8 +9,8 @@ idle build or teardown fetches for a slot. Each message is handled in a span tha
 its headers carry (the event service's, itself continuing the ledger call that asked for the work).
 
 Work can also be *offered* without a message (compute learned of it first, from the ledger's answer to
-a completion): it is handled in a slot of its kind like a message, and a failure is only logged, since
-its message follows anyway (and the reconciler re-queues a task that is left behind).
+a completion): it runs in a slot of its kind like a message, and a failure is only logged, since its
+message follows anyway (and the reconciler re-queues a task that is left behind).
 """
 
 from __future__ import annotations
@@ -104,17 +104,17 @@ class WorkConsumer:
             self._in_hand.add(task)
             task.add_done_callback(self._in_hand.discard)
 
-    def offer(self, kind: str, data: bytes) -> None:
-        """Handle ``kind`` work that came without a message, as soon as a slot of its kind is free."""
-        task = asyncio.create_task(self._handle_offered(kind, data))
+    def offer(self, kind: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work()``, ``kind`` work that came without a message, as soon as a slot of its kind is free."""
+        task = asyncio.create_task(self._handle_offered(kind, work))
         self._in_hand.add(task)
         task.add_done_callback(self._in_hand.discard)
 
-    async def _handle_offered(self, kind: str, data: bytes) -> None:
+    async def _handle_offered(self, kind: str, work: Callable[[], Awaitable[None]]) -> None:
         async with self._limits[kind]:
             try:
                 with tracer.start_as_current_span(f"compute.{kind}.offered"):
-                    await self._handlers[kind](data)
+                    await work()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -8,12 +8,16 @@ answer to StartTask then decides (:mod:`services.compute.domain.runs`): a task a
 ours or of a plan that cannot run is skipped; a task EXECUTING here after a crash is restarted and
 keeps the outputs its earlier attempt registered.
 
-When CompleteTask answers with tasks of this worker that the completion made ready, they are handed
-to :attr:`Runs.ready` at once (the work consumer runs them in a slot, as if their messages had come):
-their work messages, published by the event service from the same DONE, come a few tens of
-milliseconds later and find the task claimed or finished here. A task whose completion the ledger
-recorded is remembered as finished, so a late message for it is skipped without a ledger call (a DONE
-task never runs again); anything else is StartTask's to decide, as for any duplicate.
+A completion asks the ledger to start, in the same transaction, as many of the tasks it makes ready
+here as this worker has free slots (the finishing task's own included): CompleteTask answers with them
+started, as StartTask would have, and they are claimed at once and run through :attr:`Runs.offer` (the
+work consumer runs them in a slot) without a StartTask call. Tasks it made ready but did not start
+are offered too, as if their messages had come, and StartTask decides for them. Their work messages,
+published by the event service from the same DONE, come a few tens of milliseconds later and find the
+task claimed or finished here. A task whose completion the ledger recorded is remembered as finished,
+so a late message for it is skipped without a ledger call (a DONE task never runs again); anything else
+is StartTask's to decide, as for any duplicate (a task started by a completion whose answer was lost
+is EXECUTING here: its message restarts it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2 as api
@@ -70,6 +74,7 @@ class Runs:
         *,
         public_url: str,
         task_timeout: float,
+        slots: int = 1,
     ) -> None:
         self._places = places
         self._ledger = ledger
@@ -81,11 +86,13 @@ class Runs:
         self._reconciliation = reconciliation
         self._public_url = public_url
         self._task_timeout = task_timeout
+        self._slots = slots
         self.running: dict[str, Run] = {}
         self._executions: dict[str, Execution] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self.ready: Callable[[bytes], None] | None = None
-        """Takes the run message of a task made ready by a completion here (set by the composition root)."""
+        self.offer: Callable[[Callable[[], Awaitable[None]]], None] | None = None
+        """Runs work in a run slot as soon as one is free: tasks a completion here made ready or started
+        (set by the composition root; without it, they wait for their messages)."""
 
     async def on_run(self, data: bytes) -> None:
         """Handle one run message."""
@@ -98,15 +105,28 @@ class Runs:
         if key in self._finished:
             log.info("run of %s skipped: it was completed here", key)
             return
-        # Claimed before the first await (see the module's description).
-        run = Run(key, work.channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
-        self.running[key] = run
+        run = self._claim(key, work.channel)  # before the first await (see the module's description)
         try:
             if not await self._report_kept(key):
                 await self._claimed(run)
         finally:
-            self.running.pop(key, None)
-            self._executions.pop(key, None)
+            self._release(key)
+
+    def _claim(self, key: str, channel: str) -> Run:
+        run = Run(key, channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
+        self.running[key] = run
+        return run
+
+    def _release(self, key: str) -> None:
+        self.running.pop(key, None)
+        self._executions.pop(key, None)
+
+    async def _started_here(self, run: Run, start: api.StartTaskResponse) -> None:
+        """Run a task the ledger started in the answer to a completion here (claimed when it came)."""
+        try:
+            await self._begin(run, start)
+        finally:
+            self._release(run.key)
 
     async def _report_kept(self, key: str) -> bool:
         """Send the completion kept from an earlier attempt whose report failed; True if there was one
@@ -128,6 +148,9 @@ class Runs:
                 log.info("run of %s skipped: the ledger refused to start it (%s)", run.key, exc)
                 return
             raise
+        await self._begin(run, start)
+
+    async def _begin(self, run: Run, start: api.StartTaskResponse) -> None:
         task = start.task
         run.plan_key, run.function_key = task.compute_plan_key, task.function_key
         skipped = runs.skip_reason(start)
@@ -175,6 +198,7 @@ class Runs:
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
             completion = runs.profiling(completion, durations, task)
             self._completions.keep(run.channel, completion)  # the work is done: never run it again
+            completion.start_ready = self._free_slots()
             completed = await self._ledger.complete_task(run.channel, completion)
             self._completions.drop(task.key)
             self._finish(run.channel, task.key, completed)
@@ -197,18 +221,33 @@ class Runs:
         finally:
             self._executor.forget(task.key)
 
+    def _free_slots(self) -> int:
+        """How many tasks a completion here may start: the slots no run holds, the completing one's included
+        (0 when nothing would run them before their messages come)."""
+        if self.offer is None:
+            return 0
+        return max(0, self._slots - len(self.running) + 1)
+
     def _finish(self, channel: str, key: str, completed: api.CompleteTaskResponse | None) -> None:
-        """Remember a task the ledger has DONE; hand on the tasks its completion made ready here."""
+        """Remember a task the ledger has DONE; run the tasks its completion started here, offer those it
+        made ready."""
         self._finished[key] = None
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
-        if completed is None or self.ready is None:
+        if completed is None or self.offer is None:
             return
+        now = time.monotonic()
+        for start in completed.started:
+            self._reconciliation.received(start.task.key, now)
+            if start.task.key in self.running:  # its message came first and runs it (StartTask restarted it)
+                continue
+            run = self._claim(start.task.key, channel)
+            self.offer(lambda run=run, start=start: self._started_here(run, start))
         for ready in completed.ready:
-            message = work_pb2.RunTask(
+            data = work_pb2.RunTask(
                 compute_task_key=ready.key, compute_plan_key=ready.compute_plan_key, channel=channel
-            )
-            self.ready(message.SerializeToString())
+            ).SerializeToString()
+            self.offer(lambda data=data: self.on_run(data))
 
     @staticmethod
     def _failure_log(result: ExecutionResult, reason: str) -> Path | None:

@@ -44,13 +44,20 @@ async def database(
 ):
     """The service's engine, after its migrations ran (in a child interpreter with ``migrate_in_child``);
     disposed when ``server`` stops."""
-    if not config.database_url:
-        raise settings.SettingsError("TESSERA_DATABASE_URL is required")
-    engine = db.create_engine(config.database_url, schema)
+    engine = engine_of(config, schema, server)
     if migrate_in_child:
         await asyncio.to_thread(db.migrate_in_child, config.database_url, schema, migrations)
     else:
         await asyncio.to_thread(db.migrate, engine, schema, migrations)
+    return engine
+
+
+def engine_of(config: settings.CommonSettings, schema: str, server: GrpcServer, *, serializable: bool = False):
+    """An engine on the service's database and ``schema`` (see :func:`services.kit.db.create_engine`), disposed
+    when ``server`` stops."""
+    if not config.database_url:
+        raise settings.SettingsError("TESSERA_DATABASE_URL is required")
+    engine = db.create_engine(config.database_url, schema, serializable=serializable)
 
     async def dispose() -> None:
         engine.dispose()

@@ -36,6 +36,10 @@ R = TypeVar("R")
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 # The server went away or refuses connections for now: admin_shutdown, crash_shutdown, cannot_connect_now.
 SERVER_DOWN_SQLSTATES = {"57P01", "57P02", "57P03"}
+# How many dead pooled connections one unit of work replaces before it reports the database unavailable (a
+# disconnect invalidates the whole pool, so a second dead one means the server is going away again).
+STALE_RECONNECTS = 2
+SERIALIZABLE_OPTION = "tessera_serializable"
 
 
 def server_down(exc: sa.exc.DBAPIError) -> bool:
@@ -49,13 +53,21 @@ def server_down(exc: sa.exc.DBAPIError) -> bool:
     return sqlstate.startswith("08") or sqlstate in SERVER_DOWN_SQLSTATES
 
 
-def create_engine(url: str, schema: str, *, pool_size: int = 5) -> Engine:
-    """An engine whose connections see ``schema`` first on their search path."""
+def create_engine(url: str, schema: str, *, pool_size: int = 5, serializable: bool = False) -> Engine:
+    """An engine whose connections see ``schema`` first on their search path (and run every transaction
+    SERIALIZABLE with ``serializable``).
+
+    The isolation level belongs to the engine, set once per connection: a level chosen per transaction costs a
+    ``SET`` when the connection is checked out and another when it is given back. Connections are not pinged
+    before use either (one more round trip per transaction): :class:`UnitOfWork` runs its work again on a fresh
+    connection when a pooled one turns out dead before anything was committed.
+    """
     return sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        isolation_level="SERIALIZABLE" if serializable else "READ COMMITTED",
+        execution_options={SERIALIZABLE_OPTION: serializable},  # a mark for UnitOfWork, which SQLAlchemy ignores
         connect_args={"options": f"-c search_path={schema},public"},
     )
 
@@ -164,7 +176,11 @@ class UnitOfWork(Generic[R]):
     """Opens one transaction per unit of work; commits on success, rolls back on any error.
 
     ``repositories(session)`` builds what the work is given (a service's store over the transaction);
-    without it the work gets the session itself, which only tests and tools should want.
+    without it the work gets the session itself, which only tests and tools should want. ``serializable``
+    work needs an engine made with ``create_engine(..., serializable=True)``; its serialization failures are
+    retried with backoff. Work that failed because its pooled connection was dead (the server restarted
+    since it was last used) runs again at once on a new one, unless the failure came while committing:
+    then the outcome is unknown, and the caller gets ``Unavailable``.
     """
 
     def __init__(
@@ -175,6 +191,8 @@ class UnitOfWork(Generic[R]):
         serializable: bool = False,
         retries: int = 8,
     ) -> None:
+        if serializable and not engine.get_execution_options().get(SERIALIZABLE_OPTION):
+            raise ValueError("serializable work needs an engine made with create_engine(..., serializable=True)")
         self._engine = engine
         self._sessions = orm.sessionmaker(engine, expire_on_commit=False)
         self._repositories = repositories
@@ -183,18 +201,23 @@ class UnitOfWork(Generic[R]):
 
     def run_sync(self, work: Callable[[R], T]) -> T:
         """Run ``work(repositories)`` in a transaction, retrying serialization failures with backoff."""
-        attempt = 0
+        attempt = reconnects = 0
         while True:
             attempt += 1
             session = self._sessions()
+            committing = False
             try:
-                if self._serializable:
-                    session.connection(execution_options={"isolation_level": "SERIALIZABLE"})
                 result = work(self._repositories(session))
+                committing = True
                 session.commit()
                 return result
             except sa.exc.DBAPIError as exc:
                 session.rollback()
+                if exc.connection_invalidated and not committing and reconnects < STALE_RECONNECTS:
+                    reconnects += 1  # a pooled connection the server dropped: nothing was written
+                    attempt -= 1
+                    log.info("database connection lost; running the transaction again on a new one")
+                    continue
                 sqlstate = getattr(exc.orig, "pgcode", None)
                 if sqlstate in RETRYABLE_SQLSTATES and attempt <= self._retries:
                     delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())

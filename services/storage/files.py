@@ -19,7 +19,7 @@ from services.storage.domain.records import BlobMissing, Kind, StoredFile, file_
 from services.storage.domain.uploads import UploadRequest, check_new_upload, settle_duplicate, validate_upload
 from services.storage.store.blobs import BlobReader, BlobStore, BlobWriter
 from services.storage.store.files import FileRecords
-from services.storage.streaming import Received, Upload, volume_full_refused
+from services.storage.streaming import IO_BYTES, Received, Upload, volume_full_refused
 
 log = logging.getLogger("tessera.storage")
 
@@ -63,7 +63,8 @@ class Files:
         """Receive one file: refuse at once what cannot succeed, stage the chunks, check them, commit.
         Any failure (the caller going away included) leaves no staged byte, no blob and no row."""
         spec = validate_upload(request, self.max_file_bytes)
-        if spec.asset_key:
+        small = spec.expected_size is not None and spec.expected_size <= IO_BYTES
+        if spec.asset_key and not small:  # a small file is received sooner than asked about; the commit refuses it
             existing = await self._uow.run(lambda files: files.get_by_ref(spec.kind, spec.asset_key))
             check_new_upload(spec, existing)
         with volume_full_refused():

@@ -97,15 +97,20 @@ class Upload:
             await self._flush()
 
     async def finish(self) -> Received:
-        """Write what is left, make it durable, and check size, checksum and (for archives) content."""
-        await self._flush()
+        """Write what is left, make it durable, and check size, checksum and (for archives) content: one trip
+        to a worker thread once the previous batch is written."""
         await self._drain()
         check_complete(self.spec, self._received)
+        batch, self._batch, self._batched = self._batch, [], 0
+        return await asyncio.to_thread(self._finish, batch)
+
+    def _finish(self, batch: list[bytes]) -> Received:
         with volume_full_refused():
-            digest, checksum = await asyncio.to_thread(self.writer.finish, self.spec.salt)
+            if batch:
+                self.writer.write_all(batch)
+            digest, checksum = self.writer.finish(self.spec.salt)
         check_checksum(self.spec, checksum)
-        directory_checksum = await asyncio.to_thread(self._check_archive)
-        return Received(self._received, digest, checksum, directory_checksum)
+        return Received(self._received, digest, checksum, self._check_archive())
 
     def _check_archive(self) -> str:
         """The content check of the upload's kind, on the staged bytes."""

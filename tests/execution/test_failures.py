@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -207,9 +208,9 @@ def test_a_task_that_finished_while_the_ledger_was_down_is_reported_not_run_agai
 
 
 def test_a_completion_starts_the_workers_next_task_without_its_event(setup, network):
-    """CompleteTask answers with the tasks of the worker that became ready, and compute starts them at
-    once: the chain goes on while the event service that queues work from the events is down, and
-    without the reconciler re-queuing anything."""
+    """CompleteTask starts the tasks of the worker that became ready (as many as it has free slots) in the
+    same transaction, and compute runs them at once: the chain goes on while the event service that queues
+    work from the events is down, and without the reconciler re-queuing anything."""
     org1, dm, samples, f = setup
     plan = str(uuid.uuid4())
     tasks = _chain(plan, [f["nap"], f["train"], f["train"]], dm, samples)
@@ -228,6 +229,9 @@ def test_a_completion_starts_the_workers_next_task_without_its_event(setup, netw
     log = network.log_path(compute).read_text()[seen:]
     assert "re-queued" not in log
     assert [log.count(f"task {t.key}: executing") for t in tasks[1:]] == [1, 1]
+    # Each next task became EXECUTING in its parent's completion: one transaction, one timestamp.
+    ran = [_task(org1, t.key) for t in tasks]
+    assert [child.start_date == parent.end_date for parent, child in itertools.pairwise(ran)] == [True, True]
 
 
 def _publish_run_twice_over(network, org, task_key: str, plan: str, copies: int) -> None:

@@ -52,7 +52,7 @@ def test_a_failed_unit_of_work_rolls_back(database_url):
 
 def test_serialization_failures_are_retried_until_both_transactions_commit(database_url):
     """Two serializable read-modify-write transactions on one row: one must be retried."""
-    engine = db.create_engine(database_url, "public")
+    engine = db.create_engine(database_url, "public", serializable=True)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE counter (id int primary key, n int)"))
         conn.execute(sa.text("INSERT INTO counter VALUES (1, 0)"))
@@ -80,7 +80,7 @@ def test_serialization_failures_are_retried_until_both_transactions_commit(datab
 def test_a_conflict_that_outlasts_the_retries_is_aborted_and_writes_nothing(database_url):
     """A transaction that keeps failing serialization ends as ABORTED (the caller may try again), not as
     an internal error, and leaves nothing behind."""
-    engine = db.create_engine(database_url, "public")
+    engine = db.create_engine(database_url, "public", serializable=True)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE attempts_log (id serial primary key)"))
     uow = db.UnitOfWork(engine, serializable=True, retries=2)
@@ -96,6 +96,40 @@ def test_a_conflict_that_outlasts_the_retries_is_aborted_and_writes_nothing(data
     assert status.grpc_code(info.value) == grpc.StatusCode.ABORTED and info.value.reason == "CONTENTION"
     assert len(attempts) == 3
     assert uow.run_sync(lambda s: s.scalar(sa.text("SELECT count(*) FROM attempts_log"))) == 0
+    engine.dispose()
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_without_failing_the_work(database_url):
+    """Connections are not pinged before use: when the server ended one while it sat in the pool (a restart, an
+    administrator), the unit of work runs again on a new connection, once, and the caller sees no error."""
+    engine = db.create_engine(database_url, "public", pool_size=1, serializable=True)
+    uow = db.UnitOfWork(engine, serializable=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE dropped_log (id serial primary key, pid int)"))
+    first_pid = uow.run_sync(lambda s: s.scalar(sa.text("SELECT pg_backend_pid()")))
+    killer = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with killer.connect() as conn:
+        assert conn.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+    killer.dispose()
+    attempts = []
+
+    def record(session):
+        attempts.append(1)
+        return session.scalar(
+            sa.text("INSERT INTO dropped_log (pid) VALUES (pg_backend_pid()) RETURNING pid"),
+        )
+
+    pid = uow.run_sync(record)
+    assert pid != first_pid and len(attempts) == 2  # the first attempt met the dead connection
+    rows = uow.run_sync(lambda s: s.execute(sa.text("SELECT pid FROM dropped_log")).all())
+    assert rows == [(pid,)]  # written once
+    engine.dispose()
+
+
+def test_serializable_work_refuses_an_engine_that_is_not(database_url):
+    engine = db.create_engine(database_url, "public")
+    with pytest.raises(ValueError, match="serializable"):
+        db.UnitOfWork(engine, serializable=True)
     engine.dispose()
 
 

@@ -6,7 +6,11 @@ calls it over loopback gRPC as an organization would:
 1. register plans of 1,000 and 10,000 tasks in batches of 500 (ten parallel chains: each task
    consumes the model of the task ten before it, so most parents come from earlier batches);
 2. list one filtered page of 100 tasks of the 10,000-task plan (worker, status and rank filters);
-3. drive every task of a 1,000-task chain through EXECUTING → DONE (each DONE releases the next).
+3. drive every task of a 1,000-task chain through EXECUTING → DONE (each DONE releases the next), one
+   ``ApplyTaskAction`` per transition;
+4. run another such chain as compute does: ``StartTask`` on the first task, then one ``CompleteTask`` per
+   task (a model, two profiling steps) that also starts the next (``start_ready=1``): the ledger's share
+   of a chain task's critical path.
 
 Prints time per task, p50/p99 per call, and the 10k/1k cost ratio of registration.
 Usage: ``make bench`` or ``python -m tools.bench ledger [--small]``.
@@ -106,6 +110,36 @@ def register_plan(
     return plan_key, [t.key for t in tasks], time.perf_counter() - started, calls
 
 
+def worker_chain(stub, function_key: str, n: int) -> dict:
+    """Scenario 4: a chain run through the worker's calls, each completion starting the next task."""
+    _, keys, _, _ = register_plan(stub, function_key, n, width=1)
+    times = []
+    started = time.perf_counter()
+    stub.StartTask(api.StartTaskRequest(task_key=keys[0]))
+    for i, key in enumerate(keys):
+        request = api.CompleteTaskRequest(task_key=key, start_ready=1)
+        request.models.append(
+            api.NewModel(
+                key=str(uuid.uuid4()),
+                compute_task_key=key,
+                compute_task_output_identifier="model",
+                address=_addressable(),
+            )
+        )
+        request.profiling_steps.extend(
+            [
+                api.TaskProfilingStep(step="task_execution", duration=1000),
+                api.TaskProfilingStep(step="save_outputs", duration=100),
+            ]
+        )
+        t0 = time.perf_counter()
+        answer = stub.CompleteTask(request)
+        times.append(time.perf_counter() - t0)
+        if i + 1 < n:
+            assert [s.task.key for s in answer.started] == [keys[i + 1]], "the completion did not start the next task"
+    return {"n": n, "wall": time.perf_counter() - started, "calls": times}
+
+
 def run(small: bool) -> dict:
     """Start the servers, run the scenarios, return the figures."""
     sizes = (100, 1000) if small else (1000, 10000)
@@ -166,6 +200,7 @@ def run(small: bool) -> dict:
                     stub.ApplyTaskAction(api.ApplyTaskActionRequest(task_key=key, action=action))
                     action_times.append(time.perf_counter() - t0)
             results["chain"] = {"n": chain, "wall": time.perf_counter() - started, "calls": action_times}
+            results["worker"] = worker_chain(stub, function_key, chain)
             return results
         finally:
             stop_process(ledger)
@@ -196,6 +231,12 @@ def report(results: dict) -> str:
     lines.append(
         f"| chain EXECUTING→DONE, one call per action | {c['n']} | {c['wall']:.2f} | {c['wall'] / c['n'] * ms:.3f} | "
         f"{statistics.median(c['calls']) * ms:.1f} | {percentile(c['calls'], 0.99) * ms:.1f} |"
+    )
+    w = results["worker"]
+    lines.append(
+        f"| chain as compute runs it, one CompleteTask per task (starting the next) | {w['n']} | {w['wall']:.2f} | "
+        f"{w['wall'] / w['n'] * ms:.3f} | {statistics.median(w['calls']) * ms:.1f} | "
+        f"{percentile(w['calls'], 0.99) * ms:.1f} |"
     )
     per_task_ratio = (results[big]["wall"] / big) / (results[small]["wall"] / small)
     lines.append("")

@@ -557,7 +557,11 @@ def _check_outputs(batch: _Batch, v: Violations, path: str, request: NewTask, fu
 # ----------------------------------------------------------------------------------- input assets
 def input_assets(ctx: Context, key: str) -> list[res.ComputeTaskInputAsset]:
     """The task's inputs resolved to concrete assets, in order (domain §3.6)."""
-    task = get_task(ctx, key)
+    return input_assets_of(ctx, get_task(ctx, key))
+
+
+def input_assets_of(ctx: Context, task: res.ComputeTask) -> list[res.ComputeTaskInputAsset]:
+    """:func:`input_assets` of a task already read."""
     if task.status not in INPUT_DEFINED:
         raise FailedPrecondition(
             f"the inputs of task {task.key} are not defined while it is {status_name(task.status)}",

@@ -47,15 +47,6 @@ class Completion:
 
 
 @dataclass
-class Completed:
-    """The answer to a completion: the task, DONE, and the tasks of the same worker its DONE made ready
-    (WAITING_FOR_EXECUTOR_SLOT), which the worker may start at once rather than wait for their events."""
-
-    task: res.ComputeTask
-    ready: list[res.ComputeTask]
-
-
-@dataclass
 class Started:
     """The answer to a start."""
 
@@ -63,6 +54,17 @@ class Started:
     started: bool
     inputs: list[res.ComputeTaskInputAsset]
     registered: list[str]
+
+
+@dataclass
+class Completed:
+    """The answer to a completion: the task, DONE; the tasks of the same worker its DONE made ready and that
+    the same transaction started (as many as the worker asked for); and those it made ready and left
+    WAITING_FOR_EXECUTOR_SLOT, which the worker may start at once rather than wait for their events."""
+
+    task: res.ComputeTask
+    ready: list[res.ComputeTask]
+    started: list[Started] = field(default_factory=list)
 
 
 def start_task(ctx: Context, key: str) -> Started:
@@ -76,8 +78,7 @@ def start_task(ctx: Context, key: str) -> Started:
         return Started(tasks.get_task(ctx, task.key), False, [], [])
     registered: list[str] = []  # a task registers outputs only while EXECUTING: a first start finds none
     if task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
-        tasks.move(ctx, task, res.STATUS_EXECUTING, "started by its worker")
-        task = tasks.get_task(ctx, task.key)
+        tasks.move(ctx, task, res.STATUS_EXECUTING, "started by its worker")  # updates ``task`` too
     elif task.status == res.STATUS_EXECUTING:
         registered = [
             identifier
@@ -89,11 +90,15 @@ def start_task(ctx: Context, key: str) -> Started:
         raise FailedPrecondition(
             f"task {task.key} is {tasks.status_name(task.status)}: it cannot start", reason="TASK_NOT_RUNNABLE"
         )
-    return Started(task, True, tasks.input_assets(ctx, task.key), registered)
+    return Started(task, True, tasks.input_assets_of(ctx, task), registered)
 
 
-def complete_task(ctx: Context, done: Completion) -> Completed:
-    """The task's models, performances and profiling steps, then DONE and its cascades."""
+def complete_task(ctx: Context, done: Completion, start_ready: int = 0) -> Completed:
+    """The task's models, performances and profiling steps, then DONE and its cascades; then up to
+    ``start_ready`` of the caller's tasks this DONE made ready are started as :func:`start_task` starts
+    them (a worker with free slots saves a call per task, and the ready task's wait for it)."""
+    if start_ready < 0:
+        raise InvalidArgument.on("start_ready", "must not be negative")
     task = outputs.executing_task_of_worker(ctx, done.task_key, "task_key")
     v = Violations()
     for i, model in enumerate(done.models):
@@ -121,4 +126,5 @@ def complete_task(ctx: Context, done: Completion) -> Completed:
         and event.status_change.current == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
         and event.compute_task.worker == ctx.org
     ]
-    return Completed(tasks.get_task(ctx, task.key), ready)
+    started = [start_task(ctx, ready_task.key) for ready_task in ready[:start_ready]]
+    return Completed(task, ready[start_ready:], started)  # ``task`` is DONE: the move updated it

@@ -54,6 +54,87 @@ def as_message(cls: type[M], data: Any) -> M:
 stamp = timestamp  # a protobuf timestamp from a column value, or None
 
 
+def rows_of(row_class) -> sa.Select:
+    """A Core SELECT of every column of ``row_class``'s table, each labelled with its attribute name: its rows
+    read like the mapped objects (``row.metadata_``), without the ORM's per-row loading. The ledger's hot reads
+    use these, with conditions on the table's own columns (an ORM attribute in a condition brings the ORM back)."""
+    return sa.select(*[column.label(name) for name, column in sa.inspect(row_class).columns.items()])
+
+
+def _by_keys(row_class) -> sa.Select:
+    table = row_class.__table__
+    return rows_of(row_class).where(
+        table.c.channel == sa.bindparam("channel"), table.c.key.in_(sa.bindparam("keys", expanding=True))
+    )
+
+
+# Statements built once (building one costs about as much as running it).
+TASKS = ComputeTaskRow.__table__
+PARENTS = TaskParentRow.__table__
+MODELS = ModelRow.__table__
+OUTPUT_ASSETS = OutputAssetRow.__table__
+BY_KEYS = {
+    row_class: _by_keys(row_class)
+    for row_class in (DataManagerRow, DataSampleRow, FunctionRow, ComputePlanRow, ComputeTaskRow, ModelRow)
+}
+PLAN_FOR_UPDATE = BY_KEYS[ComputePlanRow].with_for_update()
+CHILDREN = (
+    rows_of(ComputeTaskRow)
+    .join(PARENTS, sa.and_(PARENTS.c.channel == TASKS.c.channel, PARENTS.c.child_key == TASKS.c.key))
+    .where(PARENTS.c.channel == sa.bindparam("channel"), PARENTS.c.parent_key == sa.bindparam("parent"))
+    .order_by(TASKS.c.seq)
+)
+PARENTS_NOT_DONE = (
+    sa.select(sa.func.count())
+    .select_from(PARENTS)
+    .join(TASKS, sa.and_(TASKS.c.channel == PARENTS.c.channel, TASKS.c.key == PARENTS.c.parent_key))
+    .where(
+        PARENTS.c.channel == sa.bindparam("channel"),
+        PARENTS.c.child_key == sa.bindparam("child"),
+        TASKS.c.status != res.STATUS_DONE,
+    )
+)
+UPDATE_TASK = (
+    sa.update(TASKS)
+    .where(TASKS.c.channel == sa.bindparam("w_channel"), TASKS.c.key == sa.bindparam("w_key"))
+    .values(
+        status=sa.bindparam("status"),
+        start_date=sa.bindparam("start_date"),
+        end_date=sa.bindparam("end_date"),
+        error_type=sa.bindparam("error_type"),
+        logs_address=sa.bindparam("logs_address", type_=TASKS.c.logs_address.type),
+    )
+)
+POSITIONS = ChannelPositionRow.__table__
+NEXT_POSITIONS = (
+    pg_insert(POSITIONS)
+    .values(channel=sa.bindparam("channel"), position=sa.bindparam("count"))
+    .on_conflict_do_update(
+        index_elements=[POSITIONS.c.channel], set_={"position": POSITIONS.c.position + sa.bindparam("count")}
+    )
+    .returning(POSITIONS.c.position)
+)
+PERFORMANCES = PerformanceRow.__table__
+PERFORMANCE = rows_of(PerformanceRow).where(
+    PERFORMANCES.c.channel == sa.bindparam("channel"),
+    PERFORMANCES.c.compute_task_key == sa.bindparam("task"),
+    PERFORMANCES.c.identifier == sa.bindparam("identifier"),
+)
+MODELS_OF_OUTPUT = (
+    rows_of(ModelRow)
+    .join(
+        OUTPUT_ASSETS,
+        sa.and_(OUTPUT_ASSETS.c.channel == MODELS.c.channel, OUTPUT_ASSETS.c.asset_key == MODELS.c.key),
+    )
+    .where(
+        MODELS.c.channel == sa.bindparam("channel"),
+        MODELS.c.compute_task_key == sa.bindparam("task"),
+        MODELS.c.identifier == sa.bindparam("identifier"),
+    )
+    .order_by(OUTPUT_ASSETS.c.position)
+)
+
+
 def when(message: Message, field: str) -> dt.datetime | None:
     """A datetime column value from a timestamp field, or None when unset."""
     return getattr(message, field).ToDatetime(dt.UTC) if message.HasField(field) else None
@@ -140,6 +221,14 @@ PLAN_COUNTERS = (
     "failed_count",
 )
 PLAN_DATES = ("cancelation_date", "failure_date", "start_date", "end_date")
+PLAN_WRITTEN = ("name", "failed_task_key", "status", *PLAN_COUNTERS, *PLAN_DATES)
+"""What an update writes: the rest of a plan never changes."""
+PLANS = ComputePlanRow.__table__
+UPDATE_PLAN = (
+    sa.update(PLANS)
+    .where(PLANS.c.channel == sa.bindparam("w_channel"), PLANS.c.key == sa.bindparam("w_key"))
+    .values({name: sa.bindparam(name) for name in PLAN_WRITTEN})
+)
 
 
 def plan(row: ComputePlanRow) -> res.ComputePlan:
@@ -304,8 +393,8 @@ class SqlStore:
         self._functions: dict[str, res.Function] = {}
         self._task_cache: dict[str, res.ComputeTask] = {}  # as this transaction last read them
 
-    def _where(self, table, keys: Iterable[str]):
-        return sa.select(table).where(table.channel == self.channel, table.key.in_(list(keys)))
+    def _by_keys(self, row_class, keys: Iterable[str]) -> sa.Result:
+        return self.session.execute(BY_KEYS[row_class], {"channel": self.channel, "keys": list(keys)})
 
     # organizations
     def organization_ids(self) -> set[str]:
@@ -343,7 +432,7 @@ class SqlStore:
         keys = list(keys)
         if not keys:
             return {}
-        rows = list(self.session.scalars(self._where(DataManagerRow, keys)))
+        rows = list(self._by_keys(DataManagerRow, keys))
         samples = self.sample_keys_of([r.key for r in rows]) if with_samples else {}
         return {row.key: data_manager(row, samples.get(row.key)) for row in rows}
 
@@ -377,7 +466,7 @@ class SqlStore:
         keys = list(keys)
         if not keys:
             return {}
-        return {row.key: data_sample(row) for row in self.session.scalars(self._where(DataSampleRow, keys))}
+        return {row.key: data_sample(row) for row in self._by_keys(DataSampleRow, keys)}
 
     def add_data_samples(self, samples: list[res.DataSample]) -> None:
         self.session.execute(
@@ -407,7 +496,7 @@ class SqlStore:
         keys = set(keys)
         missing = keys - set(self._functions)
         if missing:
-            for row in self.session.scalars(self._where(FunctionRow, missing)):
+            for row in self._by_keys(FunctionRow, missing):
                 self._functions[row.key] = function(row)
         return {k: _copy(self._functions[k]) for k in keys if k in self._functions}
 
@@ -445,25 +534,23 @@ class SqlStore:
 
     # plans
     def get_plan(self, key: str, *, for_update: bool = False) -> res.ComputePlan | None:
-        query = self._where(ComputePlanRow, [key])
-        if for_update:
-            query = query.with_for_update()
-        row = self.session.scalars(query).first()
+        query = PLAN_FOR_UPDATE if for_update else BY_KEYS[ComputePlanRow]
+        row = self.session.execute(query, {"channel": self.channel, "keys": [key]}).first()
         return None if row is None else plan(row)
 
     def add_plan(self, message: res.ComputePlan) -> None:
         self.session.execute(sa.insert(ComputePlanRow).values(channel=self.channel, **plan_values(message)))
 
     def update_plan(self, message: res.ComputePlan) -> None:
+        values = plan_values(message)
         self.session.execute(
-            sa.update(ComputePlanRow)
-            .where(ComputePlanRow.channel == self.channel, ComputePlanRow.key == message.key)
-            .values(**plan_values(message))
+            UPDATE_PLAN,
+            {"w_channel": self.channel, "w_key": message.key, **{name: values[name] for name in PLAN_WRITTEN}},
         )
 
     # tasks
-    def _tasks(self, query) -> list[res.ComputeTask]:
-        rows = list(self.session.scalars(query))
+    def _tasks(self, query, params: dict | None = None) -> list[res.ComputeTask]:
+        rows = list(self.session.execute(query, params or {}))
         functions = self.get_functions({row.function_key for row in rows})
         found = [task(row, functions) for row in rows]
         self._task_cache.update((t.key, _copy(t)) for t in found)
@@ -475,7 +562,7 @@ class SqlStore:
         keys = list(keys)
         missing = [key for key in keys if key not in self._task_cache]
         if missing:
-            self._tasks(self._where(ComputeTaskRow, missing))
+            self._tasks(BY_KEYS[ComputeTaskRow], {"channel": self.channel, "keys": missing})
         return {key: _copy(self._task_cache[key]) for key in keys if key in self._task_cache}
 
     def existing_task_keys(self, keys: Iterable[str]) -> set[str]:
@@ -504,64 +591,48 @@ class SqlStore:
     def update_task(self, message: res.ComputeTask) -> None:
         values = task_values(message)
         self.session.execute(
-            sa.update(ComputeTaskRow)
-            .where(ComputeTaskRow.channel == self.channel, ComputeTaskRow.key == message.key)
-            .values(
-                status=values["status"],
-                start_date=values["start_date"],
-                end_date=values["end_date"],
-                error_type=values["error_type"],
-                logs_address=values["logs_address"],
-            )
+            UPDATE_TASK,
+            {
+                "w_channel": self.channel,
+                "w_key": message.key,
+                **{name: values[name] for name in ("status", "start_date", "end_date", "error_type", "logs_address")},
+            },
         )
-        self._task_cache.pop(message.key, None)  # read again as stored (its duration is derived)
+        stored = self._task_cache.get(message.key)
+        if stored is not None:  # kept as a read would now find it: the written fields, the duration derived
+            for name in ("start_date", "end_date", "logs_address", "error_type", "duration"):
+                stored.ClearField(name)
+            stored.status = message.status
+            if message.HasField("error_type"):
+                stored.error_type = message.error_type
+            for name in ("start_date", "end_date", "logs_address"):
+                if message.HasField(name):
+                    getattr(stored, name).CopyFrom(getattr(message, name))
+            if values["start_date"] is not None and values["end_date"] is not None:
+                stored.duration = int((values["end_date"] - values["start_date"]).total_seconds())
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
-        return self._tasks(
-            sa.select(ComputeTaskRow)
-            .join(
-                TaskParentRow,
-                sa.and_(TaskParentRow.channel == ComputeTaskRow.channel, TaskParentRow.child_key == ComputeTaskRow.key),
-            )
-            .where(TaskParentRow.channel == self.channel, TaskParentRow.parent_key == parent_key)
-            .order_by(ComputeTaskRow.seq)
-        )
+        return self._tasks(CHILDREN, {"channel": self.channel, "parent": parent_key})
 
     def parents_done(self, child_key: str) -> bool:
-        not_done = self.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(TaskParentRow)
-            .join(
-                ComputeTaskRow,
-                sa.and_(
-                    ComputeTaskRow.channel == TaskParentRow.channel, ComputeTaskRow.key == TaskParentRow.parent_key
-                ),
-            )
-            .where(
-                TaskParentRow.channel == self.channel,
-                TaskParentRow.child_key == child_key,
-                ComputeTaskRow.status != res.STATUS_DONE,
-            )
-        )
+        not_done = self.session.scalar(PARENTS_NOT_DONE, {"channel": self.channel, "child": child_key})
         return not_done == 0
 
     def tasks_of_plan(self, plan_key: str, *, non_final: bool = False) -> list[res.ComputeTask]:
-        query = sa.select(ComputeTaskRow).where(
-            ComputeTaskRow.channel == self.channel, ComputeTaskRow.compute_plan_key == plan_key
-        )
+        query = rows_of(ComputeTaskRow).where(TASKS.c.channel == self.channel, TASKS.c.compute_plan_key == plan_key)
         if non_final:
-            query = query.where(ComputeTaskRow.status.not_in(FINAL_STATUSES))
-        return self._tasks(query.order_by(ComputeTaskRow.seq))
+            query = query.where(TASKS.c.status.not_in(FINAL_STATUSES))
+        return self._tasks(query.order_by(TASKS.c.seq))
 
     def tasks_of_function(self, function_key: str, statuses: Iterable[int]) -> list[res.ComputeTask]:
         return self._tasks(
-            sa.select(ComputeTaskRow)
+            rows_of(ComputeTaskRow)
             .where(
-                ComputeTaskRow.channel == self.channel,
-                ComputeTaskRow.function_key == function_key,
-                ComputeTaskRow.status.in_(list(statuses)),
+                TASKS.c.channel == self.channel,
+                TASKS.c.function_key == function_key,
+                TASKS.c.status.in_(list(statuses)),
             )
-            .order_by(ComputeTaskRow.seq)
+            .order_by(TASKS.c.seq)
         )
 
     def function_has_tasks(self, function_key: str, statuses: Iterable[int]) -> bool:
@@ -576,27 +647,17 @@ class SqlStore:
         keys = list(keys)
         if not keys:
             return {}
-        return {row.key: model(row) for row in self.session.scalars(self._where(ModelRow, keys))}
+        return {row.key: model(row) for row in self._by_keys(ModelRow, keys)}
 
     def models_of_output(self, task_key: str, identifier: str) -> list[res.Model]:
-        rows = self.session.scalars(
-            sa.select(ModelRow)
-            .join(
-                OutputAssetRow,
-                sa.and_(OutputAssetRow.channel == ModelRow.channel, OutputAssetRow.asset_key == ModelRow.key),
-            )
-            .where(
-                ModelRow.channel == self.channel,
-                ModelRow.compute_task_key == task_key,
-                ModelRow.identifier == identifier,
-            )
-            .order_by(OutputAssetRow.position)
+        rows = self.session.execute(
+            MODELS_OF_OUTPUT, {"channel": self.channel, "task": task_key, "identifier": identifier}
         )
         return [model(row) for row in rows]
 
     def add_models(self, models: list[res.Model]) -> None:
         self.session.execute(
-            sa.insert(ModelRow),
+            sa.insert(MODELS),
             [
                 {
                     "channel": self.channel,
@@ -618,12 +679,14 @@ class SqlStore:
         )
 
     def get_performance(self, task_key: str, identifier: str) -> res.Performance | None:
-        row = self.session.get(PerformanceRow, (self.channel, task_key, identifier))
+        row = self.session.execute(
+            PERFORMANCE, {"channel": self.channel, "task": task_key, "identifier": identifier}
+        ).first()
         return None if row is None else performance(row)
 
     def add_performance(self, p: res.Performance) -> None:
-        self.session.add(
-            PerformanceRow(
+        self.session.execute(
+            sa.insert(PERFORMANCES).values(
                 channel=self.channel,
                 compute_task_key=p.compute_task_key,
                 identifier=p.compute_task_output_identifier,
@@ -631,11 +694,10 @@ class SqlStore:
                 creation_date=when(p, "creation_date"),
             )
         )
-        self.session.flush()
 
     def add_output_asset(self, link: res.ComputeTaskOutputAsset) -> bool:
         inserted = self.session.execute(
-            pg_insert(OutputAssetRow)
+            pg_insert(OUTPUT_ASSETS)
             .values(
                 channel=self.channel,
                 compute_task_key=link.compute_task_key,
@@ -644,7 +706,7 @@ class SqlStore:
                 asset_kind=link.asset_kind,
             )
             .on_conflict_do_nothing()
-            .returning(OutputAssetRow.position)
+            .returning(OUTPUT_ASSETS.c.position)
         ).first()
         return inserted is not None
 
@@ -682,7 +744,7 @@ class SqlStore:
                 {"channel": self.channel, "asset_key": s.asset_key, "step": s.step, "duration": s.duration}
                 for s in steps
             ]
-            self.session.execute(pg_insert(ProfilingStepRow).values(rows).on_conflict_do_nothing())
+            self.session.execute(pg_insert(ProfilingStepRow.__table__).values(rows).on_conflict_do_nothing())
 
     # events
     def append_events(self, events: list[ev.Event]) -> None:
@@ -690,15 +752,7 @@ class SqlStore:
         end of the transaction keeps positions in commit order while holding the lock briefly."""
         if not events:
             return
-        last = self.session.scalar(
-            pg_insert(ChannelPositionRow)
-            .values(channel=self.channel, position=len(events))
-            .on_conflict_do_update(
-                index_elements=[ChannelPositionRow.channel],
-                set_={"position": ChannelPositionRow.position + len(events)},
-            )
-            .returning(ChannelPositionRow.position)
-        )
+        last = self.session.scalar(NEXT_POSITIONS, {"channel": self.channel, "count": len(events)})
         first = last - len(events) + 1
         rows = []
         for offset, event_message in enumerate(events):
@@ -713,10 +767,10 @@ class SqlStore:
                     "event_kind": event_message.event_kind,
                     "timestamp": when(event_message, "timestamp"),
                     "asset": as_dict(event_message),
-                    "metadata_": dict(event_message.metadata),
+                    "metadata": dict(event_message.metadata),
                 }
             )
-        self.session.execute(sa.insert(EventRow), rows)
+        self.session.execute(sa.insert(EventRow.__table__), rows)
 
 
 def _copy(message: M) -> M:

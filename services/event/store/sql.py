@@ -36,6 +36,19 @@ def _moment(request, field: str) -> dt.datetime:
         raise InvalidArgument.on(field, "is not a valid timestamp") from None
 
 
+FEED = FeedEventRow.__table__
+CURSORS = CursorRow.__table__
+ADD_TO_FEED = insert(FEED).on_conflict_do_nothing()
+ASYNCHRONOUS_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
+SAVE_CURSOR = (
+    insert(CURSORS)
+    .values(consumer=sa.bindparam("consumer"), channel=sa.bindparam("channel"), position=sa.bindparam("position"))
+    .on_conflict_do_update(
+        index_elements=[CURSORS.c.consumer, CURSORS.c.channel], set_={"position": sa.bindparam("position")}
+    )
+)
+
+
 class SqlStore:
     """:class:`services.event.store.Store` on one transaction's session."""
 
@@ -48,12 +61,8 @@ class SqlStore:
 
     def save_cursor(self, channel: str, position: int) -> None:
         # The transaction's commit does not wait for its WAL on disk (see the protocol's description).
-        self._session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
-        self._session.execute(
-            insert(CursorRow)
-            .values(consumer=FOLLOWER, channel=channel, position=position)
-            .on_conflict_do_update(index_elements=[CursorRow.consumer, CursorRow.channel], set_={"position": position})
-        )
+        self._session.execute(ASYNCHRONOUS_COMMIT)
+        self._session.execute(SAVE_CURSOR, {"consumer": FOLLOWER, "channel": channel, "position": position})
 
     def add_to_feed(self, events: Iterable[ev.Event]) -> None:
         rows = [
@@ -69,8 +78,8 @@ class SqlStore:
             }
             for event in events
         ]
-        if rows:
-            self._session.execute(insert(FeedEventRow).values(rows).on_conflict_do_nothing())
+        if rows:  # one statement, built once, for any number of rows (a batch of parameters)
+            self._session.execute(ADD_TO_FEED, rows)
 
     def list_events(self, channel: str, request: api.ListEventsRequest) -> Page:
         t = FeedEventRow

@@ -26,9 +26,10 @@ from tests.unit.asset.conftest import ORG1, ORG2, ORG3, Ledger, MemoryUnits, fro
 class SqlUnits:
     """Units of work on PostgreSQL, as the server runs them (serializable writes ending in ``commit``)."""
 
-    def __init__(self, engine) -> None:
-        self._writes = db.UnitOfWork(engine, repositories=Repositories, serializable=True)
-        self._reads = db.UnitOfWork(engine, repositories=Repositories)
+    def __init__(self, engines) -> None:
+        writes, reads = engines
+        self._writes = db.UnitOfWork(writes, repositories=Repositories, serializable=True)
+        self._reads = db.UnitOfWork(reads, repositories=Repositories)
 
     def write(self, caller: Caller, now: dt.datetime, work: Callable[[Context], object]):
         def unit(repositories: Repositories):
@@ -49,11 +50,13 @@ class SqlUnits:
 
 
 @pytest.fixture(scope="module")
-def engine(ledger):
-    """The package ledger's database (each run below takes a channel of its own)."""
-    engine = db.create_engine(ledger.database_url, "asset", pool_size=2)
-    yield engine
-    engine.dispose()
+def engines(ledger):
+    """The package ledger's database, for writes and for reads (each run below takes a channel of its own)."""
+    writes = db.create_engine(ledger.database_url, "asset", pool_size=2, serializable=True)
+    reads = db.create_engine(ledger.database_url, "asset", pool_size=2)
+    yield writes, reads
+    writes.dispose()
+    reads.dispose()
 
 
 # ------------------------------------------------------------------------------------ scenarios
@@ -131,10 +134,10 @@ def outcome(ledger: Ledger, scenario) -> tuple[list[ev.Event], list[res.ComputeT
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_both_stores_write_the_same_events_and_state(engine, name):
+def test_both_stores_write_the_same_events_and_state(engines, name):
     scenario, final = SCENARIOS[name]
     in_memory = outcome(Ledger(MemoryUnits()), scenario)
-    on_sql = outcome(Ledger(SqlUnits(engine), channel=f"agree-{uuid.uuid4().hex[:8]}"), scenario)
+    on_sql = outcome(Ledger(SqlUnits(engines), channel=f"agree-{uuid.uuid4().hex[:8]}"), scenario)
     memory_events, memory_tasks, memory_plan = in_memory
     sql_events, sql_tasks, sql_plan = on_sql
     assert memory_plan.status == final  # the scenario did what it says

@@ -6,7 +6,7 @@ import grpc
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 
-from tests.integration.ledger.conftest import act, call_error, make_function, make_plan, new_key, status
+from tests.integration.ledger.conftest import ORGS, act, call_error, make_function, make_plan, new_key, status
 from tests.integration.ledger.test_outputs import (
     SCORED_IO,
     events_after,
@@ -143,3 +143,64 @@ def test_a_task_already_done_cannot_start_again(ledger):
     _start(ledger.org2, task.key)
     ledger.org2.CompleteTask(_completion(task.key))
     assert call_error(_start, ledger.org2, task.key).code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _fork(ledger, workers=(ORGS[1], ORGS[1], ORGS[1])) -> list[res.ComputeTask]:
+    """A root and two children consuming its model, each run by the given worker."""
+    function = make_function(ledger.org1, io=SCORED_IO)
+    plan = make_plan(ledger.org1)
+    (root,) = register(ledger.org1, spec(plan.key, function, worker=workers[0]))
+    children = register(
+        ledger.org1,
+        spec(plan.key, function, root.key, worker=workers[1]),
+        spec(plan.key, function, root.key, worker=workers[2]),
+    )
+    return [root, *children]
+
+
+def test_a_completion_starts_as_many_ready_tasks_as_the_worker_asks_and_lists_the_others(ledger):
+    root, left, right = _fork(ledger)
+    _start(ledger.org2, root.key)
+    request = _completion(root.key)
+    request.start_ready = 1
+    answer = ledger.org2.CompleteTask(request)
+    assert answer.task.status == res.STATUS_DONE
+    (started,) = answer.started
+    (waiting,) = answer.ready
+    assert {started.task.key, waiting.key} == {left.key, right.key}
+    # The started one is as StartTask answers: EXECUTING, with its function and its resolved inputs.
+    assert started.started and started.task.status == res.STATUS_EXECUTING and started.task.function.key
+    assert [a.model.compute_task_key for a in started.input_assets] == [root.key]
+    assert list(started.registered_outputs) == []
+    assert status(ledger.org1, started.task.key) == res.STATUS_EXECUTING
+    assert status(ledger.org1, waiting.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+    # It is started for good: StartTask now restarts it, and a second worker call cannot start it twice.
+    again = _start(ledger.org2, started.task.key)
+    assert again.started and again.task.status == res.STATUS_EXECUTING
+    assert again.task.start_date == started.task.start_date
+
+
+def test_a_completion_starts_nothing_unless_asked_and_never_another_workers_task(ledger):
+    root, left, right = _fork(ledger)
+    _start(ledger.org2, root.key)
+    answer = ledger.org2.CompleteTask(_completion(root.key))
+    assert list(answer.started) == [] and {t.key for t in answer.ready} == {left.key, right.key}
+
+    root, mine, theirs = _fork(ledger, (ORGS[1], ORGS[1], ORGS[2]))
+    _start(ledger.org2, root.key)
+    request = _completion(root.key)
+    request.start_ready = 5
+    answer = ledger.org2.CompleteTask(request)
+    assert [s.task.key for s in answer.started] == [mine.key] and list(answer.ready) == []
+    assert status(ledger.org1, theirs.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT
+
+
+def test_a_negative_start_ready_is_refused_and_completes_nothing(ledger):
+    root, left, _ = _fork(ledger)
+    _start(ledger.org2, root.key)
+    request = _completion(root.key)
+    request.start_ready = -1
+    error = call_error(ledger.org2.CompleteTask, request)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "start_ready" in [v.field for v in error.violations]
+    assert status(ledger.org1, root.key) == res.STATUS_EXECUTING
+    assert status(ledger.org1, left.key) == res.STATUS_WAITING_FOR_PARENT_TASKS
