@@ -78,7 +78,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
     else:
         await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
         executor = LocalExecutor(
-            places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=2 * settings.slots
+            places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=settings.idle_runners
         )
         base.server.on_stop(executor.close)
         prepare = reaper = None
@@ -119,8 +119,8 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
         consumer = WorkConsumer(
             base.js,
             settings.org_id,
-            {"build": builds.on_build, "run": runs.on_run, "teardown": runs.on_teardown},
-            {"build": settings.slots, "run": settings.slots, "teardown": TEARDOWNS_AT_ONCE},
+            {"build": builds.on_build, "run": runs.on_run, "teardown": runs.on_teardown, "prepare": runs.on_prepare},
+            {"build": settings.slots, "run": settings.slots, "teardown": TEARDOWNS_AT_ONCE, "prepare": 1},
             ack_wait=settings.ack_wait,
             max_ack_pending=max(settings.slots * 4, 16),
         )

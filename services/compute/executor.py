@@ -36,6 +36,10 @@ class Executor(Protocol):
     async def start(self, task: TaskSpec) -> Execution:
         """Start ``task`` and return its handle."""
 
+    async def prepare(self, spec: TaskSpec) -> None:
+        """Get ready ahead what ``spec``'s plan and function will run in (a runner), if the executor keeps any;
+        ``spec`` names no task (:func:`services.compute.domain.runs.runner_spec`)."""
+
     async def release(self, plan_key: str) -> None:
         """The plan has ended: stop what was kept warm for it."""
 

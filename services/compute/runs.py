@@ -54,6 +54,9 @@ SAVE_RETRY_SECONDS = 300.0
 """How long a finished task's outputs are offered to a storage that is away before the run gives up
 (its work message then comes back, and the task runs again)."""
 
+PARALLEL_DOWNLOADS = 4
+"""Inputs of one task fetched at once."""
+
 log = logging.getLogger("tessera.compute.runs")
 FINISHED_KEPT = 10_000  # keys of tasks completed here, remembered to skip their late messages
 
@@ -261,11 +264,24 @@ class Runs:
     async def _inputs(
         self, channel: str, task: res.ComputeTask, assets: list[res.ComputeTaskInputAsset]
     ) -> list[TaskInput]:
-        found = []
-        for placement in inputs.placements(task, assets, self._places):
-            await self._files.cached(channel, placement)
-            found.append(placement.task_input())
-        return found
+        """The task's inputs in the cache, fetched a few at once (an aggregation reads one model per
+        organization, each from its own storage); the first failure stops the others."""
+        placements = list(inputs.placements(task, assets, self._places))
+        limit = asyncio.Semaphore(PARALLEL_DOWNLOADS)
+
+        async def fetch(placement) -> None:
+            async with limit:
+                await self._files.cached(channel, placement)
+
+        fetches = [asyncio.ensure_future(fetch(placement)) for placement in placements]
+        try:
+            await asyncio.gather(*fetches)
+        except BaseException:
+            for pending in fetches:
+                pending.cancel()
+            await asyncio.gather(*fetches, return_exceptions=True)
+            raise
+        return [placement.task_input() for placement in placements]
 
     async def _saved(
         self, run: Run, task: res.ComputeTask, result: ExecutionResult, registered: set[str]
@@ -311,6 +327,25 @@ class Runs:
                 outputs.new_model(task.key, output.identifier, model_key, stored.checksum, self._public_url)
             )
         return completion
+
+    # ----------------------------------------------------------------------------- preparing runners
+    async def on_prepare(self, data: bytes) -> None:
+        """Get a runner of a function ready for a plan whose tasks were registered here: advisory, so nothing
+        is done when the function is not built yet (its first task starts a runner, as without this)."""
+        work = work_pb2.PrepareRunner.FromString(data)
+        try:
+            function = await self._ledger.function(work.channel, work.function_key)
+            if function.status != res.FUNCTION_STATUS_READY:
+                log.info("runner of %s not prepared: the function is not built", work.function_key)
+                return
+            logs = self._places.build_log(function.key)
+            logs.parent.mkdir(parents=True, exist_ok=True)
+            code = await self._builds.code(work.channel, function, logs)
+            await self._executor.prepare(runs.runner_spec(work.compute_plan_key, function, code))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - advisory: the first task starts its runner anyway
+            log.info("runner of %s for plan %s not prepared: %s", work.function_key, work.compute_plan_key, exc)
 
     # ----------------------------------------------------------------------------- stopping runs
     async def on_teardown(self, data: bytes) -> None:

@@ -57,6 +57,11 @@ class ComputeSettings(CommonSettings):
     runner_idle_seconds: float = env(
         "TESSERA_RUNNER_IDLE_SECONDS", 60.0, "Seconds a warm runner waits for its plan's next task before it stops."
     )
+    idle_runners: int = env(
+        "TESSERA_IDLE_RUNNERS",
+        12,
+        "Warm runners that may wait idle at once, across plans (beyond it the longest idle stops first).",
+    )
     ack_wait: float = env("TESSERA_ACK_WAIT", 30.0, "Seconds before an unacknowledged work message is redelivered.")
     reconcile_every: float = env("TESSERA_RECONCILE_SECONDS", 30.0, "Period of the ledger/running reconciliation.")
     worker_enabled: bool = env("TESSERA_WORKER_ENABLED", True, "Consume work messages (off: API only).")

@@ -14,7 +14,7 @@ LEDGER_STREAM = "LEDGER_EVENTS"
 WORK_STREAM = "WORK"
 """Work for each organization's compute service (retention: work queue, explicit ack)."""
 
-WORK_KINDS = ("build", "run", "teardown")
+WORK_KINDS = ("build", "run", "teardown", "prepare")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def ledger_wildcard(channel: str | None = None) -> str:
 
 
 def work_subject(org_id: str, kind: str) -> str:
-    """``work.<org>.<kind>`` with kind one of ``build``, ``run``, ``teardown``."""
+    """``work.<org>.<kind>`` with kind one of ``build``, ``run``, ``teardown``, ``prepare``."""
     if kind not in WORK_KINDS:
         raise ValueError(f"unknown work kind {kind!r}")
     return f"work.{org_id}.{kind}"

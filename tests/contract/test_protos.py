@@ -63,7 +63,7 @@ def test_every_nats_subject_names_a_protobuf_payload_documented_beside_it():
     assert "Event" in events_pb2.DESCRIPTOR.message_types_by_name
     work_doc = (REPO / "protos/tessera/compute/v1/work.proto").read_text()
     assert subjects.WORK_STREAM in work_doc
-    payloads = {"build": "BuildFunction", "run": "RunTask", "teardown": "Teardown"}
+    payloads = {"build": "BuildFunction", "run": "RunTask", "teardown": "Teardown", "prepare": "PrepareRunner"}
     for kind in subjects.WORK_KINDS:
         assert f"work.<org>.{kind}" in work_doc
         assert payloads[kind] in work_pb2.DESCRIPTOR.message_types_by_name

@@ -472,6 +472,11 @@ def report(results: dict) -> str:
             if parents:
                 waits.append(_seconds(task.start_date) - max(_seconds(tasks[p].end_date) for p in parents))
             rests.append(_seconds(task.end_date) - _seconds(task.start_date) - sum(steps[key].values()))
+            if os.environ.get("BENCH_DUMP"):
+                ready = max((_seconds(tasks[p].end_date) for p in parents), default=_seconds(task.start_date))
+                print("DUMP", ours.plan.name[:5], task.rank, task.function_key[:6], task.worker[5:9], f"ready={ready % 100:.3f}",
+                      f"wait={_seconds(task.start_date) - ready:.3f}", {k: round(v, 3) for k, v in steps[key].items()},
+                      f"rest={rests[-1]:.3f}", f"end={_seconds(task.end_date) % 100:.3f}")
         means = {
             name: _mean([s.get(name, 0.0) for s in steps.values()])
             for name in ("download_function", "prepare_inputs", "task_execution", "save_outputs")

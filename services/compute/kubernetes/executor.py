@@ -261,6 +261,9 @@ class KubernetesExecutor:
         self.executions[task.key] = execution
         return execution
 
+    async def prepare(self, spec: TaskSpec) -> None:
+        """Nothing is kept warm per plan: each task has its own pod."""
+
     async def release(self, plan_key: str) -> None:
         """Nothing is kept warm per plan: each task has its own pod."""
 

@@ -20,6 +20,15 @@ from tessera.compute.v1 import work_pb2
 FINAL = frozenset({res.STATUS_DONE, res.STATUS_FAILED, res.STATUS_CANCELED})
 PLAN_ENDED = frozenset({res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED})
 KNOWN_TASKS = 50_000  # tasks whose outputs are remembered (a few hundred bytes each)
+PREPARED_KEPT = 10_000  # (plan, function) pairs whose runner was asked for, remembered to ask once
+UNSTARTED = frozenset(
+    {
+        res.STATUS_WAITING_FOR_BUILDER_SLOT,
+        res.STATUS_BUILDING,
+        res.STATUS_WAITING_FOR_PARENT_TASKS,
+        res.STATUS_WAITING_FOR_EXECUTOR_SLOT,
+    }
+)
 
 
 def message_id(event_id: str, kind: str) -> str:
@@ -31,7 +40,7 @@ def message_id(event_id: str, kind: str) -> str:
 class Work:
     """Publish ``message`` on ``work.<org>.<kind>`` with ``message_id`` as its ``Nats-Msg-Id``."""
 
-    kind: str  # build, run or teardown
+    kind: str  # build, run, teardown or prepare
     key: str  # the asset the work is about
     message: Message
     message_id: str
@@ -122,6 +131,7 @@ class DispatchRules:
         self.org = org
         self.channel = channel
         self.known = known if known is not None else KnownTasks()
+        self._prepared: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def decide(self, event: ev.Event) -> list[Action]:
         """What ``event`` asks of this organization, in the order to carry it out."""
@@ -157,12 +167,28 @@ class DispatchRules:
                 found.append(ref)
         return found
 
+    def _prepare(self, event: ev.Event, task: res.ComputeTask) -> list[Action]:
+        """Ask for a runner of the task's function for its plan, once per pair: its first task registered here
+        gets it ready while the plan's first tasks run (one message per pair, however many tasks follow)."""
+        pair = (task.compute_plan_key, task.function_key)
+        if pair in self._prepared:
+            return []
+        self._prepared[pair] = None
+        while len(self._prepared) > PREPARED_KEPT:
+            self._prepared.popitem(last=False)
+        message = work_pb2.PrepareRunner(
+            compute_plan_key=pair[0], function_key=pair[1], channel=self.channel, event_id=event.id
+        )
+        return [Work("prepare", f"{pair[0]}:{pair[1]}", message, f"prepare:{pair[0]}:{pair[1]}")]
+
     def _work(self, kind: str, key: str, message: Message, event: ev.Event) -> Work:
         return Work(kind, key, message, message_id(event.id, kind))
 
     def _task(self, event: ev.Event, task: res.ComputeTask) -> list[Action]:
         self.known.remember(task)
         actions: list[Action] = []
+        if task.worker == self.org and event.event_kind == ev.EVENT_ASSET_CREATED and task.status in UNSTARTED:
+            actions += self._prepare(event, task)
         if task.worker == self.org and task.status == res.STATUS_WAITING_FOR_EXECUTOR_SLOT:
             # Queued from the event alone: compute's StartTask decides on the current state (a task that
             # moved on is refused, one of a canceled or failed plan is canceled).

@@ -92,7 +92,8 @@ def test_a_replayed_event_publishes_nothing_new_while_a_new_event_does(nats_serv
     org = f"EvDedup{uuid.uuid4().hex[:8]}"
     ready = res.STATUS_WAITING_FOR_EXECUTOR_SLOT
     task = res.ComputeTask(key=str(uuid.uuid4()), compute_plan_key=str(uuid.uuid4()), worker=org, status=ready)
-    first = ev.Event(id=str(uuid.uuid4()), event_kind=ev.EVENT_ASSET_CREATED, asset_key=task.key, compute_task=task)
+    # An update (a task made ready by its parents): a creation would also ask for a runner (the prepare work).
+    first = ev.Event(id=str(uuid.uuid4()), event_kind=ev.EVENT_ASSET_UPDATED, asset_key=task.key, compute_task=task)
     requeued = ev.Event(id=str(uuid.uuid4()), event_kind=ev.EVENT_ASSET_UPDATED, asset_key=task.key, compute_task=task)
 
     async def scenario():

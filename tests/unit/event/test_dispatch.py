@@ -107,6 +107,45 @@ def test_replaying_an_event_asks_the_same_message_and_another_event_another():
     assert message_id(first.id, "run") == again[0][0].message_id
 
 
+# --------------------------------------------------------------------------------------------- prepare
+def test_the_first_task_registered_here_of_each_plan_and_function_asks_for_a_runner_once():
+    decide = rules()
+    waiting = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
+    waiting.function_key = key()
+    created = event(ev.EVENT_ASSET_CREATED, compute_task=waiting)
+    (action,) = decide.decide(created)
+    pair = f"{waiting.compute_plan_key}:{waiting.function_key}"
+    assert action == Work(
+        "prepare",
+        pair,
+        work_pb2.PrepareRunner(
+            compute_plan_key=waiting.compute_plan_key,
+            function_key=waiting.function_key,
+            channel=CHANNEL,
+            event_id=created.id,
+        ),
+        f"prepare:{pair}",
+    )
+    sibling = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
+    sibling.compute_plan_key, sibling.function_key = waiting.compute_plan_key, waiting.function_key
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=sibling)) == []  # asked once per pair
+    other = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
+    other.compute_plan_key, other.function_key = waiting.compute_plan_key, key()
+    assert [a.kind for a in decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=other))] == ["prepare"]
+
+
+def test_a_runner_is_asked_only_for_new_tasks_of_this_organization():
+    assert rules().decide(event(ev.EVENT_ASSET_CREATED, compute_task=task(worker=PEER))) == []
+    canceled = task(status=res.STATUS_CANCELED)  # born canceled: its plan ended
+    assert "prepare" not in [
+        getattr(a, "kind", "") for a in rules().decide(event(ev.EVENT_ASSET_CREATED, compute_task=canceled))
+    ]
+    moved = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
+    assert rules().decide(event(ev.EVENT_ASSET_UPDATED, compute_task=moved)) == []
+    ready = task()  # a root task registered ready: its runner and its run, in that order
+    assert [a.kind for a in rules().decide(event(ev.EVENT_ASSET_CREATED, compute_task=ready))] == ["prepare", "run"]
+
+
 # ---------------------------------------------------------------------------------------------- cancel
 def test_a_canceled_task_of_this_organization_is_stopped_with_the_ledger_reason():
     canceled = task(status=res.STATUS_CANCELED)
