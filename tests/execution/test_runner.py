@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -186,3 +187,80 @@ def test_outputs_are_owned_by_compute_not_the_jail(assets):
     assert result.succeeded
     assert result.outputs["model"].stat().st_uid == os.geteuid()
     assert not result.outputs["model"].is_relative_to(assets["work"] / "runners")
+
+
+LINGER = """
+import os
+import sys
+import time
+import substratools as tools
+
+
+@tools.register
+def linger(inputs, outputs, task_properties):
+    if os.fork() == 0:
+        os.setsid()  # out of the task's session, then orphaned: only the jail's init is left above it
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)  # {marker}"])
+        os._exit(0)
+    os.wait()
+    with open(outputs["model"], "w") as out:
+        out.write("[]")
+
+
+tools.execute()
+"""
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and marker in Path(entry.path, "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_what_a_task_leaves_running_is_killed_before_its_runner_serves_again(assets):
+    marker = f"lingering-{os.getpid()}-{id(assets)}"
+    flassets.write(assets["code"] / "function.py", LINGER.replace("{marker}", marker))
+
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            left = []
+            for index in range(2):
+                result = await (await executor.start(_spec(assets, f"task-{index}", "linger"))).wait()
+                assert result.succeeded, result.error
+                left.append(_processes_with(marker.encode()))
+            return left, executor.runners_started, executor._idle[0].process.returncode
+        finally:
+            await executor.close()
+
+    left, started, returncode = asyncio.run(scenario())
+    assert started == 1 and returncode is None  # one runner, still serving: its jail did not end
+    assert left == [[], []]
+
+
+def test_an_entrypoint_that_is_not_a_script_runs_once_per_task_with_its_arguments(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            results = []
+            for index in range(2):
+                spec = _spec(assets, f"task-{index}")
+                # Not ``python SCRIPT``: a process per task rather than a fork of the loaded function.
+                spec = dataclasses.replace(spec, entrypoint=["python3", "-u", *spec.entrypoint[1:]])
+                results.append(await (await executor.start(spec)).wait())
+            return results, executor.runners_started
+        finally:
+            await executor.close()
+
+    results, started = asyncio.run(scenario())
+    assert started == 1
+    for index, result in enumerate(results):
+        assert result.succeeded, result.error
+        assert f"train rank {index}: 4 rows" in result.log_path.read_text()
+        assert np.allclose(json.loads(result.outputs["model"].read_text()), [2.0, 2.0, 2.0])
