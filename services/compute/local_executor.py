@@ -240,8 +240,8 @@ class WarmRunner:
         self.outbox.mkdir(mode=0o755)  # only compute creates entries here: the jail cannot swap a task's folder
 
     def stage(self, spec: TaskSpec) -> list[str]:
-        """Put ``spec``'s inputs in the inbox and make its outbox; returns the task's arguments (those
-        substratools reads, one token per line of its arguments file), sent to the runner with the task."""
+        """Put ``spec``'s inputs in the inbox, make its outbox, write its arguments; returns the
+        runner's arguments for the task."""
         inbox, outbox = self.inbox / spec.key, self.outbox / spec.key
         shutil.rmtree(inbox, ignore_errors=True)
         shutil.rmtree(outbox, ignore_errors=True)
@@ -257,7 +257,9 @@ class WarmRunner:
             layout.input_entry(identifier, f"/tessera/out/{spec.key}/{filename}", False)
             for identifier, filename in sorted(spec.outputs.items())
         ]
-        return layout.arguments(spec.rank, inputs, outputs).splitlines()
+        arguments = inbox / "arguments.txt"
+        arguments.write_text(layout.arguments(spec.rank, inputs, outputs))
+        return [f"@/tessera/in/{spec.key}/arguments.txt"]
 
     def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path]:
         """Copy the task's outputs and log out of the jail's reach, into ``dest``; the log is always
@@ -281,8 +283,9 @@ class WarmRunner:
             os.close(folder)
         return outputs, log_path
 
-    def sweep(self) -> int:
-        """Kill every process left in the jail but its init and the runner; how many were killed.
+    def sweep(self) -> int | None:
+        """Kill every process left in the jail but its init and the runner; how many were killed (None
+        when the jail's processes cannot be seen: the runner must not serve again).
 
         A task's leftovers (a double-forked, setsid, SIGTERM-ignoring child) must not outlive it
         while its runner waits for the next task. They are found from outside, in the jail's own
@@ -291,7 +294,7 @@ class WarmRunner:
         ``/proc/<pid>`` folder, which names that process and never one that reuses its number."""
         proc = open_jail_proc(self.process.pid)
         if proc is None:
-            return 0
+            return None
         killed = []
         try:
             for name in os.listdir(proc):
@@ -314,10 +317,10 @@ class WarmRunner:
             os.close(proc)
         return len(killed)
 
-    def finish(self, spec: TaskSpec, dest: Path) -> tuple[int, dict[str, Path], Path]:
+    def finish(self, spec: TaskSpec, dest: Path) -> tuple[int | None, dict[str, Path], Path]:
         """After a task, in one trip to a thread: kill its leftovers (before its outputs are read:
         nothing writes them meanwhile), copy its outputs and log out (:meth:`collect`), and remove its
-        folders from the runner's view; (processes killed, outputs, log)."""
+        folders from the runner's view; (processes killed as :meth:`sweep` says, outputs, log)."""
         try:
             killed = self.sweep() if self.process.returncode is None else 0
             return (killed, *self.collect(spec, dest))
@@ -422,6 +425,9 @@ class LocalExecution:
             unstaged = True
             if killed:
                 log.info("task %s left processes behind in its jail; they were killed", spec.key)
+            elif killed is None:
+                log.warning("the jail of task %s could not be swept; its runner is stopped", spec.key)
+                answer = {**answer, "retire": True}
         except asyncio.CancelledError:
             await runner.stop()
             return ExecutionResult(None, canceled=True)

@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 
 from services.compute.executor import TaskInput, TaskSpec
 from services.compute.isolation import Limits, UidPool
-from services.compute.local_executor import LocalExecutor
+from services.compute.local_executor import LocalExecutor, open_jail_proc
 from tools.samples import flassets
 
 
@@ -264,3 +266,16 @@ def test_an_entrypoint_that_is_not_a_script_runs_once_per_task_with_its_argument
         assert result.succeeded, result.error
         assert f"train rank {index}: 4 rows" in result.log_path.read_text()
         assert np.allclose(json.loads(result.outputs["model"].read_text()), [2.0, 2.0, 2.0])
+
+
+def test_the_sweep_never_looks_at_processes_outside_a_jail():
+    # A process with one child, as bwrap has, but no jail: its child's /proc is compute's own.
+    process = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        while not children.read_text().split():
+            time.sleep(0.01)
+        assert open_jail_proc(process.pid) is None
+    finally:
+        process.kill()
+        process.wait()
