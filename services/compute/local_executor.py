@@ -9,7 +9,8 @@ and function. A runner's view of the organization is its own folder::
                                      (input i at i/<cache name>: a data sample's folder is its key)
     <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
 
-Inputs are staged for a task just before it runs and removed just after, so a runner never sees
+Inputs are staged for a task just before it runs and removed just after (moved at once into
+``<work>/trash/``, which no jail sees, and deleted there in the background), so a runner never sees
 another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
 out of the jail's reach (regular files only, links refused) before anyone reads them. The runner
 starts in the Dockerfile's last ``WORKDIR`` (a folder of ``work/``) with its ``ENV`` set.
@@ -328,9 +329,9 @@ class WarmRunner:
             self.unstage(spec.key)
 
     def unstage(self, key: str) -> None:
-        """Remove a task's inputs and outputs from the runner's view."""
-        shutil.rmtree(self.inbox / key, ignore_errors=True)
-        shutil.rmtree(self.outbox / key, ignore_errors=True)
+        """Take a task's inputs and outputs out of the runner's view, at once (into the trash)."""
+        self.executor.throw_away(self.inbox / key)
+        self.executor.throw_away(self.outbox / key)
 
     async def run(self, args: list[str], key: str, timeout: float) -> dict:
         """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``, which
@@ -437,6 +438,7 @@ class LocalExecution:
         finally:
             if not runner.dead and not unstaged:
                 await asyncio.to_thread(runner.unstage, spec.key)
+            executor.empty_trash_soon()
         # From here the runner may serve the plan's next task: a late cancel must not stop it.
         self._runner = None
         await executor.give_back(runner, retire=bool(answer.get("retire")) or self._canceled)
@@ -464,9 +466,12 @@ class LocalExecutor:
         self._idle: list[WarmRunner] = []
         self._busy: set[WarmRunner] = set()
         self._reaper: asyncio.Task | None = None
+        self._emptying: asyncio.Future | None = None
         self.runners_started = 0
-        shutil.rmtree(work_dir / "runners", ignore_errors=True)  # what a previous process left
-        shutil.rmtree(work_dir / "results", ignore_errors=True)
+        self.trash = work_dir / "trash"  # what is deleted off a task's path (in no jail's view)
+        for folder in ("runners", "results", "trash"):  # what a previous process left
+            shutil.rmtree(work_dir / folder, ignore_errors=True)
+        self.trash.mkdir(parents=True)
 
     def results_dir(self, task_key: str) -> Path:
         return self.work_dir / "results" / task_key
@@ -512,7 +517,33 @@ class LocalExecutor:
             await runner.stop()
 
     def forget(self, task_key: str) -> None:
-        shutil.rmtree(self.results_dir(task_key), ignore_errors=True)
+        self.throw_away(self.results_dir(task_key))
+        self.empty_trash_soon()
+
+    def throw_away(self, path: Path) -> None:
+        """Move ``path`` into the trash, at once; deleted there when it cannot be moved."""
+        try:
+            os.rename(path, self.trash / uuid.uuid4().hex)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Delete what the trash holds (in a thread: a task's files, many maybe)."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.trash):
+                shutil.rmtree(self.trash / name, ignore_errors=True)
+
+    def empty_trash_soon(self) -> None:
+        """Have the trash emptied in the background, unless that is under way already."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.empty_trash()
+            return
+        if self._emptying is None or self._emptying.done():
+            self._emptying = loop.run_in_executor(None, self.empty_trash)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -528,3 +559,6 @@ class LocalExecutor:
             await runner.stop()
         self._idle.clear()
         self._busy.clear()
+        if self._emptying is not None:
+            await self._emptying
+        await asyncio.to_thread(self.empty_trash)
