@@ -279,3 +279,22 @@ def test_the_sweep_never_looks_at_processes_outside_a_jail():
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_finished_task_s_folders_leave_its_runner_s_view_and_are_deleted(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            result = await (await executor.start(_spec(assets, "task-0"))).wait()
+            assert result.succeeded, result.error
+            (runner,) = executor._idle
+            seen = sorted(os.listdir(runner.inbox)) + sorted(os.listdir(runner.outbox))
+            executor.forget("task-0")
+            return seen, result.log_path.parent
+        finally:
+            await executor.close()
+
+    seen, results = asyncio.run(scenario())
+    assert seen == []  # what the runner's jail sees: nothing of a task that has ended
+    assert not results.exists()
+    assert os.listdir(assets["work"] / "trash") == []
