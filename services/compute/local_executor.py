@@ -9,7 +9,8 @@ and function. A runner's view of the organization is its own folder::
                                      (input i at i/<cache name>: a data sample's folder is its key)
     <work>/runners/<id>/out/<task>/  the task's outputs and log                        (rw: /tessera/out)
 
-Inputs are staged for a task just before it runs and removed just after, so a runner never sees
+Inputs are staged for a task just before it runs and removed just after (moved at once into
+``<work>/trash/``, which no jail sees, and deleted there in the background), so a runner never sees
 another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
 out of the jail's reach (regular files only, links refused) before anyone reads them. The runner
 starts in the Dockerfile's last ``WORKDIR`` (a folder of ``work/``) with its ``ENV`` set.
@@ -39,6 +40,7 @@ from services.compute.runner import SIGNAL_HINTS
 from services.kit import background
 
 log = logging.getLogger("tessera.compute.executor")
+SWEEP_WAIT = 2.0  # seconds a task's killed leftovers are given to end (one stuck in the kernel may not)
 
 
 def safe_copy(folder_fd: int, name: str, dest: Path, max_bytes: int) -> bool:
@@ -102,22 +104,52 @@ def link_tree(source: Path, dest: Path) -> None:
             link_tree(Path(entry.path), dest / entry.name)
 
 
-def _jail_namespace(bwrap_pid: int) -> str | None:
-    """The pid namespace of the jail whose outer bwrap is ``bwrap_pid`` (that of its init child)."""
+def open_jail_proc(bwrap_pid: int) -> int | None:
+    """An fd on the ``/proc`` of the jail whose outer bwrap is ``bwrap_pid``, or None when its init is gone.
+
+    The jail's init is found as the one child of bwrap (compute's own child, not reaped while the
+    jail lives, so its pid is not reused) and opened by a ``/proc/<pid>`` folder, which stays that
+    process's: had the pid been reused, the parent check fails; had init died since, opening its root
+    fails. The jail cannot change what its ``/proc`` is: a mount point cannot be renamed, and nothing
+    in the jail may mount or unmount. The fd is refused when it shows compute's own pid namespace.
+    """
     try:
         children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
-        return os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
+        init = os.open(f"/proc/{children[0]}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if children else None
     except OSError:
         return None
+    if init is None:
+        return None
+    try:
+        if _stat(init)[1] != str(bwrap_pid):
+            return None
+        proc = os.open("root/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=init)
+    except (OSError, IndexError):
+        return None
+    finally:
+        os.close(init)
+    try:
+        if os.readlink("1/ns/pid", dir_fd=proc) != os.readlink("/proc/self/ns/pid"):
+            return proc
+    except OSError:
+        pass
+    os.close(proc)
+    return None
 
 
-def _namespace_pid(pid: str) -> int:
-    """A process's pid inside its own (innermost) pid namespace."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-    return -1
+def _stat(process: int) -> list[str]:
+    """The fields of a process's ``stat`` (from its ``/proc/<pid>`` folder fd) after its name: state,
+    parent pid... (the name, in parentheses, may hold anything)."""
+    with open(os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=process)) as stat_file:
+        return stat_file.read().rsplit(")", 1)[1].split()
+
+
+def _ended(process: int) -> bool:
+    """Whether the process of a ``/proc/<pid>`` folder fd has ended (a zombie, or reaped)."""
+    try:
+        return _stat(process)[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def runner_group(spec: TaskSpec) -> tuple:
@@ -140,7 +172,6 @@ class WarmRunner:
         self.results: asyncio.StreamReader | None = None
         self.idle_since = time.monotonic()
         self.dead = False
-        self.namespace: str | None = None  # the jail's pid namespace, once known
 
     @property
     def inbox(self) -> Path:
@@ -244,7 +275,7 @@ class WarmRunner:
         try:
             limit = self.executor.limits.file_bytes
             for index, (identifier, filename) in enumerate(sorted(spec.outputs.items())):
-                target = dest / "outputs" / f"output-{index}"  # compute's name, not the function's
+                target = dest / f"output-{index}"  # compute's name, not the function's (nor the log's)
                 if safe_copy(folder, filename, target, limit):
                     outputs[identifier] = target
             if not safe_copy(folder, layout.TASK_LOG, log_path, limit):
@@ -253,42 +284,54 @@ class WarmRunner:
             os.close(folder)
         return outputs, log_path
 
-    def sweep(self) -> int:
-        """Kill every process left in the jail but its init and the runner; how many were killed.
+    def sweep(self) -> int | None:
+        """Kill every process left in the jail but its init and the runner; how many were killed (None
+        when the jail's processes cannot be seen: the runner must not serve again).
 
         A task's leftovers (a double-forked, setsid, SIGTERM-ignoring child) must not outlive it
-        while its runner waits for the next task. Found from outside, by pid namespace, so that a
-        task that tampered with its runner's memory cannot hide them."""
-        if self.namespace is None:
-            self.namespace = _jail_namespace(self.process.pid)
-            if self.namespace is None:
-                return 0
-        killed = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                if os.readlink(f"/proc/{entry.name}/ns/pid") != self.namespace:
+        while its runner waits for the next task. They are found from outside, in the jail's own
+        ``/proc`` (the kernel's list of its pid namespace and any below it: a task that tampered with
+        its runner's memory cannot hide them), where init is 1 and the runner 2, and signalled by
+        ``/proc/<pid>`` folder, which names that process and never one that reuses its number."""
+        proc = open_jail_proc(self.process.pid)
+        if proc is None:
+            return None
+        killed = []
+        try:
+            for name in os.listdir(proc):
+                if not name.isdigit() or name in ("1", "2"):
                     continue
-                inner = _namespace_pid(entry.name)
-                if inner in (1, 2):  # bwrap's init and the runner
-                    continue
-                pidfd = os.pidfd_open(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-            finally:
-                os.close(pidfd)
-        return killed
+                try:
+                    process = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
+                except OSError:
+                    continue  # gone meanwhile
+                killed.append(process)
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(process, signal.SIGKILL)
+            # Ended, not only signalled: none of them writes the outputs while they are read.
+            deadline = time.monotonic() + SWEEP_WAIT
+            while not all(map(_ended, killed)) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        finally:
+            for process in killed:
+                os.close(process)
+            os.close(proc)
+        return len(killed)
+
+    def finish(self, spec: TaskSpec, dest: Path) -> tuple[int | None, dict[str, Path], Path]:
+        """After a task, in one trip to a thread: kill its leftovers (before its outputs are read:
+        nothing writes them meanwhile), copy its outputs and log out (:meth:`collect`), and remove its
+        folders from the runner's view; (processes killed as :meth:`sweep` says, outputs, log)."""
+        try:
+            killed = self.sweep() if self.process.returncode is None else 0
+            return (killed, *self.collect(spec, dest))
+        finally:
+            self.unstage(spec.key)
 
     def unstage(self, key: str) -> None:
-        """Remove a task's inputs and outputs from the runner's view."""
-        shutil.rmtree(self.inbox / key, ignore_errors=True)
-        shutil.rmtree(self.outbox / key, ignore_errors=True)
+        """Take a task's inputs and outputs out of the runner's view, at once (into the trash)."""
+        self.executor.throw_away(self.inbox / key)
+        self.executor.throw_away(self.outbox / key)
 
     async def run(self, args: list[str], key: str, timeout: float) -> dict:
         """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``, which
@@ -365,7 +408,7 @@ class LocalExecution:
         self._runner = runner
         dest = executor.results_dir(spec.key)
         shutil.rmtree(dest, ignore_errors=True)
-        timed_out = False
+        timed_out = unstaged = False
         try:
             args = await asyncio.to_thread(runner.stage, spec)
             if self._canceled:
@@ -379,10 +422,13 @@ class LocalExecution:
             except (BrokenPipeError, ConnectionResetError):
                 code = await runner.process.wait()
                 answer = {"ok": False, "error": runner._death(code), "retire": True}
-            # Leftover processes go before the outputs are read: nothing writes them meanwhile.
-            if runner.process.returncode is None and await asyncio.to_thread(runner.sweep):
+            killed, outputs, log_path = await asyncio.to_thread(runner.finish, spec, dest)
+            unstaged = True
+            if killed:
                 log.info("task %s left processes behind in its jail; they were killed", spec.key)
-            outputs, log_path = await asyncio.to_thread(runner.collect, spec, dest)
+            elif killed is None:
+                log.warning("the jail of task %s could not be swept; its runner is stopped", spec.key)
+                answer = {**answer, "retire": True}
         except asyncio.CancelledError:
             await runner.stop()
             return ExecutionResult(None, canceled=True)
@@ -390,8 +436,9 @@ class LocalExecution:
             await runner.stop()
             raise
         finally:
-            if not runner.dead:
+            if not runner.dead and not unstaged:
                 await asyncio.to_thread(runner.unstage, spec.key)
+            executor.empty_trash_soon()
         # From here the runner may serve the plan's next task: a late cancel must not stop it.
         self._runner = None
         await executor.give_back(runner, retire=bool(answer.get("retire")) or self._canceled)
@@ -419,9 +466,12 @@ class LocalExecutor:
         self._idle: list[WarmRunner] = []
         self._busy: set[WarmRunner] = set()
         self._reaper: asyncio.Task | None = None
+        self._emptying: asyncio.Future | None = None
         self.runners_started = 0
-        shutil.rmtree(work_dir / "runners", ignore_errors=True)  # what a previous process left
-        shutil.rmtree(work_dir / "results", ignore_errors=True)
+        self.trash = work_dir / "trash"  # what is deleted off a task's path (in no jail's view)
+        for folder in ("runners", "results", "trash"):  # what a previous process left
+            shutil.rmtree(work_dir / folder, ignore_errors=True)
+        self.trash.mkdir(parents=True)
 
     def results_dir(self, task_key: str) -> Path:
         return self.work_dir / "results" / task_key
@@ -467,7 +517,33 @@ class LocalExecutor:
             await runner.stop()
 
     def forget(self, task_key: str) -> None:
-        shutil.rmtree(self.results_dir(task_key), ignore_errors=True)
+        self.throw_away(self.results_dir(task_key))
+        self.empty_trash_soon()
+
+    def throw_away(self, path: Path) -> None:
+        """Move ``path`` into the trash, at once; deleted there when it cannot be moved."""
+        try:
+            os.rename(path, self.trash / uuid.uuid4().hex)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Delete what the trash holds (in a thread: a task's files, many maybe)."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.trash):
+                shutil.rmtree(self.trash / name, ignore_errors=True)
+
+    def empty_trash_soon(self) -> None:
+        """Have the trash emptied in the background, unless that is under way already."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.empty_trash()
+            return
+        if self._emptying is None or self._emptying.done():
+            self._emptying = loop.run_in_executor(None, self.empty_trash)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -483,3 +559,6 @@ class LocalExecutor:
             await runner.stop()
         self._idle.clear()
         self._busy.clear()
+        if self._emptying is not None:
+            await self._emptying
+        await asyncio.to_thread(self.empty_trash)

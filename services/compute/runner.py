@@ -17,8 +17,8 @@
     When the entrypoint is ``python SCRIPT ...`` the script is loaded once: the runner replaces
     ``substratools.execute`` with a loop that runs each task in a child forked from the loaded
     runner, so the interpreter, substratools and the function's module are loaded once per plan and
-    function, and each task starts from that state. Any other entrypoint is started once per task,
-    inside the same jail.
+    function, and each task starts from that state (substratools' parser too, built once). Any other
+    entrypoint is started once per task, inside the same jail.
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ class Serve:
                 """Run the current task, then every next one, each in a child, inside the script's own
                 call: the script's module stays loaded in the runner."""
                 state["looping"] = True
+                prepare(functions)
                 while True:
                     args = [*fixed, *self.current["args"]]
                     self.answer(*self.in_child(lambda args=args: original(sysargs=args)))
@@ -254,6 +255,22 @@ class Serve:
             sys.argv = [script, *fixed, *self.current["args"]]
             self.answer(*self.in_child(lambda: runpy.run_path(script, run_name="__main__")))
             self.current = self.next_command()
+
+
+def prepare(functions) -> None:
+    """Build substratools' command line parser once, in the runner, rather than in every task's child:
+    building it imports modules (shutil, gettext...) and makes objects on pages a child would copy,
+    milliseconds a task need not spend. The parser holds no task's data: each child parses its own
+    arguments with its own copy. Nothing is changed when substratools builds it another way."""
+    generate = getattr(functions, "_generate_function_cli", None)
+    if generate is None:
+        return
+    try:
+        parser = generate()
+        parser.parse_known_args(["--log-level", "info"])  # compiles the patterns argparse matches with
+    except (Exception, SystemExit):  # noqa: BLE001 - another substratools: each task builds its own parser
+        return
+    functions._generate_function_cli = lambda: parser
 
 
 def main(argv: list[str]) -> None:

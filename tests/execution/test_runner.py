@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import pytest
 
 from services.compute.executor import TaskInput, TaskSpec
 from services.compute.isolation import Limits, UidPool
-from services.compute.local_executor import LocalExecutor
+from services.compute.local_executor import LocalExecutor, open_jail_proc
 from tools.samples import flassets
 
 
@@ -186,3 +189,112 @@ def test_outputs_are_owned_by_compute_not_the_jail(assets):
     assert result.succeeded
     assert result.outputs["model"].stat().st_uid == os.geteuid()
     assert not result.outputs["model"].is_relative_to(assets["work"] / "runners")
+
+
+LINGER = """
+import os
+import sys
+import time
+import substratools as tools
+
+
+@tools.register
+def linger(inputs, outputs, task_properties):
+    if os.fork() == 0:
+        os.setsid()  # out of the task's session, then orphaned: only the jail's init is left above it
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)  # {marker}"])
+        os._exit(0)
+    os.wait()
+    with open(outputs["model"], "w") as out:
+        out.write("[]")
+
+
+tools.execute()
+"""
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and marker in Path(entry.path, "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_what_a_task_leaves_running_is_killed_before_its_runner_serves_again(assets):
+    marker = f"lingering-{os.getpid()}-{id(assets)}"
+    flassets.write(assets["code"] / "function.py", LINGER.replace("{marker}", marker))
+
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            left = []
+            for index in range(2):
+                result = await (await executor.start(_spec(assets, f"task-{index}", "linger"))).wait()
+                assert result.succeeded, result.error
+                left.append(_processes_with(marker.encode()))
+            return left, executor.runners_started, executor._idle[0].process.returncode
+        finally:
+            await executor.close()
+
+    left, started, returncode = asyncio.run(scenario())
+    assert started == 1 and returncode is None  # one runner, still serving: its jail did not end
+    assert left == [[], []]
+
+
+def test_an_entrypoint_that_is_not_a_script_runs_once_per_task_with_its_arguments(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            results = []
+            for index in range(2):
+                spec = _spec(assets, f"task-{index}")
+                # Not ``python SCRIPT``: a process per task rather than a fork of the loaded function.
+                spec = dataclasses.replace(spec, entrypoint=["python3", "-u", *spec.entrypoint[1:]])
+                results.append(await (await executor.start(spec)).wait())
+            return results, executor.runners_started
+        finally:
+            await executor.close()
+
+    results, started = asyncio.run(scenario())
+    assert started == 1
+    for index, result in enumerate(results):
+        assert result.succeeded, result.error
+        assert f"train rank {index}: 4 rows" in result.log_path.read_text()
+        assert np.allclose(json.loads(result.outputs["model"].read_text()), [2.0, 2.0, 2.0])
+
+
+def test_the_sweep_never_looks_at_processes_outside_a_jail():
+    # A process with one child, as bwrap has, but no jail: its child's /proc is compute's own.
+    process = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        while not children.read_text().split():
+            time.sleep(0.01)
+        assert open_jail_proc(process.pid) is None
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_finished_task_s_folders_leave_its_runner_s_view_and_are_deleted(assets):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            result = await (await executor.start(_spec(assets, "task-0"))).wait()
+            assert result.succeeded, result.error
+            (runner,) = executor._idle
+            seen = sorted(os.listdir(runner.inbox)) + sorted(os.listdir(runner.outbox))
+            executor.forget("task-0")
+            return seen, result.log_path.parent
+        finally:
+            await executor.close()
+
+    seen, results = asyncio.run(scenario())
+    assert seen == []  # what the runner's jail sees: nothing of a task that has ended
+    assert not results.exists()
+    assert os.listdir(assets["work"] / "trash") == []
