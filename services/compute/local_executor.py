@@ -336,7 +336,15 @@ class WarmRunner:
     async def run(self, args: list[str], key: str, timeout: float) -> dict:
         """Hand one task to the runner and wait for its answer (TimeoutError after ``timeout``, which
         nothing written on the answer pipe extends)."""
-        command = {"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}
+        return await self._ask({"task": key, "args": args, "log": f"/tessera/out/{key}/{layout.TASK_LOG}"}, timeout)
+
+    async def load(self, timeout: float) -> dict:
+        """Have the runner load its function before any task (a prepared runner): the script's top level
+        runs, its ``__main__`` part does not; its output goes to the runner's own log."""
+        return await self._ask({"task": "", "load": True}, timeout)
+
+    async def _ask(self, command: dict, timeout: float) -> dict:
+        key = command["task"]
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         await self.process.stdin.drain()
         line = await asyncio.wait_for(self.results.readline(), timeout)  # one answer: nothing extends the wait
@@ -456,7 +464,14 @@ class LocalExecutor:
     """Runs tasks in warm runners, one jail per (compute plan, function), kept while they serve."""
 
     def __init__(
-        self, work_dir: Path, limits: Limits, uids: UidPool, *, idle_seconds: float = 60.0, max_idle: int = 8
+        self,
+        work_dir: Path,
+        limits: Limits,
+        uids: UidPool,
+        *,
+        idle_seconds: float = 60.0,
+        max_idle: int = 8,
+        load_timeout: float = 60.0,
     ) -> None:
         self.work_dir = work_dir
         self.limits = limits
@@ -465,6 +480,8 @@ class LocalExecutor:
         self.max_idle = max_idle
         self._idle: list[WarmRunner] = []
         self._busy: set[WarmRunner] = set()
+        self._loading: dict[tuple, asyncio.Future] = {}  # runner group → done once its prepared runner loaded
+        self.load_timeout = load_timeout
         self._reaper: asyncio.Task | None = None
         self._emptying: asyncio.Future | None = None
         self.runners_started = 0
@@ -477,13 +494,48 @@ class LocalExecutor:
         return self.work_dir / "results" / task_key
 
     async def start(self, task: TaskSpec) -> LocalExecution:
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap_forever(), name="runner-reaper")
+        self._ensure_reaper()
         return LocalExecution(self, task)
 
-    async def runner_for(self, spec: TaskSpec) -> WarmRunner:
-        """An idle runner of the task's plan and function, or a new one."""
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="runner-reaper")
+
+    async def prepare(self, spec: TaskSpec) -> None:
+        """Start a runner for ``spec``'s plan and function and have it load the function, unless one is there:
+        it then waits idle for the plan's first task of that function. A task that comes while it loads waits
+        for it rather than starting a second one."""
         group = runner_group(spec)
+        if group in self._loading or any(r.group == group for r in (*self._idle, *self._busy)):
+            return
+        self._ensure_reaper()
+        loaded = asyncio.get_running_loop().create_future()
+        self._loading[group] = loaded
+        runner = WarmRunner(self, spec)
+        answer: dict = {}
+        try:
+            await runner.start(spec)
+            self.runners_started += 1
+            answer = await runner.load(self.load_timeout)
+        except (OSError, TimeoutError, BrokenPipeError, ConnectionResetError) as exc:
+            answer = {"ok": False, "error": str(exc) or type(exc).__name__}
+        finally:
+            del self._loading[group]
+            loaded.set_result(None)
+            if not answer.get("ok"):
+                await runner.stop()
+        if answer.get("ok"):
+            log.info("runner of function %s prepared for plan %s", spec.function_key, spec.plan_key)
+            await self.give_back(runner, retire=False)
+        else:
+            log.info("runner of function %s not prepared: %s", spec.function_key, answer.get("error", ""))
+
+    async def runner_for(self, spec: TaskSpec) -> WarmRunner:
+        """An idle runner of the task's plan and function (one being prepared is waited for), or a new one."""
+        group = runner_group(spec)
+        loading = self._loading.get(group)
+        if loading is not None:
+            await asyncio.shield(loading)
         for runner in self._idle:
             if runner.group == group and runner.process is not None and runner.process.returncode is None:
                 self._idle.remove(runner)

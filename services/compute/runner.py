@@ -19,6 +19,11 @@
     runner, so the interpreter, substratools and the function's module are loaded once per plan and
     function, and each task starts from that state (substratools' parser too, built once). Any other
     entrypoint is started once per task, inside the same jail.
+
+    The first command may instead be ``{"task": "", "load": true}`` (a runner prepared before its plan's
+    first task of the function): the script's top level runs under the name ``__tessera_load__`` (its
+    imports made, its ``__main__`` part skipped) and the answer is ``{"task": "", "ok": ...}``. Other
+    entrypoints have nothing to load and answer ok.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ def _arguments(argv: list[str]) -> tuple[str, dict[str, str], list[str]]:
     return mode, options, rest[1:]
 
 
+LOADING = "__tessera_load__"
+"""The module name a script's top level runs under when its runner loads it before its first task."""
+
 SIGNAL_HINTS = {
     "SIGXCPU": " (it used up its CPU time limit)",
     "SIGKILL": " (a limit of the sandbox)",
@@ -140,7 +148,8 @@ class Serve:
         import logging
         import traceback
 
-        self.redirect_output()
+        if self.current.get("log"):  # a load command has none: its output stays in the runner's log
+            self.redirect_output()
         logging.getLogger("substratools").handlers.clear()  # substratools adds one per execute
         try:
             call()
@@ -207,7 +216,7 @@ class Serve:
                 raise SystemExit(code)
 
         while self.current is not None:
-            self.answer(*self.outcome(call))
+            self.answer(*((True, "") if self.current.get("load") else self.outcome(call)))
             self.current = self.next_command()
 
     def in_process(self, script: str, fixed: list[str]) -> None:
@@ -231,8 +240,12 @@ class Serve:
                 state["looping"] = True
                 prepare(functions)
                 while True:
-                    args = [*fixed, *self.current["args"]]
-                    self.answer(*self.in_child(lambda args=args: original(sysargs=args)))
+                    if self.current.get("load"):  # the script called execute as it loaded: it is loaded
+                        self.answer(True)
+                    else:
+                        args = [*fixed, *self.current["args"]]
+                        sys.argv = [script, *args]  # the task's own command line, as a fresh process has it
+                        self.answer(*self.in_child(lambda args=args: original(sysargs=args)))
                     self.current = self.next_command()
                     if self.current is None:
                         raise SystemExit(0)
@@ -240,6 +253,27 @@ class Serve:
             functions.execute = looping_execute
             substratools.execute = looping_execute
 
+        if self.current.get("load"):
+            # Loaded ahead of its first task: the module's top level runs under another name than __main__,
+            # so its imports are made and its functions defined, but its ``if __name__ == "__main__"`` part is
+            # skipped; the first task then starts substratools' execute loop on the loaded module (a script
+            # without substratools functions is run again as __main__, as without a load).
+            sys.argv = [script, *fixed]
+            ok, error = self.outcome(lambda: runpy.run_path(script, run_name=LOADING))
+            if state["looping"]:
+                return  # it called execute while loading: that loop served every task and ended
+            if not ok:
+                self.answer(False, error, retire=True)
+                return
+            self.answer(True)
+            self.current = self.next_command()
+            if self.current is None:
+                return
+            if substratools is not None and functions.register.get_registered_functions():
+                # What the script's main part would do: substratools' execute (the loop), on the loaded module
+                # (running the script again would register its functions twice, which substratools refuses).
+                self.outcome(functions.execute)
+                return
         sys.argv = [script, *fixed, *self.current["args"]]
         # The script's top level runs here, once; its output goes to the first task's log.
         ok, error = self.outcome(lambda: runpy.run_path(script, run_name="__main__"))

@@ -229,6 +229,8 @@ def test_a_completion_starts_the_workers_next_task_without_its_event(setup, netw
     log = network.log_path(compute).read_text()[seen:]
     assert "re-queued" not in log
     assert [log.count(f"task {t.key}: executing") for t in tasks[1:]] == [1, 1]
+    # The train function's runner was made ready for the plan while its first task still waited for its parent.
+    assert f"runner of function {f['train']} prepared for plan {plan}" in network.log_path(compute).read_text()
     # Each next task became EXECUTING in its parent's completion: one transaction, one timestamp.
     ran = [_task(org1, t.key) for t in tasks]
     assert [child.start_date == parent.end_date for parent, child in itertools.pairwise(ran)] == [True, True]

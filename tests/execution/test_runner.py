@@ -298,3 +298,81 @@ def test_a_finished_task_s_folders_leave_its_runner_s_view_and_are_deleted(asset
     assert seen == []  # what the runner's jail sees: nothing of a task that has ended
     assert not results.exists()
     assert os.listdir(assets["work"] / "trash") == []
+
+
+def _runner_of(spec: TaskSpec) -> TaskSpec:
+    """What compute prepares a runner from: the plan and function of ``spec``, no task."""
+    return dataclasses.replace(spec, key="", inputs=[], outputs={}, rank=0, timeout=0.0)
+
+
+def _serve_after_prepare(assets, function: str = "train", tasks: int = 2, *, again: bool = True):
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            await executor.prepare(_runner_of(_spec(assets, "task-0", function)))
+            prepared = executor.runners_started
+            if again:
+                await executor.prepare(_runner_of(_spec(assets, "task-0", function)))  # one is there: nothing more
+            results = []
+            for index in range(tasks):
+                results.append(await (await executor.start(_spec(assets, f"task-{index}", function))).wait())
+            return prepared, executor.runners_started, results
+        finally:
+            await executor.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_prepared_runner_loads_the_function_and_serves_the_plans_first_tasks(assets):
+    """The function's script calls substratools' execute at its top level: loading it starts the loop."""
+    prepared, started, results = _serve_after_prepare(assets)
+    assert (prepared, started) == (1, 1)
+    assert all(r.succeeded for r in results), [r.error for r in results]
+    assert "train rank 1: 4 rows" in results[1].log_path.read_text()
+
+
+def test_a_prepared_script_runs_its_main_part_only_for_tasks(assets):
+    """A script that guards its execute call with ``__name__ == "__main__"``: the load runs its top level
+    under another name (imports, definitions), and the first task runs it as ``__main__``."""
+    guarded = flassets.FUNCTIONS.replace(
+        "\ntools.execute()\n", '\nprint("top level as", __name__)\nif __name__ == "__main__":\n    tools.execute()\n'
+    )
+    assert guarded != flassets.FUNCTIONS
+    flassets.write(assets["code"] / "function.py", guarded)
+    prepared, started, results = _serve_after_prepare(assets)
+    assert (prepared, started) == (1, 1)
+    assert all(r.succeeded for r in results), [r.error for r in results]
+    assert "train rank 1: 4 rows" in results[1].log_path.read_text()
+
+
+def test_a_function_that_cannot_load_is_not_kept_and_its_task_fails_with_why(assets):
+    flassets.write(assets["code"] / "function.py", "raise ImportError('no such module: missing_dependency')\n")
+    prepared, started, results = _serve_after_prepare(assets, tasks=1, again=False)
+    assert prepared == 1 and started == 2  # the failed runner was stopped; the task started its own
+    (result,) = results
+    assert not result.succeeded and "missing_dependency" in result.error
+
+
+def test_each_task_sees_its_own_command_line(assets):
+    """``sys.argv`` is the task's own in every task a runner serves, not the first task's."""
+    script = flassets.FUNCTIONS.replace(
+        "\ntools.execute()\n",
+        "\n@tools.register\ndef argv(inputs, outputs, task_properties):\n"
+        '    with open(outputs["model"], "w") as out:\n        json.dump(sys.argv, out)\n\n\ntools.execute()\n',
+    )
+    flassets.write(assets["code"] / "function.py", script)
+
+    async def scenario():
+        executor = _executor(assets)
+        try:
+            seen = []
+            for index in range(2):
+                result = await (await executor.start(_spec(assets, f"task-{index}", "argv"))).wait()
+                assert result.succeeded, result.error
+                seen.append(json.loads(result.outputs["model"].read_text()))
+            return seen
+        finally:
+            await executor.close()
+
+    first, second = asyncio.run(scenario())
+    assert "@/tessera/in/task-0/arguments.txt" in first and "@/tessera/in/task-1/arguments.txt" in second
