@@ -2,10 +2,11 @@
 teardown``) on the WORK stream, each message handled with explicit acknowledgement.
 
 A message is acknowledged once its handler returns (the outcome is in the ledger); a handler that
-raises gets it redelivered after ``ack_wait / 2``, and a message whose work takes long is kept alive
-with in-progress heartbeats every ``ack_wait / 3``. Each kind has its own limit of messages in hand:
-a consumer holds its limit while it waits for a message, and the run consumer must not wait behind
-idle build or teardown fetches for a slot. Each message is handled in a span that continues the trace
+raises gets it redelivered after ``ack_wait / 2``, and a message whose work takes long (or waits for a
+slot) is kept alive with in-progress heartbeats every ``ack_wait / 3``. Each kind has its own slots: a
+consumer fetches a message only when one of its kind's slots is free, without holding it while the
+fetch waits, so that the run consumer never waits behind idle build or teardown fetches, nor offered
+work behind an idle fetch. Each message is handled in a span that continues the trace
 its headers carry (the event service's, itself continuing the ledger call that asked for the work).
 
 Work can also be *offered* without a message (compute learned of it first, from the ledger's answer to
@@ -89,14 +90,16 @@ class WorkConsumer:
         self._subscriptions.append(subscription)
         limit = self._limits[kind]
         while True:
-            await limit.acquire()
+            # Fetch only when a slot is free, but do not hold it while the fetch waits on the network: offered
+            # work (a task a completion here just started) must not wait behind an idle fetch. A message that
+            # finds its slot taken meanwhile waits in hand for the next one (its heartbeats keep it).
+            async with limit:
+                pass
             try:
                 messages = await subscription.fetch(1, timeout=1.0)
             except TimeoutError:
-                limit.release()
                 continue
             except Exception:
-                limit.release()
                 log.warning("fetching %s work failed; retrying", kind, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
@@ -124,8 +127,9 @@ class WorkConsumer:
         heartbeat = asyncio.create_task(self._heartbeat(message))
         parent = telemetry.context_from(message.headers)
         try:
-            with tracer.start_as_current_span(f"compute.{kind}", context=parent, kind=SpanKind.CONSUMER):
-                await self._handlers[kind](message.data)
+            async with self._limits[kind]:
+                with tracer.start_as_current_span(f"compute.{kind}", context=parent, kind=SpanKind.CONSUMER):
+                    await self._handlers[kind](message.data)
             await message.ack()
         except asyncio.CancelledError:
             raise
@@ -135,7 +139,6 @@ class WorkConsumer:
                 await message.nak(delay=self._ack_wait / 2)
         finally:
             heartbeat.cancel()
-            self._limits[kind].release()
 
     async def _heartbeat(self, message) -> None:
         while True:

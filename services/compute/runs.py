@@ -90,6 +90,7 @@ class Runs:
         self._public_url = public_url
         self._task_timeout = task_timeout
         self._slots = slots
+        self._queued = 0  # ready tasks offered that wait for a slot, not claimed yet
         self.running: dict[str, Run] = {}
         self._executions: dict[str, Execution] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -225,11 +226,11 @@ class Runs:
             self._executor.forget(task.key)
 
     def _free_slots(self) -> int:
-        """How many tasks a completion here may start: the slots no run holds, the completing one's included
-        (0 when nothing would run them before their messages come)."""
+        """How many tasks a completion here may start: the slots no run holds nor a ready task waits for, the
+        completing one's included (0 when nothing would run them before their messages come)."""
         if self.offer is None:
             return 0
-        return max(0, self._slots - len(self.running) + 1)
+        return max(0, self._slots - len(self.running) - self._queued + 1)
 
     def _finish(self, channel: str, key: str, completed: api.CompleteTaskResponse | None) -> None:
         """Remember a task the ledger has DONE; run the tasks its completion started here, offer those it
@@ -250,7 +251,12 @@ class Runs:
             data = work_pb2.RunTask(
                 compute_task_key=ready.key, compute_plan_key=ready.compute_plan_key, channel=channel
             ).SerializeToString()
-            self.offer(lambda data=data: self.on_run(data))
+            self._queued += 1
+            self.offer(lambda data=data: self._queued_run(data))
+
+    async def _queued_run(self, data: bytes) -> None:
+        self._queued -= 1  # it has its slot now: counted as running once claimed
+        await self.on_run(data)
 
     @staticmethod
     def _failure_log(result: ExecutionResult, reason: str) -> Path | None:

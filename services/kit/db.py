@@ -220,9 +220,12 @@ class UnitOfWork(Generic[R]):
                     continue
                 sqlstate = getattr(exc.orig, "pgcode", None)
                 if sqlstate in RETRYABLE_SQLSTATES and attempt <= self._retries:
-                    delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                    # The first retry is immediate: the conflict is reported once the other transaction has
+                    # committed, so running again now usually succeeds; later ones back off, with jitter.
+                    delay = 0.0 if attempt == 1 else min(0.2, 0.001 * 2**attempt) * (0.5 + random.random())
                     log.debug("retrying transaction after %s", sqlstate, extra={"fields": {"attempt": attempt}})
-                    time.sleep(delay)
+                    if delay:
+                        time.sleep(delay)
                     continue
                 if sqlstate in RETRYABLE_SQLSTATES:  # nothing was written: the caller may try again
                     raise Aborted(
