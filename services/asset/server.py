@@ -9,6 +9,7 @@ field.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -20,8 +21,10 @@ from services.asset.domain import datasets, functions, organizations, outputs, p
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context, in_declared_order
 from services.asset.events import Hub, RecentEvents
+from services.asset.plan_locks import PlanLocks
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
+from services.kit.errors import DomainError
 from services.kit.identity import current_caller
 
 if TYPE_CHECKING:
@@ -86,6 +89,7 @@ class AssetService(api_grpc.AssetServiceServicer):
         self._reads = reads
         self._hub = hub
         self._recent = RecentEvents()
+        self._plan_locks = PlanLocks()
 
     async def _write(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
@@ -107,6 +111,21 @@ class AssetService(api_grpc.AssetServiceServicer):
             self._recent.add(emitted)
             await self._hub.notify()
         return result
+
+    async def _task_write(self, task_key: str, work: Callable[[Context], T]) -> T:
+        """:meth:`_write` for a transition of one task: queued behind the other transitions of its plan in this
+        process (:mod:`services.asset.plan_locks`)."""
+        channel = current_caller().channel
+        plan = self._plan_locks.plan_of(channel, task_key)
+        if plan is None:
+            try:
+                task = await self._read(lambda ctx: tasks.get_task(ctx, task_key))
+            except DomainError:
+                return await self._write(work)  # the write reports what is wrong with the key
+            self._plan_locks.learn(channel, [task])
+            plan = task.compute_plan_key
+        async with self._plan_locks.held(channel, plan):
+            return await self._write(work)
 
     async def _read(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
@@ -288,7 +307,13 @@ class AssetService(api_grpc.AssetServiceServicer):
     # tasks
     async def RegisterTasks(self, request, context):
         new = [new_task(t) for t in request.tasks]
-        return api.RegisterTasksResponse(tasks=await self._write(lambda ctx: tasks.register_tasks(ctx, new)))
+        channel = current_caller().channel
+        plans = {t.compute_plan_key for t in request.tasks}  # one per batch, as the SDK sends them
+        held = self._plan_locks.held(channel, plans.pop()) if len(plans) == 1 else contextlib.nullcontext()
+        async with held:
+            registered = await self._write(lambda ctx: tasks.register_tasks(ctx, new))
+        self._plan_locks.learn(channel, registered)
+        return api.RegisterTasksResponse(tasks=registered)
 
     async def GetTask(self, request, context):
         return api.GetTaskResponse(task=await self._read(lambda ctx: tasks.get_task(ctx, request.key)))
@@ -298,11 +323,14 @@ class AssetService(api_grpc.AssetServiceServicer):
         return api.ListTasksResponse(tasks=page.items, next_page_token=page.next_page_token, total_size=page.total_size)
 
     async def ApplyTaskAction(self, request, context):
-        await self._write(lambda ctx: tasks.apply_action(ctx, request.task_key, request.action, request.reason))
+        await self._task_write(
+            request.task_key, lambda ctx: tasks.apply_action(ctx, request.task_key, request.action, request.reason)
+        )
         return api.ApplyTaskActionResponse()
 
     async def StartTask(self, request, context):
-        return _start_response(await self._write(lambda ctx: work.start_task(ctx, request.task_key)))
+        started = await self._task_write(request.task_key, lambda ctx: work.start_task(ctx, request.task_key))
+        return _start_response(started)
 
     async def CompleteTask(self, request, context):
         done = work.Completion(
@@ -314,7 +342,9 @@ class AssetService(api_grpc.AssetServiceServicer):
             ],
             profiling_steps=[work.TaskStep(s.step, s.duration) for s in request.profiling_steps],
         )
-        completed = await self._write(lambda ctx: work.complete_task(ctx, done, request.start_ready))
+        completed = await self._task_write(
+            request.task_key, lambda ctx: work.complete_task(ctx, done, request.start_ready)
+        )
         return api.CompleteTaskResponse(
             task=completed.task, ready=completed.ready, started=[_start_response(s) for s in completed.started]
         )
