@@ -424,6 +424,19 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
+def _chain_orchestration(run: TesseraRun) -> list[float]:
+    """For a plan whose tasks form one chain: per task after the first, the time between its parent's DONE and
+    its own DONE that is not its user function (empty for other plans)."""
+    parents = run.plan.parents
+    if any(len(p) > 1 for p in parents.values()) or sum(1 for p in parents.values() if not p) != 1:
+        return []
+    gaps = []
+    for key, (parent, *_) in ((k, p) for k, p in parents.items() if p):
+        done, before = _seconds(run.tasks[key].end_date), _seconds(run.tasks[parent].end_date)
+        gaps.append(done - before - run.steps[key].get("task_execution", 0.0))
+    return gaps
+
+
 def _seconds(ts) -> float:
     return ts.seconds + ts.nanos / 1e9
 
@@ -445,7 +458,8 @@ def report(results: dict) -> str:
     """The figures as markdown tables."""
     runs = results["runs"]
     lines = [
-        f"Two organizations, {results['slots']} execution slots each; wall time from add_compute_plan to the last DONE (ledger timestamp).",
+        f"Two organizations, {results['slots']} execution slots each; wall time from add_compute_plan to the last "
+        "DONE (ledger timestamp).",
         "",
         "| plan | tasks | critical path (tasks) | Tessera wall (s) | wall / critical-path task (s) "
         "| Σ user function (s) | overhead per task (s) | local mode wall (s) | Tessera / local |",
@@ -476,11 +490,6 @@ def report(results: dict) -> str:
             if parents:
                 waits.append(_seconds(task.start_date) - max(_seconds(tasks[p].end_date) for p in parents))
             rests.append(_seconds(task.end_date) - _seconds(task.start_date) - sum(steps[key].values()))
-            if os.environ.get("BENCH_DUMP"):
-                ready = max((_seconds(tasks[p].end_date) for p in parents), default=_seconds(task.start_date))
-                print("DUMP", ours.plan.name[:5], task.rank, task.function_key[:6], task.worker[5:9], f"ready={ready % 100:.3f}",
-                      f"wait={_seconds(task.start_date) - ready:.3f}", {k: round(v, 3) for k, v in steps[key].items()},
-                      f"rest={rests[-1]:.3f}", f"end={_seconds(task.end_date) % 100:.3f}")
         means = {
             name: _mean([s.get(name, 0.0) for s in steps.values()])
             for name in ("download_function", "prepare_inputs", "task_execution", "save_outputs")
@@ -492,6 +501,15 @@ def report(results: dict) -> str:
             f"{means['prepare_inputs']:.3f} | {means['task_execution']:.3f} | {means['save_outputs']:.3f} | "
             f"{_mean(rests):.3f} | {(ours.wall - on_path) / length:.2f} |"
         )
+    for ours, _ in runs:
+        gaps = _chain_orchestration(ours)
+        if gaps:
+            lines += [
+                "",
+                f"{ours.plan.name}: orchestration per task (the interval between a task's DONE and the next one's, "
+                f"less the next one's task_execution): p50 {statistics.median(gaps) * 1000:.0f} ms, "
+                f"mean {_mean(gaps) * 1000:.0f} ms over {len(gaps)} tasks.",
+            ]
     cores = os.cpu_count() or 1
     header = " | ".join(f"{ours.plan.name}: Tessera | local mode" for ours, _ in runs)
     lines += [
