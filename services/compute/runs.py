@@ -40,6 +40,7 @@ from tessera.storage.v1 import storage_pb2
 from services.compute.builds import Builds
 from services.compute.completions import Completions
 from services.compute.domain import inputs, outputs, runs
+from services.compute.domain.builds import FunctionCode
 from services.compute.domain.errors import TRANSIENT
 from services.compute.domain.execution import ExecutionResult, TaskInput
 from services.compute.domain.places import Places
@@ -170,9 +171,7 @@ class Runs:
         try:
             run.step = runs.DOWNLOAD
             t0 = time.perf_counter()
-            logs = self._places.build_log(task.function_key)
-            logs.parent.mkdir(parents=True, exist_ok=True)
-            code = await self._builds.code(run.channel, task.function, logs)
+            code = await self._code(run.channel, task.function)
             durations[run.step] = int((time.perf_counter() - t0) * 1e6)
 
             run.step = "prepare_inputs"
@@ -224,6 +223,12 @@ class Runs:
             await self._failures.report(run.channel, failure.report(task.key), logs)
         finally:
             self._executor.forget(task.key)
+
+    async def _code(self, channel: str, function: res.Function) -> FunctionCode:
+        """The function's code, prepared once (its build log kept where a failed task's report finds it)."""
+        logs = self._places.build_log(function.key)
+        logs.parent.mkdir(parents=True, exist_ok=True)
+        return await self._builds.code(channel, function, logs)
 
     def _free_slots(self) -> int:
         """How many tasks a completion here may start: the slots no run holds nor a ready task waits for, the
@@ -344,9 +349,7 @@ class Runs:
             if function.status != res.FUNCTION_STATUS_READY:
                 log.info("runner of %s not prepared: the function is not built", work.function_key)
                 return
-            logs = self._places.build_log(function.key)
-            logs.parent.mkdir(parents=True, exist_ok=True)
-            code = await self._builds.code(work.channel, function, logs)
+            code = await self._code(work.channel, function)
             await self._executor.prepare(runs.runner_spec(work.compute_plan_key, function, code))
         except asyncio.CancelledError:
             raise

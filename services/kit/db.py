@@ -196,7 +196,6 @@ class UnitOfWork(Generic[R]):
         self._engine = engine
         self._sessions = orm.sessionmaker(engine, expire_on_commit=False)
         self._repositories = repositories
-        self._serializable = serializable
         self._retries = retries
 
     def run_sync(self, work: Callable[[R], T]) -> T:

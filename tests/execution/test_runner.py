@@ -331,9 +331,10 @@ def test_a_prepared_runner_loads_the_function_and_serves_the_plans_first_tasks(a
     assert "train rank 1: 4 rows" in results[1].log_path.read_text()
 
 
-def test_a_prepared_script_runs_its_main_part_only_for_tasks(assets):
+def test_a_prepared_script_is_loaded_once_and_its_tasks_run_from_the_loaded_module(assets):
     """A script that guards its execute call with ``__name__ == "__main__"``: the load runs its top level
-    under another name (imports, definitions), and the first task runs it as ``__main__``."""
+    under another name (imports, definitions), and the tasks run substratools' execute on the loaded module
+    without running the script again (substratools would refuse its functions registered twice)."""
     guarded = flassets.FUNCTIONS.replace(
         "\ntools.execute()\n", '\nprint("top level as", __name__)\nif __name__ == "__main__":\n    tools.execute()\n'
     )
@@ -343,6 +344,7 @@ def test_a_prepared_script_runs_its_main_part_only_for_tasks(assets):
     assert (prepared, started) == (1, 1)
     assert all(r.succeeded for r in results), [r.error for r in results]
     assert "train rank 1: 4 rows" in results[1].log_path.read_text()
+    assert all("top level as" not in r.log_path.read_text() for r in results)  # the script ran once, at the load
 
 
 def test_a_function_that_cannot_load_is_not_kept_and_its_task_fails_with_why(assets):

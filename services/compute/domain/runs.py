@@ -81,21 +81,7 @@ def task_spec(task: res.ComputeTask, code: FunctionCode, inputs: list[TaskInput]
 
 def runner_spec(plan_key: str, function: res.Function, code: FunctionCode) -> TaskSpec:
     """What a runner of ``function`` for the plan is made from, before any task of it: no task, no inputs."""
-    return TaskSpec(
-        key="",
-        plan_key=plan_key,
-        function_key=function.key,
-        code=code.directory,
-        python=code.python,
-        entrypoint=code.entrypoint,
-        inputs=[],
-        outputs={},
-        rank=0,
-        timeout=0.0,
-        env=code.env,
-        workdir=code.workdir,
-        image_workdir=code.image_workdir,
-    )
+    return task_spec(res.ComputeTask(compute_plan_key=plan_key, function_key=function.key), code, [], 0.0)
 
 
 def execution_failure(result: ExecutionResult) -> UserError | None:
