@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tessera.asset.v1 import asset_service_pb2, asset_service_pb2_grpc
 
-from services.asset.events import Hub, Relay
+from services.asset.events import Hub, RecentEvents, Relay
 from services.asset.server import AssetService
 from services.asset.settings import AssetSettings
 from services.asset.store.repositories import Repositories
@@ -29,11 +29,12 @@ async def build(settings: AssetSettings) -> GrpcServer:
     writes = UnitOfWork(serializable, repositories=Repositories, serializable=True, retries=settings.tx_retries)
     reads = UnitOfWork(base.engine, repositories=Repositories)
     hub = Hub()
+    recent = RecentEvents()
     if base.js is not None and settings.relay_enabled:
-        relay = Relay(reads, base.js, hub)
+        relay = Relay(reads, base.js, hub, recent)
         relay.start()
         base.server.on_stop(relay.stop)
     base.server.add(
-        asset_service_pb2_grpc.add_AssetServiceServicer_to_server, AssetService(writes, reads, hub), SERVICE
+        asset_service_pb2_grpc.add_AssetServiceServicer_to_server, AssetService(writes, reads, hub, recent), SERVICE
     )
     return base.server

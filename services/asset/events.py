@@ -7,8 +7,10 @@ stream itself (or its own cursor), so a relay killed at any point neither loses 
 event. The JetStream copy is for fan-out; the ledger remains the source of truth, and live readers
 follow ``SubscribeEvents``: once woken by a commit, the relay lingers a moment so that one round
 publishes the commits that follow (a task's start and end are two commits tens of milliseconds apart)
-instead of reading the log once for each. Its own cursor is saved at most every few seconds: the
-stream's last position is the one it resumes from, the cursor only a floor should the stream lose it.
+instead of reading the log once for each. It takes the events this process committed from
+:class:`RecentEvents` (those of other processes, or evicted ones, from the database). Its own cursor is
+saved at most every few seconds: the stream's last position is the one it resumes from, the cursor only a
+floor should the stream lose it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Relay:
         uow: UnitOfWork[Repositories],
         js: JetStreamContext,
         hub: Hub,
+        recent: RecentEvents | None = None,
         batch: int = 500,
         poll: float = 1.0,
         linger: float = 0.2,
@@ -48,6 +51,7 @@ class Relay:
         self._uow = uow
         self._js = js
         self._hub = hub
+        self._recent = recent
         self._batch = batch
         self._poll = poll
         self._linger = linger
@@ -103,10 +107,7 @@ class Relay:
                 cursors[channel] = max(stored.get(channel, 0), await self._stream_position(channel))
             if head <= cursors[channel]:
                 continue
-            after = cursors[channel]
-            batch = await self._uow.run(
-                lambda repos, channel=channel, after=after: repos.outbox().events_after(channel, after, self._batch)
-            )
+            batch = await self._pending(channel, cursors[channel])
             for event in batch:
                 await self._js.publish(
                     subjects.ledger_subject(channel, subject_token(event.asset_kind)),
@@ -120,6 +121,14 @@ class Relay:
                 self._saved_at[channel] = time.monotonic()
             moved = True
         return moved
+
+
+    async def _pending(self, channel: str, after: int) -> list[ev.Event]:
+        """The next events of ``channel`` after ``after``: from memory when this process committed them."""
+        kept = self._recent.after(channel, after, self._batch) if self._recent is not None else None
+        if kept:
+            return kept
+        return await self._uow.run(lambda repos: repos.outbox().events_after(channel, after, self._batch))
 
 
 class RecentEvents:

@@ -84,11 +84,17 @@ def new_model(given: api.NewModel) -> outputs.NewModel:
 class AssetService(api_grpc.AssetServiceServicer):
     """The ledger's gRPC API."""
 
-    def __init__(self, writes: UnitOfWork[Repositories], reads: UnitOfWork[Repositories], hub: Hub) -> None:
+    def __init__(
+        self,
+        writes: UnitOfWork[Repositories],
+        reads: UnitOfWork[Repositories],
+        hub: Hub,
+        recent: RecentEvents | None = None,
+    ) -> None:
         self._writes = writes
         self._reads = reads
         self._hub = hub
-        self._recent = RecentEvents()
+        self._recent = RecentEvents() if recent is None else recent
         self._plan_locks = PlanLocks()
 
     async def _write(self, work: Callable[[Context], T]) -> T:
@@ -435,12 +441,12 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     # permissions
     async def CanProcess(self, request, context):
-        allowed = await self._read(
+        access = await self._read(
             lambda ctx: outputs.can_process(
                 ctx, request.asset_kind, request.asset_key, request.organization_id, download=request.download
             )
         )
-        return api.CanProcessResponse(allowed=allowed)
+        return api.CanProcessResponse(allowed=access.allowed, disabled=access.disabled)
 
     async def CanAccessLogs(self, request, context):
         allowed = await self._read(lambda ctx: outputs.can_access_logs(ctx, request.asset_key, request.organization_id))

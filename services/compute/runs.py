@@ -18,6 +18,10 @@ task claimed or finished here. A task whose completion the ledger recorded is re
 so a late message for it is skipped without a ledger call (a DONE task never runs again); anything else
 is StartTask's to decide, as for any duplicate (a task started by a completion whose answer was lost
 is EXECUTING here: its message restarts it).
+
+A run message also names the models of other organizations its task reads, as the event service saw them
+registered: they are fetched into the cache while StartTask is on its way, instead of after its answer
+(a hint only; the task runs with what StartTask answers, and each file is checked against its checksum).
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class Runs:
         self.running: dict[str, Run] = {}
         self._executions: dict[str, Execution] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._prefetches: set[asyncio.Future] = set()
         self.offer: Callable[[Callable[[], Awaitable[None]]], None] | None = None
         """Runs work in a run slot as soon as one is free: tasks a completion here made ready or started
         (set by the composition root; without it, they wait for their messages)."""
@@ -111,11 +116,32 @@ class Runs:
             log.info("run of %s skipped: it was completed here", key)
             return
         run = self._claim(key, work.channel)  # before the first await (see the module's description)
+        self._prefetch(work)
         try:
             if not await self._report_kept(key):
                 await self._claimed(run)
         finally:
             self._release(key)
+
+    def _prefetch(self, work: work_pb2.RunTask) -> None:
+        """Start fetching the peers' models a run message names while StartTask is on its way. A hint: the
+        run's own fetch of an input waits for these through the cache's lock and fetches again what failed."""
+        for model in work.peer_models:
+            if model.HasField("address"):
+                placement = inputs.model_placement("", model, self._places)
+                fetch = asyncio.ensure_future(self._fetch_hinted(work.channel, placement, work.compute_task_key))
+                self._prefetches.add(fetch)
+                fetch.add_done_callback(self._prefetches.discard)
+
+    async def _fetch_hinted(self, channel: str, placement: inputs.Placement, task_key: str) -> None:
+        try:
+            await self._files.cached(channel, placement)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hint: the run fetches its inputs itself
+            log.info("early fetch of model %s for task %s failed: %s", placement.asset_key, task_key, exc)
+        else:
+            log.info("model %s in the cache ahead of the start of task %s", placement.asset_key, task_key)
 
     def _claim(self, key: str, channel: str) -> Run:
         run = Run(key, channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())
@@ -377,7 +403,9 @@ class Runs:
         return True
 
     async def stop(self) -> None:
-        """Stop every execution (their messages will be redelivered)."""
+        """Stop every execution (their messages will be redelivered) and every early fetch."""
+        for fetch in list(self._prefetches):
+            fetch.cancel()
         for execution in list(self._executions.values()):
             with contextlib.suppress(Exception):
                 await execution.cancel()

@@ -11,7 +11,7 @@ from tessera.asset.v1 import resources_pb2 as asset_res
 
 from services.kit.errors import PermissionDenied, Unavailable
 from services.kit.identity import CHANNEL_HEADER
-from services.storage.domain.permissions import Asset
+from services.storage.domain.permissions import Access, Asset
 
 ASSET_KINDS = {
     Asset.FUNCTION: asset_res.ASSET_FUNCTION,
@@ -33,12 +33,14 @@ class GrpcLedger:
         self._stub = stub
         self._timeout = timeout
 
-    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> bool | None:
+    async def can_process(
+        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
+    ) -> Access | None:
         request = asset_api.CanProcessRequest(
             asset_kind=ASSET_KINDS[asset], asset_key=key, organization_id=org_id, download=download
         )
         response = await self._ask(channel, self._stub.CanProcess, request)
-        return None if response is None else response.allowed
+        return None if response is None else Access(response.allowed, response.disabled)
 
     async def can_access_logs(self, channel: str, task_key: str, org_id: str) -> bool | None:
         request = asset_api.CanAccessLogsRequest(asset_key=task_key, organization_id=org_id)

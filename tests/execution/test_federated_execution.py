@@ -72,7 +72,7 @@ def functions(orgs):
     return keys
 
 
-def test_a_federated_plan_completes_with_correct_performances(orgs, functions):
+def test_a_federated_plan_completes_with_correct_performances(orgs, functions, network):
     org1, org2 = orgs
     rng = np.random.default_rng(7)
     data = {org.id: [rng.normal(i + 1, 1.0, (6, 3)) for _ in range(2)] for i, org in enumerate(orgs)}
@@ -161,6 +161,14 @@ def test_a_federated_plan_completes_with_correct_performances(orgs, functions):
     trained_by_org2 = next(a.model for a in inputs if a.model.owner == org2.id)
     fetched = download(org1.storage_of(org2), storage_pb2.FILE_KIND_MODEL, trained_by_org2.key)
     assert digest(fetched, trained_by_org2.compute_task_key) == trained_by_org2.address.checksum
+    # org2's second training read org1's first aggregate: its run message named that model, and org2's
+    # compute fetched it while the ledger was starting a task that reads it.
+    second_train = tasks[7 + 1]
+    (aggregated,) = org2.ledger.GetTaskInputAssets(
+        api.GetTaskInputAssetsRequest(key=second_train.key, identifier="models")
+    ).assets
+    compute_log = network.log_path(network.service("compute", org2.id)).read_text()
+    assert f"model {aggregated.model.key} in the cache ahead of the start of task" in compute_log
     # Profiling steps were recorded for each task.
     steps = org1.ledger.ListProfilingSteps(api.ListProfilingStepsRequest(asset_key=last_agg.key)).profiling_steps
     assert [s.step for s in steps] == ["prepare_inputs", "task_execution", "save_outputs"]  # its own function

@@ -238,22 +238,32 @@ def record_task_steps(ctx: Context, task: res.ComputeTask, steps: list[tuple[str
     )
 
 
-def can_process(ctx: Context, asset_kind: int, asset_key: str, org: str, *, download: bool = False) -> bool:
+@dataclass(frozen=True)
+class Access:
+    """Storage's answer about one asset: whether an organization holds the permission asked, and for a
+    model whether the ledger disabled it."""
+
+    allowed: bool
+    disabled: bool = False
+
+
+def can_process(ctx: Context, asset_kind: int, asset_key: str, org: str, *, download: bool = False) -> Access:
     """Whether ``organization_id`` may process (or download) an asset: storage's check."""
     key = validate_key("asset_key", asset_key)
     kind = asset_kind
     if kind == res.ASSET_MODEL:
         model = get_model(ctx, key)
         permission = model.permissions.download if download else model.permissions.process
-    elif kind == res.ASSET_FUNCTION:
+        return Access(allows(permission, org), disabled=not model.HasField("address"))
+    if kind == res.ASSET_FUNCTION:
         permission = functions.get_function(ctx, key).permissions.process
     elif kind == res.ASSET_DATA_MANAGER:
         permission = get_one(key, "data manager", ctx.store.get_data_managers).permissions.process
     elif kind == res.ASSET_DATA_SAMPLE:
-        return get_one(key, "data sample", ctx.store.get_data_samples).owner == org  # samples never leave their org
+        return Access(get_one(key, "data sample", ctx.store.get_data_samples).owner == org)  # samples stay home
     else:
         raise InvalidArgument.on("asset_kind", "must be a model, function, data manager or data sample")
-    return allows(permission, org)
+    return Access(allows(permission, org))
 
 
 def can_access_logs(ctx: Context, task_key: str, org: str) -> bool:

@@ -58,10 +58,20 @@ def _placement(task: res.ComputeTask, asset: res.ComputeTaskInputAsset, places: 
     if which == "data_sample":
         sample = asset.data_sample
         return place(sample.owner, sample.key, places.data_sample(sample.key), multiple=multiple)
-    model = asset.model
-    if not model.HasField("address"):
-        raise UserError(f"input model {model.key} has been disabled")
-    path = places.model(model.key)
-    return place(
-        model.owner, model.key, path, checksum=model.address.checksum, salt=model.compute_task_key, multiple=multiple
+    if not asset.model.HasField("address"):
+        raise UserError(f"input model {asset.model.key} has been disabled")
+    return model_placement(asset.identifier, asset.model, places, multiple=multiple)
+
+
+def model_placement(identifier: str, model: res.Model, places: Places, *, multiple: bool = False) -> Placement:
+    """Where a model (not disabled) is fetched from and kept: its checksum is salted with its task's key."""
+    return Placement(
+        identifier,
+        FILE_KIND_MODEL,
+        model.owner,
+        model.key,
+        places.model(model.key),
+        checksum=model.address.checksum,
+        salt=model.compute_task_key,
+        multiple=multiple,
     )

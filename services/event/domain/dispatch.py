@@ -21,6 +21,7 @@ FINAL = frozenset({res.STATUS_DONE, res.STATUS_FAILED, res.STATUS_CANCELED})
 PLAN_ENDED = frozenset({res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED})
 KNOWN_TASKS = 50_000  # tasks whose outputs are remembered (a few hundred bytes each)
 PREPARED_KEPT = 10_000  # (plan, function) pairs whose runner was asked for, remembered to ask once
+PEER_OUTPUTS_KEPT = 10_000  # task outputs whose models other organizations registered, remembered as hints
 UNSTARTED = frozenset(
     {
         res.STATUS_WAITING_FOR_BUILDER_SLOT,
@@ -124,6 +125,36 @@ class KnownTasks:
         return len(self._tasks)
 
 
+class PeerModels:
+    """The models other organizations registered lately, by the task output that produced them: a run
+    message names those its task reads, so that compute fetches them while the ledger starts the task (a
+    hint: the models of this organization are in compute's cache already, and StartTask's answer decides)."""
+
+    def __init__(self, org: str, capacity: int = PEER_OUTPUTS_KEPT) -> None:
+        self._org = org
+        self._capacity = capacity
+        self._outputs: OrderedDict[tuple[str, str], dict[str, res.Model]] = OrderedDict()
+
+    def remember(self, model: res.Model) -> None:
+        """Keep a model another organization registered; the oldest output is forgotten past the capacity."""
+        if model.owner == self._org:
+            return
+        output = (model.compute_task_key, model.compute_task_output_identifier)
+        self._outputs.setdefault(output, {})[model.key] = model  # keyed: a replayed event adds nothing
+        self._outputs.move_to_end(output)
+        while len(self._outputs) > self._capacity:
+            self._outputs.popitem(last=False)
+
+    def read_by(self, task: res.ComputeTask) -> list[res.Model]:
+        """The remembered models of other organizations among the inputs of ``task``, in input order."""
+        found: list[res.Model] = []
+        for item in task.inputs:
+            if item.WhichOneof("ref") == "parent_task_output":
+                ref = item.parent_task_output
+                found += self._outputs.get((ref.parent_task_key, ref.output_identifier), {}).values()
+        return found
+
+
 class DispatchRules:
     """The decisions for one organization in one channel (``channel`` "" is the one open channel)."""
 
@@ -131,6 +162,7 @@ class DispatchRules:
         self.org = org
         self.channel = channel
         self.known = known if known is not None else KnownTasks()
+        self.peer_models = PeerModels(org)
         self._prepared: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def decide(self, event: ev.Event) -> list[Action]:
@@ -142,6 +174,9 @@ class DispatchRules:
             return [BuildIfWaiting(self._work("build", key, message, event))]
         if kind == "compute_task":
             return self._task(event, event.compute_task)
+        if kind == "model" and event.event_kind == ev.EVENT_ASSET_CREATED:
+            self.peer_models.remember(event.model)
+            return []
         if kind == "model" and event.event_kind == ev.EVENT_ASSET_DISABLED and event.model.owner == self.org:
             return [DeleteModel(event.model.key)]
         if kind == "compute_plan" and event.compute_plan.status in PLAN_ENDED:
@@ -197,6 +232,7 @@ class DispatchRules:
                 compute_plan_key=task.compute_plan_key,
                 channel=self.channel,
                 event_id=event.id,
+                peer_models=self.peer_models.read_by(task),
             )
             actions.append(self._work("run", task.key, message, event))
         if task.worker == self.org and task.status == res.STATUS_CANCELED:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from services.kit.errors import Gone, PermissionDenied
 from services.kit.identity import Caller
@@ -43,6 +43,14 @@ GUARDS = {
 samples are never served)."""
 
 
+class Access(NamedTuple):
+    """The ledger's answer about one asset: whether the organization holds the permission asked, and for a
+    model whether the ledger disabled it (one question serves a peer's download)."""
+
+    allowed: bool
+    disabled: bool = False
+
+
 class Ledger(Protocol):
     """The ledger's answers storage needs, asked in ``channel`` about organization ``org_id``.
 
@@ -50,8 +58,11 @@ class Ledger(Protocol):
     ``PermissionDenied`` when the ledger refuses the question and ``Unavailable`` when it cannot answer.
     """
 
-    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> bool | None:
-        """Whether ``org_id`` holds the process (``download``: download) permission of the asset."""
+    async def can_process(
+        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
+    ) -> Access | None:
+        """Whether ``org_id`` holds the process (``download``: download) permission of the asset, and
+        whether the asset is a model the ledger disabled."""
 
     async def can_access_logs(self, channel: str, task_key: str, org_id: str) -> bool | None:
         """Whether ``org_id`` holds the logs permission of the task."""
@@ -77,8 +88,10 @@ class Permissions:
         self, caller: Caller, stored: StoredFile, *, export: bool = False, describe: bool = False
     ) -> None:
         """Raise unless ``caller`` may read ``stored`` (``describe``: stat only, a disabled file is no refusal)."""
+        disabled_model = None  # a peer's permission answer says it too, for a model
         if caller.org_id != self._org:
-            await self._check_peer(caller, stored, export)
+            access = await self._check_peer(caller, stored, export)
+            disabled_model = access.disabled if stored.kind == Kind.MODEL else None
         if export and stored.kind == Kind.MODEL and caller.channel not in self._export_channels:
             raise PermissionDenied(
                 f"model export is not enabled in channel {caller.channel!r} (TESSERA_MODEL_EXPORT_CHANNELS)",
@@ -88,7 +101,9 @@ class Permissions:
             return
         if stored.disabled:
             raise Gone(f"{stored.label} is not available anymore")
-        if await self.is_disabled_model(caller, stored):
+        if disabled_model is None:
+            disabled_model = await self.is_disabled_model(caller, stored)
+        if disabled_model:
             raise Gone(f"model {stored.asset_key} was disabled")
 
     async def is_gone(self, caller: Caller, stored: StoredFile) -> bool:
@@ -102,26 +117,27 @@ class Permissions:
             return False
         return bool(await self._ledger.model_disabled(caller.channel, stored.asset_key))
 
-    async def _check_peer(self, caller: Caller, stored: StoredFile, export: bool) -> None:
+    async def _check_peer(self, caller: Caller, stored: StoredFile, export: bool) -> Access:
         if stored.kind == Kind.DATA_SAMPLE:
             raise PermissionDenied("data samples never leave their organization", reason="DATA_SAMPLE_PRIVATE")
         if not stored.asset_key:
             raise PermissionDenied(f"{stored.label} belongs to no asset: only {self._org} may read it")
         if self._ledger is None:
             raise PermissionDenied(f"{stored.label}: no ledger configured to check {caller.org_id}'s permission")
-        allowed = await self._allowed(self._ledger, caller, stored, export)
-        if allowed is None:
+        access = await self._access(self._ledger, caller, stored, export)
+        if access is None:
             raise PermissionDenied(f"{stored.label} is not registered in channel {caller.channel!r}")
-        if not allowed:
+        if not access.allowed:
             permission = "logs" if stored.kind == Kind.LOGS else ("download" if export else "process")
             raise PermissionDenied(f"{caller.org_id} does not hold the {permission} permission of {stored.label}")
+        return access
 
     @staticmethod
-    async def _allowed(ledger: Ledger, caller: Caller, stored: StoredFile, export: bool) -> bool | None:
+    async def _access(ledger: Ledger, caller: Caller, stored: StoredFile, export: bool) -> Access | None:
         if stored.kind == Kind.LOGS:
             allowed = await ledger.can_access_logs(caller.channel, stored.asset_key, caller.org_id)
             if allowed is not None:
-                return allowed
+                return Access(allowed)
             # Not a task: the logs of a function's build, guarded by the function's process permission.
             asset = Asset.FUNCTION
         else:

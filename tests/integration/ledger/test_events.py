@@ -16,7 +16,7 @@ from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.bootstrap import MIGRATIONS
 from services.asset.domain.common import Context
-from services.asset.events import POSITION_HEADER, Hub, Relay, decode
+from services.asset.events import POSITION_HEADER, Hub, RecentEvents, Relay, decode
 from services.asset.store.repositories import Repositories
 from services.kit import db, subjects
 from services.kit import nats as kit_nats
@@ -180,6 +180,43 @@ def test_a_relay_killed_midway_loses_and_duplicates_nothing(relay_setup):
     assert contents["other"] == list(range(1, 301))
     # The message in flight at the kill may have reached the stream uncounted; it is not re-sent.
     assert 1500 - killed_after - 1 <= resumed <= 1500 - killed_after
+
+
+def test_the_relay_publishes_what_this_process_committed_from_memory_and_the_rest_from_the_database(relay_setup):
+    uow, server = relay_setup
+    stored = uow.run_sync(lambda r: r.outbox().events_after("mychannel", 0, 2000))
+    recent = RecentEvents()
+    # This process "committed" the second half: copies marked so the test can tell where each came from.
+    for event in stored[600:]:
+        copy = ev.Event()
+        copy.CopyFrom(event)
+        copy.compute_plan.name = "from memory"
+        recent.add([copy])
+
+    async def scenario():
+        connection = await kit_nats.connect(server.url, "relay-test")
+        js = connection.jetstream()
+        await kit_nats.ensure_stream(js, subjects.LEDGER_STREAM, [subjects.ledger_wildcard()])
+        relay = Relay(uow, js, Hub(), recent, batch=600, poll=0.05)  # the database gives 1-600
+        relay.start()
+        for _ in range(400):
+            if relay.published >= 1500:
+                break
+            await asyncio.sleep(0.05)
+        await relay.stop()
+        info = await js.stream_info(subjects.LEDGER_STREAM)
+        names = {}
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            event = decode((await js.get_msg(subjects.LEDGER_STREAM, seq)).data)
+            names.setdefault(event.channel, []).append((event.position, event.compute_plan.name))
+        await connection.drain()
+        return names
+
+    names = asyncio.run(scenario())
+    assert [p for p, _ in names["mychannel"]] == list(range(1, 1201))
+    assert {n for p, n in names["mychannel"] if p <= 600} == {"p"}
+    assert {n for p, n in names["mychannel"] if p > 600} == {"from memory"}
+    assert [p for p, _ in names["other"]] == list(range(1, 301))
 
 
 def test_events_carry_the_trace_of_the_call_that_wrote_them(ledger):

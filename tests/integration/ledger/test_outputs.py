@@ -331,8 +331,11 @@ def test_disable_output_success(ledger):
     assert call_error(disable, org2, parent, "nope").code == grpc.StatusCode.INVALID_ARGUMENT
     assert call_error(disable, org2, new_key()).code == grpc.StatusCode.NOT_FOUND
 
+    check = api.CanProcessRequest(asset_kind=res.ASSET_MODEL, asset_key=model.key, organization_id=ORGS[0])
+    assert not org2.CanProcess(check).disabled
     before = head(org1)
     disabled = disable(org2, parent)
+    assert org2.CanProcess(check).disabled  # storage learns it with the permission, in one question
     assert [m.key for m in disabled] == [model.key] and not disabled[0].HasField("address")
     gone = org1.GetModel(api.GetModelRequest(key=model.key)).model
     assert not gone.HasField("address") and gone.permissions == model.permissions

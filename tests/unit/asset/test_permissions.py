@@ -13,7 +13,7 @@ from tests.unit.asset.conftest import ORG1, ORG2, ORG3, TEST_IO, TRAIN_IO, from_
 
 
 def can_process(ledger, kind: int, key: str, org: str, download: bool = False) -> bool:
-    return ledger.read(ORG1, lambda ctx: outputs.can_process(ctx, kind, key, org, download=download))
+    return ledger.read(ORG1, lambda ctx: outputs.can_process(ctx, kind, key, org, download=download)).allowed
 
 
 def can_access_logs(ledger, key: str, org: str) -> bool:

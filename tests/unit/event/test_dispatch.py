@@ -107,6 +107,25 @@ def test_replaying_an_event_asks_the_same_message_and_another_event_another():
     assert message_id(first.id, "run") == again[0][0].message_id
 
 
+def model(owner: str, producer: str, identifier: str = "model") -> res.Model:
+    return res.Model(key=key(), compute_task_key=producer, compute_task_output_identifier=identifier, owner=owner)
+
+
+def test_a_run_message_names_the_models_of_other_organizations_its_task_reads():
+    decide = rules()
+    theirs, mine, other_output = key(), key(), key()
+    peer_model = model(PEER, theirs)
+    for registered in (peer_model, model(ME, mine), model(PEER, other_output, "other")):
+        assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=registered)) == []
+    decide.decide(event(ev.EVENT_ASSET_CREATED, model=peer_model))  # a replayed event adds nothing
+    # Its own models are in compute's cache already; an output the task does not read is not named.
+    aggregate = task(parents=[(theirs, "model"), (mine, "model"), (other_output, "model")])
+    (action,) = decide.decide(event(compute_task=aggregate))
+    assert list(action.message.peer_models) == [peer_model]
+    # A model not seen (a restarted event service) is simply not named: StartTask's answer has it.
+    assert list(rules().decide(event(compute_task=aggregate))[0].message.peer_models) == []
+
+
 # --------------------------------------------------------------------------------------------- prepare
 def test_the_first_task_registered_here_of_each_plan_and_function_asks_for_a_runner_once():
     decide = rules()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from services.storage.domain.permissions import Asset
+from services.storage.domain.permissions import Access, Asset
 from services.storage.domain.records import Kind, StoredFile
 
 T = TypeVar("T")
@@ -56,11 +56,14 @@ class FakeLedger:
         if self.fails_with is not None:
             raise self.fails_with
 
-    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> bool | None:
+    async def can_process(
+        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
+    ) -> Access | None:
         self._answer(("can_process", channel, asset, key, org_id, download))
         table = self.download if download else self.process
         orgs = table.get((asset, key))
-        return None if orgs is None else org_id in orgs
+        disabled = asset == Asset.MODEL and key in self.disabled
+        return None if orgs is None else Access(org_id in orgs, disabled)
 
     async def can_access_logs(self, channel: str, task_key: str, org_id: str) -> bool | None:
         self._answer(("can_access_logs", channel, task_key, org_id))

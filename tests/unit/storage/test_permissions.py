@@ -196,6 +196,20 @@ def test_a_model_the_ledger_disabled_is_gone_for_everyone_owner_included():
         assert asyncio.run(permissions(ledger).is_gone(caller, model))
 
 
+def test_a_peer_reading_a_model_asks_the_ledger_one_question():
+    """The permission answer also says whether the model was disabled: one ledger call per peer download."""
+    live, gone = stored_file(Kind.MODEL), stored_file(Kind.MODEL)
+    ledger = FakeLedger(
+        process={(Asset.MODEL, live.asset_key): {PEER}, (Asset.MODEL, gone.asset_key): {PEER}},
+        models={live.asset_key, gone.asset_key},
+        disabled={gone.asset_key},
+    )
+    read(permissions(ledger), peer, live)
+    with pytest.raises(Gone):
+        read(permissions(ledger), peer, gone)
+    assert [call[0] for call in ledger.calls] == ["can_process", "can_process"]
+
+
 def test_a_model_not_registered_yet_is_not_gone():
     """Compute uploads a model before registering it; its owner reads it meanwhile."""
     model = stored_file(Kind.MODEL)
