@@ -122,7 +122,6 @@ class Relay:
             moved = True
         return moved
 
-
     async def _pending(self, channel: str, after: int) -> list[ev.Event]:
         """The next events of ``channel`` after ``after``: from memory when this process committed them."""
         kept = self._recent.after(channel, after, self._batch) if self._recent is not None else None

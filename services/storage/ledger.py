@@ -33,9 +33,7 @@ class GrpcLedger:
         self._stub = stub
         self._timeout = timeout
 
-    async def can_process(
-        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
-    ) -> Access | None:
+    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> Access | None:
         request = asset_api.CanProcessRequest(
             asset_kind=ASSET_KINDS[asset], asset_key=key, organization_id=org_id, download=download
         )

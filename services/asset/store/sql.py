@@ -78,12 +78,6 @@ BY_KEYS = {
     for row_class in (DataManagerRow, DataSampleRow, FunctionRow, ComputePlanRow, ComputeTaskRow, ModelRow)
 }
 PLAN_FOR_UPDATE = BY_KEYS[ComputePlanRow].with_for_update()
-CHILDREN = (
-    rows_of(ComputeTaskRow)
-    .join(PARENTS, sa.and_(PARENTS.c.channel == TASKS.c.channel, PARENTS.c.child_key == TASKS.c.key))
-    .where(PARENTS.c.channel == sa.bindparam("channel"), PARENTS.c.parent_key == sa.bindparam("parent"))
-    .order_by(TASKS.c.seq)
-)
 PARENTS_NOT_DONE = (
     sa.select(sa.func.count())
     .select_from(PARENTS)
@@ -93,6 +87,29 @@ PARENTS_NOT_DONE = (
         PARENTS.c.child_key == sa.bindparam("child"),
         TASKS.c.status != res.STATUS_DONE,
     )
+)
+_CHILD_PARENTS, _PARENT = PARENTS.alias("child_parents"), TASKS.alias("parent")
+CHILDREN = (
+    rows_of(ComputeTaskRow)
+    .add_columns(
+        # How many of each child's parents are not DONE, read with it: the DONE cascade asks it of each child.
+        sa.select(sa.func.count())
+        .select_from(_CHILD_PARENTS)
+        .join(
+            _PARENT,
+            sa.and_(_PARENT.c.channel == _CHILD_PARENTS.c.channel, _PARENT.c.key == _CHILD_PARENTS.c.parent_key),
+        )
+        .where(
+            _CHILD_PARENTS.c.channel == TASKS.c.channel,
+            _CHILD_PARENTS.c.child_key == TASKS.c.key,
+            _PARENT.c.status != res.STATUS_DONE,
+        )
+        .scalar_subquery()
+        .label("parents_not_done")
+    )
+    .join(PARENTS, sa.and_(PARENTS.c.channel == TASKS.c.channel, PARENTS.c.child_key == TASKS.c.key))
+    .where(PARENTS.c.channel == sa.bindparam("channel"), PARENTS.c.parent_key == sa.bindparam("parent"))
+    .order_by(TASKS.c.seq)
 )
 UPDATE_TASK = (
     sa.update(TASKS)
@@ -254,15 +271,22 @@ def plan(row: ComputePlanRow) -> res.ComputePlan:
 
 def plan_values(message: res.ComputePlan) -> dict[str, Any]:
     """Message to column values."""
-    values = {
+    return {
         "key": message.key,
         "owner": message.owner,
-        "name": message.name,
         "tag": message.tag,
         "creator": message.creator,
         "metadata_": dict(message.metadata),
         "map_order": map_order(message, "metadata"),
         "creation_date": when(message, "creation_date"),
+        **plan_written_values(message),
+    }
+
+
+def plan_written_values(message: res.ComputePlan) -> dict[str, Any]:
+    """The column values an update writes (:data:`PLAN_WRITTEN`)."""
+    values = {
+        "name": message.name,
         "failed_task_key": message.failed_task_key,
         "status": message.status,
         **{name: getattr(message, name) for name in PLAN_COUNTERS},
@@ -313,7 +337,6 @@ def task_values(message: res.ComputeTask) -> dict[str, Any]:
         "function_key": message.function_key,
         "worker": message.worker,
         "rank": message.rank,
-        "status": message.status,
         "tag": message.tag,
         "metadata_": dict(message.metadata),
         "map_order": map_order(message, "metadata", "outputs"),
@@ -321,6 +344,14 @@ def task_values(message: res.ComputeTask) -> dict[str, Any]:
         "inputs": [as_dict(i) for i in message.inputs],
         "outputs": {name: as_dict(o) for name, o in message.outputs.items()},
         "creation_date": when(message, "creation_date"),
+        **task_written_values(message),
+    }
+
+
+def task_written_values(message: res.ComputeTask) -> dict[str, Any]:
+    """The column values a transition writes: the rest of a task never changes."""
+    return {
+        "status": message.status,
         "start_date": when(message, "start_date"),
         "end_date": when(message, "end_date"),
         "error_type": message.error_type if message.HasField("error_type") else None,
@@ -392,6 +423,7 @@ class SqlStore:
         self.channel = channel
         self._functions: dict[str, res.Function] = {}
         self._task_cache: dict[str, res.ComputeTask] = {}  # as this transaction last read them
+        self._parents_not_done: dict[str, int] = {}  # per child, as the last children read counted them
 
     def _by_keys(self, row_class, keys: Iterable[str]) -> sa.Result:
         return self.session.execute(BY_KEYS[row_class], {"channel": self.channel, "keys": list(keys)})
@@ -542,15 +574,15 @@ class SqlStore:
         self.session.execute(sa.insert(ComputePlanRow).values(channel=self.channel, **plan_values(message)))
 
     def update_plan(self, message: res.ComputePlan) -> None:
-        values = plan_values(message)
         self.session.execute(
-            UPDATE_PLAN,
-            {"w_channel": self.channel, "w_key": message.key, **{name: values[name] for name in PLAN_WRITTEN}},
+            UPDATE_PLAN, {"w_channel": self.channel, "w_key": message.key, **plan_written_values(message)}
         )
 
     # tasks
     def _tasks(self, query, params: dict | None = None) -> list[res.ComputeTask]:
-        rows = list(self.session.execute(query, params or {}))
+        return self._loaded(list(self.session.execute(query, params or {})))
+
+    def _loaded(self, rows: list) -> list[res.ComputeTask]:
         functions = self.get_functions({row.function_key for row in rows})
         found = [task(row, functions) for row in rows]
         self._task_cache.update((t.key, _copy(t)) for t in found)
@@ -589,15 +621,10 @@ class SqlStore:
             self.session.execute(sa.insert(TaskParentRow), edges)
 
     def update_task(self, message: res.ComputeTask) -> None:
-        values = task_values(message)
-        self.session.execute(
-            UPDATE_TASK,
-            {
-                "w_channel": self.channel,
-                "w_key": message.key,
-                **{name: values[name] for name in ("status", "start_date", "end_date", "error_type", "logs_address")},
-            },
-        )
+        values = task_written_values(message)
+        self.session.execute(UPDATE_TASK, {"w_channel": self.channel, "w_key": message.key, **values})
+        if message.status == res.STATUS_DONE:
+            self._parents_not_done.clear()  # counted before this task was DONE
         stored = self._task_cache.get(message.key)
         if stored is not None:  # kept as a read would now find it: the written fields, the duration derived
             for name in ("start_date", "end_date", "logs_address", "error_type", "duration"):
@@ -612,10 +639,15 @@ class SqlStore:
                 stored.duration = int((values["end_date"] - values["start_date"]).total_seconds())
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
-        return self._tasks(CHILDREN, {"channel": self.channel, "parent": parent_key})
+        rows = list(self.session.execute(CHILDREN, {"channel": self.channel, "parent": parent_key}))
+        self._parents_not_done.update((row.key, row.parents_not_done) for row in rows)
+        return self._loaded(rows)
 
     def parents_done(self, child_key: str) -> bool:
-        not_done = self.session.scalar(PARENTS_NOT_DONE, {"channel": self.channel, "child": child_key})
+        """Counted with the children read last, unless a task became DONE since."""
+        not_done = self._parents_not_done.get(child_key)
+        if not_done is None:
+            not_done = self.session.scalar(PARENTS_NOT_DONE, {"channel": self.channel, "child": child_key})
         return not_done == 0
 
     def tasks_of_plan(self, plan_key: str, *, non_final: bool = False) -> list[res.ComputeTask]:

@@ -58,9 +58,7 @@ class Ledger(Protocol):
     ``PermissionDenied`` when the ledger refuses the question and ``Unavailable`` when it cannot answer.
     """
 
-    async def can_process(
-        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
-    ) -> Access | None:
+    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> Access | None:
         """Whether ``org_id`` holds the process (``download``: download) permission of the asset, and
         whether the asset is a model the ledger disabled."""
 

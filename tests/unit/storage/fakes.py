@@ -56,9 +56,7 @@ class FakeLedger:
         if self.fails_with is not None:
             raise self.fails_with
 
-    async def can_process(
-        self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool
-    ) -> Access | None:
+    async def can_process(self, channel: str, asset: Asset, key: str, org_id: str, *, download: bool) -> Access | None:
         self._answer(("can_process", channel, asset, key, org_id, download))
         table = self.download if download else self.process
         orgs = table.get((asset, key))
