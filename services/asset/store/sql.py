@@ -73,6 +73,7 @@ TASKS = ComputeTaskRow.__table__
 PARENTS = TaskParentRow.__table__
 MODELS = ModelRow.__table__
 OUTPUT_ASSETS = OutputAssetRow.__table__
+ADD_OUTPUT_ASSET = pg_insert(OUTPUT_ASSETS).on_conflict_do_nothing().returning(OUTPUT_ASSETS.c.position)
 BY_KEYS = {
     row_class: _by_keys(row_class)
     for row_class in (DataManagerRow, DataSampleRow, FunctionRow, ComputePlanRow, ComputeTaskRow, ModelRow)
@@ -132,6 +133,9 @@ NEXT_POSITIONS = (
     .returning(POSITIONS.c.position)
 )
 PERFORMANCES = PerformanceRow.__table__
+PROFILING = ProfilingStepRow.__table__
+ADD_PROFILING_STEPS = pg_insert(PROFILING).on_conflict_do_nothing()  # executed with a list of rows
+ADD_PERFORMANCE = sa.insert(PERFORMANCES)
 PERFORMANCE = rows_of(PerformanceRow).where(
     PERFORMANCES.c.channel == sa.bindparam("channel"),
     PERFORMANCES.c.compute_task_key == sa.bindparam("task"),
@@ -718,27 +722,26 @@ class SqlStore:
 
     def add_performance(self, p: res.Performance) -> None:
         self.session.execute(
-            sa.insert(PERFORMANCES).values(
-                channel=self.channel,
-                compute_task_key=p.compute_task_key,
-                identifier=p.compute_task_output_identifier,
-                value=p.performance_value,
-                creation_date=when(p, "creation_date"),
-            )
+            ADD_PERFORMANCE,
+            {
+                "channel": self.channel,
+                "compute_task_key": p.compute_task_key,
+                "identifier": p.compute_task_output_identifier,
+                "value": p.performance_value,
+                "creation_date": when(p, "creation_date"),
+            },
         )
 
     def add_output_asset(self, link: res.ComputeTaskOutputAsset) -> bool:
         inserted = self.session.execute(
-            pg_insert(OUTPUT_ASSETS)
-            .values(
-                channel=self.channel,
-                compute_task_key=link.compute_task_key,
-                identifier=link.compute_task_output_identifier,
-                asset_key=link.asset_key,
-                asset_kind=link.asset_kind,
-            )
-            .on_conflict_do_nothing()
-            .returning(OUTPUT_ASSETS.c.position)
+            ADD_OUTPUT_ASSET,
+            {
+                "channel": self.channel,
+                "compute_task_key": link.compute_task_key,
+                "identifier": link.compute_task_output_identifier,
+                "asset_key": link.asset_key,
+                "asset_kind": link.asset_kind,
+            },
         ).first()
         return inserted is not None
 
@@ -776,7 +779,7 @@ class SqlStore:
                 {"channel": self.channel, "asset_key": s.asset_key, "step": s.step, "duration": s.duration}
                 for s in steps
             ]
-            self.session.execute(pg_insert(ProfilingStepRow.__table__).values(rows).on_conflict_do_nothing())
+            self.session.execute(ADD_PROFILING_STEPS, rows)
 
     # events
     def append_events(self, events: list[ev.Event]) -> None:
