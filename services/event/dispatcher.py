@@ -2,8 +2,9 @@
 work to JetStream, ask compute to cancel a run, storage to delete a model, the ledger to disable
 transient outputs.
 
-A work message carries two headers: ``Nats-Msg-Id`` (the event id and the work kind), so that JetStream
-drops a re-publication of the same event inside its duplicate window, and the W3C trace context of the
+A work message carries two headers: ``Nats-Msg-Id`` (the organization, the event id and the work kind), so
+that JetStream drops a re-publication of the same event inside its duplicate window (and only that: both
+organizations' teardowns of one plan are two messages), and the W3C trace context of the
 span that handled the event, so that compute continues its trace.
 """
 

@@ -32,9 +32,10 @@ UNSTARTED = frozenset(
 )
 
 
-def message_id(event_id: str, kind: str) -> str:
-    """The ``Nats-Msg-Id`` of the ``kind`` work an event asks for: the same on every replay of the event."""
-    return f"{event_id}:{kind}"
+def message_id(org: str, event_id: str, kind: str) -> str:
+    """The ``Nats-Msg-Id`` of the ``kind`` work an event asks of ``org``: the same on every replay of the event,
+    another for another organization (the WORK stream deduplicates across its subjects)."""
+    return f"{org}:{event_id}:{kind}"
 
 
 @dataclass(frozen=True)
@@ -214,10 +215,10 @@ class DispatchRules:
         message = work_pb2.PrepareRunner(
             compute_plan_key=pair[0], function_key=pair[1], channel=self.channel, event_id=event.id
         )
-        return [Work("prepare", f"{pair[0]}:{pair[1]}", message, f"prepare:{pair[0]}:{pair[1]}")]
+        return [Work("prepare", f"{pair[0]}:{pair[1]}", message, f"{self.org}:prepare:{pair[0]}:{pair[1]}")]
 
     def _work(self, kind: str, key: str, message: Message, event: ev.Event) -> Work:
-        return Work(kind, key, message, message_id(event.id, kind))
+        return Work(kind, key, message, message_id(self.org, event.id, kind))
 
     def _task(self, event: ev.Event, task: res.ComputeTask) -> list[Action]:
         self.known.remember(task)

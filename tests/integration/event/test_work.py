@@ -83,7 +83,7 @@ def test_the_follower_publishes_build_and_run_work_with_the_event_id_and_trace_c
     (run,) = [m for m in runs if work_pb2.RunTask.FromString(m.data).compute_task_key == task.key]
     for message, key, kind in ((build, waiting.key, "build"), (run, task.key, "run")):
         event = event_of(key)
-        assert message.headers["Nats-Msg-Id"] == f"{event.id}:{kind}"
+        assert message.headers["Nats-Msg-Id"] == f"{world.org1}:{event.id}:{kind}"
         assert _trace_id(message.headers) == _dispatch_span(event.id).context.trace_id
     assert work_pb2.RunTask.FromString(run.data).event_id == event_of(task.key).id
 
@@ -112,8 +112,30 @@ def test_a_replayed_event_publishes_nothing_new_while_a_new_event_does(nats_serv
 
     decisions, once, twice = asyncio.run(scenario())
     assert decisions == [[Decision("run", task.key)]] * 4  # each publication is acknowledged by JetStream
-    assert [m.headers["Nats-Msg-Id"] for m in once] == [f"{first.id}:run"]
-    assert [m.headers["Nats-Msg-Id"] for m in twice] == [f"{first.id}:run", f"{requeued.id}:run"]
+    assert [m.headers["Nats-Msg-Id"] for m in once] == [f"{org}:{first.id}:run"]
+    assert [m.headers["Nats-Msg-Id"] for m in twice] == [f"{org}:{first.id}:run", f"{org}:{requeued.id}:run"]
     spans = [s for s in SPANS.get_finished_spans() if s.attributes.get("tessera.event.id") == first.id]
     assert _trace_id(once[0].headers) == spans[0].context.trace_id  # the first publication's span
     assert trace.get_current_span().get_span_context().is_valid is False  # no span leaks out of handle
+
+
+def test_each_organization_gets_its_own_teardown_of_a_plan(nats_server, tracing):
+    """The WORK stream drops a message whose Nats-Msg-Id it has seen, whatever its subject: both organizations'
+    teardowns asked by one plan event must both be kept (a shared id once dropped the second one)."""
+    orgs = [f"EvTeardown{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    plan = res.ComputePlan(key=str(uuid.uuid4()), status=res.PLAN_STATUS_DONE)
+    ended = ev.Event(id=str(uuid.uuid4()), event_kind=ev.EVENT_ASSET_UPDATED, asset_key=plan.key, compute_plan=plan)
+
+    async def scenario():
+        connection = await kit_nats.connect(nats_server.url, "test")
+        js = connection.jetstream()
+        await kit_nats.ensure_stream(js, subjects.WORK.name, list(subjects.WORK.subjects), work_queue=True)
+        for org in orgs:
+            await Dispatcher(DispatchRules(org, "c"), ledger=None, compute=None, js=js).handle(ended)
+        received = [await _messages(js, subjects.work_subject(org, "teardown"), 1) for org in orgs]
+        await connection.close()
+        return received
+
+    for messages in asyncio.run(scenario()):
+        (message,) = messages
+        assert work_pb2.Teardown.FromString(message.data).compute_plan_key == plan.key

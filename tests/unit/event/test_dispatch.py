@@ -60,7 +60,7 @@ def test_a_function_of_this_organization_asks_for_a_build_if_it_still_waits():
     created = event(ev.EVENT_ASSET_CREATED, function=function)
     (action,) = rules().decide(created)
     assert isinstance(action, BuildIfWaiting)
-    assert action.work.kind == "build" and action.work.message_id == f"{created.id}:build"
+    assert action.work.kind == "build" and action.work.message_id == f"{ME}:{created.id}:build"
     expected = work_pb2.BuildFunction(function_key=function.key, channel=CHANNEL, event_id=created.id)
     assert action.work.message == expected
 
@@ -87,7 +87,7 @@ def test_a_task_of_this_organization_waiting_for_a_slot_is_queued_from_the_event
         work_pb2.RunTask(
             compute_task_key=ready.key, compute_plan_key=ready.compute_plan_key, channel=CHANNEL, event_id=shown.id
         ),
-        f"{shown.id}:run",
+        f"{ME}:{shown.id}:run",
     )
 
 
@@ -104,7 +104,7 @@ def test_replaying_an_event_asks_the_same_message_and_another_event_another():
     assert again[0] == again[1]
     requeued = event(compute_task=ready)  # e.g. back to the slot queue after its worker died
     assert rules().decide(requeued)[0].message_id != again[0][0].message_id
-    assert message_id(first.id, "run") == again[0][0].message_id
+    assert message_id(ME, first.id, "run") == again[0][0].message_id
 
 
 def model(owner: str, producer: str, identifier: str = "model") -> res.Model:
@@ -126,6 +126,22 @@ def test_a_run_message_names_the_models_of_other_organizations_its_task_reads():
     assert list(rules().decide(event(compute_task=aggregate))[0].message.peer_models) == []
 
 
+def test_work_both_organizations_ask_for_on_one_event_gets_two_message_ids():
+    """The WORK stream deduplicates on Nats-Msg-Id across its subjects: each organization's teardown of a plan
+    (and its runner for a plan's function) must survive the other's."""
+    plan = res.ComputePlan(key=key(), status=res.PLAN_STATUS_DONE)
+    ended = event(compute_plan=plan)
+    (mine,), (theirs,) = rules().decide(ended), DispatchRules(PEER, CHANNEL).decide(ended)
+    assert mine.kind == theirs.kind == "teardown" and mine.message_id != theirs.message_id
+    waiting = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
+    waiting.function_key = key()
+    created = event(ev.EVENT_ASSET_CREATED, compute_task=waiting)
+    (mine,) = rules().decide(created)
+    waiting.worker = PEER
+    (theirs,) = DispatchRules(PEER, CHANNEL).decide(event(ev.EVENT_ASSET_CREATED, compute_task=waiting))
+    assert mine.kind == theirs.kind == "prepare" and mine.message_id != theirs.message_id
+
+
 # --------------------------------------------------------------------------------------------- prepare
 def test_the_first_task_registered_here_of_each_plan_and_function_asks_for_a_runner_once():
     decide = rules()
@@ -143,7 +159,7 @@ def test_the_first_task_registered_here_of_each_plan_and_function_asks_for_a_run
             channel=CHANNEL,
             event_id=created.id,
         ),
-        f"prepare:{pair}",
+        f"{ME}:prepare:{pair}",
     )
     sibling = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS)
     sibling.compute_plan_key, sibling.function_key = waiting.compute_plan_key, waiting.function_key
@@ -247,7 +263,7 @@ def test_every_ending_of_a_plan_asks_this_organization_for_a_teardown():
             "teardown",
             plan.key,
             work_pb2.Teardown(compute_plan_key=plan.key, channel=CHANNEL, event_id=ended.id),
-            f"{ended.id}:teardown",
+            f"{ME}:{ended.id}:teardown",
         )
     for status in (res.PLAN_STATUS_CREATED, res.PLAN_STATUS_DOING):
         assert rules().decide(event(compute_plan=res.ComputePlan(key=key(), owner=ME, status=status))) == []
