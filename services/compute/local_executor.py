@@ -14,6 +14,10 @@ Inputs are staged for a task just before it runs and removed just after (moved a
 another task's inputs than the one it runs; the cache itself is never mounted. Outputs are copied
 out of the jail's reach (regular files only, links refused) before anyone reads them. The runner
 starts in the Dockerfile's last ``WORKDIR`` (a folder of ``work/``) with its ``ENV`` set.
+
+A task whose plan and function already have a runner, busy with another task, waits for it rather than
+starting a second one, but no longer than a runner takes to start and load (as measured here): short
+tasks queue on their warm runner, a long one does not hold the next back by more than a cold start.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from services.compute.runner import SIGNAL_HINTS
 from services.kit import background
 
 log = logging.getLogger("tessera.compute.executor")
+COLD_START_GUESS = 0.5  # seconds to start and load a runner, until one is measured
+COLD_START_CAP = 2.0  # the longest a task waits for its group's busy runner
 SWEEP_WAIT = 2.0  # seconds a task's killed leftovers are given to end (one stuck in the kernel may not)
 
 
@@ -481,6 +487,8 @@ class LocalExecutor:
         self._idle: list[WarmRunner] = []
         self._busy: set[WarmRunner] = set()
         self._loading: dict[tuple, asyncio.Future] = {}  # runner group → done once its prepared runner loaded
+        self._waiting: dict[tuple, list[asyncio.Future]] = {}  # runner group → tasks waiting for its busy runner
+        self.cold_start = COLD_START_GUESS  # seconds to start and load a runner, as measured lately
         self.load_timeout = load_timeout
         self._reaper: asyncio.Task | None = None
         self._emptying: asyncio.Future | None = None
@@ -514,9 +522,12 @@ class LocalExecutor:
         runner = WarmRunner(self, spec)
         answer: dict = {}
         try:
+            started = time.monotonic()
             await runner.start(spec)
             self.runners_started += 1
             answer = await runner.load(self.load_timeout)
+            if answer.get("ok"):
+                self._measured_cold_start(time.monotonic() - started)
         except (OSError, TimeoutError, BrokenPipeError, ConnectionResetError) as exc:
             answer = {"ok": False, "error": str(exc) or type(exc).__name__}
         finally:
@@ -530,8 +541,12 @@ class LocalExecutor:
         else:
             log.info("runner of function %s not prepared: %s", spec.function_key, answer.get("error", ""))
 
+    def _measured_cold_start(self, seconds: float) -> None:
+        self.cold_start = min(COLD_START_CAP, 0.7 * self.cold_start + 0.3 * seconds)
+
     async def runner_for(self, spec: TaskSpec) -> WarmRunner:
-        """An idle runner of the task's plan and function (one being prepared is waited for), or a new one."""
+        """An idle runner of the task's plan and function (one being prepared is waited for; one busy, for as long
+        as starting another would take), or a new one."""
         group = runner_group(spec)
         loading = self._loading.get(group)
         if loading is not None:
@@ -541,6 +556,10 @@ class LocalExecutor:
                 self._idle.remove(runner)
                 self._busy.add(runner)
                 return runner
+        if any(r.group == group for r in self._busy):
+            handed = await self._handed_over(group)
+            if handed is not None:
+                return handed
         runner = WarmRunner(self, spec)
         self._busy.add(runner)
         try:
@@ -552,12 +571,41 @@ class LocalExecutor:
         self.runners_started += 1
         return runner
 
+    async def _handed_over(self, group: tuple) -> WarmRunner | None:
+        """The group's runner, handed over by :meth:`give_back` within the cold-start time; else None."""
+        handover = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(group, [])
+        waiting.append(handover)
+        try:
+            return await asyncio.wait_for(asyncio.shield(handover), self.cold_start)
+        except TimeoutError:
+            if handover.done() and not handover.cancelled():  # handed over just as the wait ended
+                return handover.result()
+            handover.cancel()
+            return None
+        except BaseException:
+            if handover.done() and not handover.cancelled():  # canceled itself: the runner goes back
+                await self.give_back(handover.result(), retire=False)
+            handover.cancel()
+            raise
+        finally:
+            if handover in waiting:
+                waiting.remove(handover)
+            if not waiting:
+                self._waiting.pop(group, None)
+
     async def give_back(self, runner: WarmRunner, *, retire: bool) -> None:
-        """A runner's task is over: keep it warm for its plan's next task, or stop it."""
+        """A runner's task is over: hand it to a task of its group waiting for it, keep it warm for its plan's next
+        task, or stop it."""
         self._busy.discard(runner)
         if retire or runner.dead or runner.process.returncode is not None:
             await runner.stop()
             return
+        for handover in self._waiting.get(runner.group, []):
+            if not handover.done():
+                self._busy.add(runner)
+                handover.set_result(runner)
+                return
         runner.idle_since = time.monotonic()
         self._idle.append(runner)
         while len(self._idle) > self.max_idle:

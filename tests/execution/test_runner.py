@@ -83,6 +83,36 @@ def test_a_plan_s_tasks_of_one_function_share_one_runner(assets):
     assert np.allclose(model, [2.0, 2.0, 2.0])
 
 
+def _two_at_once(assets, function: str, cold_start: float) -> tuple[list, int]:
+    """Two tasks of one plan and function started together; the runners it took."""
+
+    async def scenario():
+        executor = _executor(assets)
+        executor.cold_start = cold_start
+        try:
+            executions = [await executor.start(_spec(assets, f"task-{i}", function)) for i in range(2)]
+            results = [await execution.wait() for execution in executions]
+            return results, executor.runners_started
+        finally:
+            await executor.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_task_waits_for_its_functions_busy_runner_rather_than_start_another(assets):
+    results, started = _two_at_once(assets, "train", cold_start=30.0)
+    assert all(r.succeeded for r in results), [r.error for r in results]
+    assert started == 1  # the second ran in the first's runner once it was free
+
+
+def test_a_task_starts_its_own_runner_when_the_busy_one_takes_longer_than_a_cold_start(assets):
+    started_at = time.monotonic()
+    results, started = _two_at_once(assets, "nap", cold_start=0.2)
+    assert all(r.succeeded for r in results), [r.error for r in results]
+    assert started == 2  # the 4-second naps ran side by side
+    assert time.monotonic() - started_at < 7.5
+
+
 def test_a_failed_task_fails_alone_and_its_runner_serves_on(assets):
     async def scenario():
         executor = _executor(assets)
