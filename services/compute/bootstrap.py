@@ -78,7 +78,12 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
     else:
         await asyncio.to_thread(isolation.check)  # no jail, no work: refuse to start rather than run bare
         executor = LocalExecutor(
-            places.root, limits, uids, idle_seconds=settings.runner_idle_seconds, max_idle=settings.idle_runners
+            places.root,
+            limits,
+            uids,
+            idle_seconds=settings.runner_idle_seconds,
+            max_idle=settings.idle_runners,
+            task_env=settings.task_env(),
         )
         base.server.on_stop(executor.close)
         prepare = reaper = None

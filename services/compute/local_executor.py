@@ -206,7 +206,7 @@ class WarmRunner:
         jail = Jail(mounts=mounts, limits=limits, uid=self.uid, cwd=cwd)
         read_fd, write_fd = os.pipe()
         serve = isolation.serve_command(spec.python, write_fd, spec.entrypoint)
-        command = isolation.runner_command(self.uid, *serve, env=spec.env)
+        command = isolation.runner_command(self.uid, *serve, env={**self.executor.task_env, **spec.env})
         try:
             with open(self.root / "runner.log", "ab") as runner_log:
                 self.process = await asyncio.create_subprocess_exec(
@@ -478,8 +478,10 @@ class LocalExecutor:
         idle_seconds: float = 60.0,
         max_idle: int = 8,
         load_timeout: float = 60.0,
+        task_env: dict[str, str] | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.task_env = dict(task_env or {})  # every runner's environment, under its function's ENV
         self.limits = limits
         self.uids = uids
         self.idle_seconds = idle_seconds

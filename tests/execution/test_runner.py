@@ -298,6 +298,42 @@ def test_an_entrypoint_that_is_not_a_script_runs_once_per_task_with_its_argument
         assert np.allclose(json.loads(result.outputs["model"].read_text()), [2.0, 2.0, 2.0])
 
 
+ENV_PROBE = """
+import json
+import os
+
+import substratools as tools
+
+
+@tools.register
+def probe(inputs, outputs, task_properties):
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    with open(outputs["model"], "w") as out:
+        json.dump({name: os.environ.get(name) for name in names}, out)
+
+
+tools.execute()
+"""
+
+
+def test_a_task_s_environment_starts_from_the_executor_s_and_its_function_s_env_comes_over_it(assets):
+    flassets.write(assets["code"] / "function.py", ENV_PROBE)
+    default = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    async def scenario():
+        assets["work"].mkdir(exist_ok=True)
+        executor = LocalExecutor(assets["work"], Limits(), UidPool(250000, 8), task_env=default)
+        try:
+            spec = dataclasses.replace(_spec(assets, "task-0", "probe"), env={"MKL_NUM_THREADS": "4"})
+            result = await (await executor.start(spec)).wait()
+            assert result.succeeded, result.error
+            return json.loads(result.outputs["model"].read_text())
+        finally:
+            await executor.close()
+
+    assert asyncio.run(scenario()) == {**default, "MKL_NUM_THREADS": "4"}
+
+
 def test_the_sweep_never_looks_at_processes_outside_a_jail():
     # A process with one child, as bwrap has, but no jail: its child's /proc is compute's own.
     process = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])

@@ -38,3 +38,16 @@ def test_common_settings_load_from_an_empty_environment():
     config = load(CommonSettings, {})
     assert config.auth_mode == "secret"
     assert config.shutdown_grace == 5.0
+
+
+def test_a_tasks_math_libraries_get_its_share_of_the_cores_unless_told(monkeypatch):
+    from services.compute.settings import ComputeSettings
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    share = load(ComputeSettings, {"TESSERA_EXECUTION_SLOTS": "2"}).task_env()
+    assert share == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert set(load(ComputeSettings, {"TESSERA_EXECUTION_SLOTS": "16"}).task_env().values()) == {"1"}
+    told = load(ComputeSettings, {"TESSERA_EXECUTION_SLOTS": "2", "TESSERA_TASK_THREADS": "3"}).task_env()
+    assert set(told.values()) == {"3"}
+    with pytest.raises(ValueError):
+        load(ComputeSettings, {"TESSERA_TASK_THREADS": "-1"}).task_env()

@@ -25,6 +25,7 @@ TESSERA_TASK_FILE_MB: {{ .Values.executor.limits.fileMb | quote }}
 TESSERA_TASK_TMP_MB: {{ .Values.executor.limits.tmpMb | quote }}
 TESSERA_RUNNER_IDLE_SECONDS: {{ .Values.executor.runnerIdleSeconds | quote }}
 TESSERA_IDLE_RUNNERS: {{ .Values.executor.idleRunners | quote }}
+TESSERA_TASK_THREADS: {{ .Values.executor.taskThreads | quote }}
 {{- if eq (include "compute.kubernetesExecutor" .) "true" }}
 {{- $k := .Values.executor.kubernetes }}
 TESSERA_K8S_WORK_CLAIM: {{ required "executor.kubernetes.workClaim is required when executor.type is kubernetes" $k.workClaim | quote }}
