@@ -125,7 +125,7 @@ async def _worker(settings: ComputeSettings, places: Places, base: app.Foundatio
             base.js,
             settings.org_id,
             {"build": builds.on_build, "run": runs.on_run, "teardown": runs.on_teardown, "prepare": runs.on_prepare},
-            {"build": settings.slots, "run": settings.slots, "teardown": TEARDOWNS_AT_ONCE, "prepare": 1},
+            {"build": settings.slots, "run": settings.slots, "teardown": TEARDOWNS_AT_ONCE, "prepare": settings.slots},
             ack_wait=settings.ack_wait,
             max_ack_pending=max(settings.slots * 4, 16),
         )
