@@ -572,12 +572,17 @@ def input_assets_of(ctx: Context, task: res.ComputeTask) -> list[res.ComputeTask
     managers = ctx.store.get_data_managers(keys)
     samples = ctx.store.get_data_samples(keys - set(managers))
     models = ctx.store.get_models(keys - set(managers) - set(samples))
+    produced = ctx.store.models_of_outputs(
+        (i.parent_task_output.parent_task_key, i.parent_task_output.output_identifier)
+        for i in task.inputs
+        if i.WhichOneof("ref") == "parent_task_output"
+    )
     assets = []
     for given in task.inputs:
         kind = function.inputs[given.identifier].kind
         if given.WhichOneof("ref") == "parent_task_output":
             ref = given.parent_task_output
-            for model in ctx.store.models_of_output(ref.parent_task_key, ref.output_identifier):
+            for model in produced[(ref.parent_task_key, ref.output_identifier)]:
                 assets.append(res.ComputeTaskInputAsset(identifier=given.identifier, kind=kind, model=model))
         elif given.asset_key in managers:
             manager = managers[given.asset_key]

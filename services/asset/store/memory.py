@@ -301,6 +301,9 @@ class MemoryStore:
                 found.append(_copy(model))
         return found
 
+    def models_of_outputs(self, outputs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[res.Model]]:
+        return {output: self.models_of_output(*output) for output in dict.fromkeys(outputs)}
+
     def add_models(self, models: list[res.Model]) -> None:
         for model in models:
             self._insert(self._rows.models, model.key, _copy(model))

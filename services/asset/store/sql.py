@@ -154,6 +154,18 @@ MODELS_OF_OUTPUT = (
     )
     .order_by(OUTPUT_ASSETS.c.position)
 )
+MODELS_OF_OUTPUTS = (
+    rows_of(ModelRow)
+    .join(
+        OUTPUT_ASSETS,
+        sa.and_(OUTPUT_ASSETS.c.channel == MODELS.c.channel, OUTPUT_ASSETS.c.asset_key == MODELS.c.key),
+    )
+    .where(
+        MODELS.c.channel == sa.bindparam("channel"),
+        sa.tuple_(MODELS.c.compute_task_key, MODELS.c.identifier).in_(sa.bindparam("outputs", expanding=True)),
+    )
+    .order_by(OUTPUT_ASSETS.c.position)
+)
 
 
 def when(message: Message, field: str) -> dt.datetime | None:
@@ -690,6 +702,15 @@ class SqlStore:
             MODELS_OF_OUTPUT, {"channel": self.channel, "task": task_key, "identifier": identifier}
         )
         return [model(row) for row in rows]
+
+    def models_of_outputs(self, outputs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[res.Model]]:
+        """The models of several task outputs in one query (an aggregation reads one output per parent)."""
+        found: dict[tuple[str, str], list[res.Model]] = {output: [] for output in outputs}
+        if found:
+            rows = self.session.execute(MODELS_OF_OUTPUTS, {"channel": self.channel, "outputs": list(found)})
+            for row in rows:
+                found[(row.compute_task_key, row.identifier)].append(model(row))
+        return found
 
     def add_models(self, models: list[res.Model]) -> None:
         self.session.execute(
