@@ -4,8 +4,9 @@ First the organization registers itself in the channel (the event service is the
 it is the organization's member of the channel it follows); a refusal because it is already registered
 is success, and an unreachable ledger is retried. Then, for every event in the ledger's order: let the
 dispatcher act on it, then keep it in the organization's feed and move the cursor. The feed is written
-behind the dispatch, in one transaction for all the events handled meanwhile, so a burst (one ledger
-transaction's events) costs one write and the next event's dispatch never waits for it. A crash before
+behind the dispatch, in one transaction for all the events handled meanwhile (gathered for up to
+``feed_linger`` seconds after the first), so a burst (one ledger transaction's events, or a federated round's
+many) costs one write and the next event's dispatch never waits for it. A crash before
 the write repeats those events on restart, which is harmless (feed rows are keyed by position,
 decisions are idempotent). The ledger's ``SubscribeEvents`` is the source: gap-free and ordered per
 channel by construction.
@@ -30,6 +31,7 @@ from services.kit.db import UnitOfWork
 from services.kit.hub import Hub
 
 log = logging.getLogger("tessera.event.follow")
+FEED_LINGER = 0.05  # seconds the feed writer gathers events after the first (the feed lags by as much)
 
 
 class Follower:
@@ -45,6 +47,7 @@ class Follower:
         hub: Hub,
         address: str,
         retry_seconds: float = 1.0,
+        feed_linger: float = FEED_LINGER,
     ) -> None:
         self._uow = uow
         self.channel = channel
@@ -54,6 +57,7 @@ class Follower:
         self._address = address
         self._registered = False
         self._retry = retry_seconds
+        self._linger = feed_linger
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -117,6 +121,8 @@ class Follower:
         handled meanwhile goes in one transaction (a burst of a transaction's events, one write)."""
         while True:
             batch = [await handled.get()]
+            if self._linger:
+                await asyncio.sleep(self._linger)  # the events that follow join this write
             while not handled.empty():
                 batch.append(handled.get_nowait())
             write = feed_write(batch, cursor)
