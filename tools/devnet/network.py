@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.identity import DEFAULT_CHANNEL, OrgCredentials
 from tools.devnet.credentials import CredentialFiles, keep_or_create
-from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, _die_with_parent, free_port, stop_process
+from tools.devnet.embedded import EmbeddedNats, EmbeddedPostgres, _die_with_parent, free_port_block, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHANNEL = DEFAULT_CHANNEL
@@ -98,7 +98,7 @@ class Network:
 
     state_dir: Path
     orgs: int = 2
-    base_port: int | None = None  # None: free ports chosen at random (tests)
+    base_port: int | None = None  # None: a free block chosen at random when the network is planned (tests)
     durable: bool = True
     log: Callable[[str], None] = print
     services: list[ServiceSpec] = field(default_factory=list)
@@ -117,7 +117,12 @@ class Network:
     credentials: CredentialFiles | None = None
 
     def _port(self, offset: int) -> int:
-        return free_port() if self.base_port is None else self.base_port + offset
+        """The port at ``offset`` of the network's block: ``base_port``'s, or else a free block below the kernel's
+        ephemeral range. A port picked in that range can be taken by any outgoing connection before its service
+        binds it (a 10-organization network failed to start that way, about once in six)."""
+        if self.base_port is None:
+            self.base_port = free_port_block(span=10 * (self.orgs + 1) + 10)
+        return self.base_port + offset
 
     def _database(self, name: str) -> str:
         return f"{self.database_prefix}{name}"
