@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -29,6 +30,15 @@ from services.kit.identity import OrgCredentials
 from services.kit.storage.client import ChecksumMismatch, download_to, upload_requests
 
 READY = ".ready"  # marks an unpacked data sample as complete
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _ahead_path(placement: Placement) -> Path | None:
+    """Where a file fetched ahead of its task's start waits, named by the checksum it was verified against
+    (None without a well-formed sha256)."""
+    if not SHA256.fullmatch(placement.checksum):
+        return None
+    return placement.path.with_name(f".{placement.path.name}.{placement.checksum}.ahead")
 
 
 class Files:
@@ -93,10 +103,14 @@ class Files:
         return dest
 
     async def cached(self, channel: str, placement: Placement) -> Path:
-        """An input in the cache, fetched on first use; the path the task reads."""
+        """An input in the cache, fetched on first use; the path the task reads. ``placement``'s checksum is the
+        ledger's: a file fetched ahead under that checksum (:meth:`fetch_ahead`) is taken instead of a download."""
         if placement.kind == storage_pb2.FILE_KIND_DATA_SAMPLE:
             return await self._data_sample(channel, placement)
         async with self.lock(placement.path):
+            ahead = _ahead_path(placement)
+            if not placement.path.exists() and ahead is not None and ahead.exists():
+                ahead.replace(placement.path)
             if not placement.path.exists():
                 await self.download(
                     channel,
@@ -108,6 +122,27 @@ class Files:
                     salt=placement.salt,
                 )
         return placement.path
+
+    async def fetch_ahead(self, channel: str, placement: Placement) -> bool:
+        """Fetch a file a hint names (a work message, not the ledger) beside its cache path, under the hint's
+        checksum, which the download verified: :meth:`cached` takes it only if the ledger gives that checksum, so
+        a wrong hint costs a download and never becomes a task's input. False when there was nothing to fetch."""
+        ahead = _ahead_path(placement)
+        if ahead is None:
+            return False
+        async with self.lock(placement.path):
+            if placement.path.exists() or ahead.exists():
+                return False
+            await self.download(
+                channel,
+                placement.owner,
+                placement.kind,
+                placement.asset_key,
+                ahead,
+                checksum=placement.checksum,
+                salt=placement.salt,
+            )
+        return True
 
     async def _data_sample(self, channel: str, placement: Placement) -> Path:
         """A data sample's archive, fetched and unpacked into its own folder once."""

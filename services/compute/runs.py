@@ -125,7 +125,8 @@ class Runs:
 
     def _prefetch(self, work: work_pb2.RunTask) -> None:
         """Start fetching the peers' models a run message names while StartTask is on its way. A hint: the
-        run's own fetch of an input waits for these through the cache's lock and fetches again what failed."""
+        run's own fetch of an input waits for these through the cache's lock, takes a file fetched ahead only
+        under the checksum the ledger gives, and fetches again what failed."""
         for model in work.peer_models:
             if model.HasField("address"):
                 placement = inputs.model_placement("", model, self._places)
@@ -135,13 +136,14 @@ class Runs:
 
     async def _fetch_hinted(self, channel: str, placement: inputs.Placement, task_key: str) -> None:
         try:
-            await self._files.cached(channel, placement)
+            fetched = await self._files.fetch_ahead(channel, placement)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a hint: the run fetches its inputs itself
             log.info("early fetch of model %s for task %s failed: %s", placement.asset_key, task_key, exc)
         else:
-            log.info("model %s in the cache ahead of the start of task %s", placement.asset_key, task_key)
+            if fetched:
+                log.info("model %s fetched ahead of the start of task %s", placement.asset_key, task_key)
 
     def _claim(self, key: str, channel: str) -> Run:
         run = Run(key, channel, started=dt.datetime.now(dt.UTC), claimed=time.monotonic())

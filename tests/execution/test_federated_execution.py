@@ -168,7 +168,7 @@ def test_a_federated_plan_completes_with_correct_performances(orgs, functions, n
         api.GetTaskInputAssetsRequest(key=second_train.key, identifier="models")
     ).assets
     compute_log = network.log_path(network.service("compute", org2.id)).read_text()
-    assert f"model {aggregated.model.key} in the cache ahead of the start of task" in compute_log
+    assert f"model {aggregated.model.key} fetched ahead of the start of task" in compute_log
     # Profiling steps were recorded for each task.
     steps = org1.ledger.ListProfilingSteps(api.ListProfilingStepsRequest(asset_key=last_agg.key)).profiling_steps
     assert [s.step for s in steps] == ["prepare_inputs", "task_execution", "save_outputs"]  # its own function
