@@ -141,31 +141,19 @@ PERFORMANCE = rows_of(PerformanceRow).where(
     PERFORMANCES.c.compute_task_key == sa.bindparam("task"),
     PERFORMANCES.c.identifier == sa.bindparam("identifier"),
 )
-MODELS_OF_OUTPUT = (
-    rows_of(ModelRow)
-    .join(
-        OUTPUT_ASSETS,
-        sa.and_(OUTPUT_ASSETS.c.channel == MODELS.c.channel, OUTPUT_ASSETS.c.asset_key == MODELS.c.key),
-    )
-    .where(
-        MODELS.c.channel == sa.bindparam("channel"),
-        MODELS.c.compute_task_key == sa.bindparam("task"),
-        MODELS.c.identifier == sa.bindparam("identifier"),
-    )
-    .order_by(OUTPUT_ASSETS.c.position)
+_LINKED_MODELS = rows_of(ModelRow).join(
+    OUTPUT_ASSETS, sa.and_(OUTPUT_ASSETS.c.channel == MODELS.c.channel, OUTPUT_ASSETS.c.asset_key == MODELS.c.key)
 )
-MODELS_OF_OUTPUTS = (
-    rows_of(ModelRow)
-    .join(
-        OUTPUT_ASSETS,
-        sa.and_(OUTPUT_ASSETS.c.channel == MODELS.c.channel, OUTPUT_ASSETS.c.asset_key == MODELS.c.key),
-    )
-    .where(
-        MODELS.c.channel == sa.bindparam("channel"),
-        sa.tuple_(MODELS.c.compute_task_key, MODELS.c.identifier).in_(sa.bindparam("outputs", expanding=True)),
-    )
-    .order_by(OUTPUT_ASSETS.c.position)
-)
+"""Models with their output link, in the links' order (a model is an output's once linked)."""
+MODELS_OF_OUTPUT = _LINKED_MODELS.where(
+    MODELS.c.channel == sa.bindparam("channel"),
+    MODELS.c.compute_task_key == sa.bindparam("task"),
+    MODELS.c.identifier == sa.bindparam("identifier"),
+).order_by(OUTPUT_ASSETS.c.position)
+MODELS_OF_OUTPUTS = _LINKED_MODELS.where(
+    MODELS.c.channel == sa.bindparam("channel"),
+    sa.tuple_(MODELS.c.compute_task_key, MODELS.c.identifier).in_(sa.bindparam("outputs", expanding=True)),
+).order_by(OUTPUT_ASSETS.c.position)
 
 
 def when(message: Message, field: str) -> dt.datetime | None:
