@@ -10,6 +10,10 @@ that correctness never depends on.
 
 The lock is found from the task key: the plan of each task registered or read here is remembered
 (a bounded map; a task never changes plan). A task not known yet is looked up once.
+
+The ledger's servicer also commits together the transitions that queued behind one holder (see
+``AssetService._task_write``): one transaction, one update of the plan, one allocation of event positions
+for all of them, where each took its own.
 """
 
 from __future__ import annotations

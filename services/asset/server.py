@@ -9,13 +9,17 @@ field.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
+from tessera.asset.v1 import events_pb2 as ev
+from tessera.asset.v1 import resources_pb2 as res
 
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.commit import commit
@@ -25,7 +29,7 @@ from services.asset.plan_locks import PlanLocks
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
 from services.kit.errors import DomainError
-from services.kit.identity import current_caller
+from services.kit.identity import Caller, current_caller
 
 if TYPE_CHECKING:
     from services.asset.store.queries import Queries
@@ -81,6 +85,61 @@ def new_model(given: api.NewModel) -> outputs.NewModel:
     )
 
 
+@dataclass
+class _Transition:
+    """A task transition waiting for its plan's turn, with what its unit of work needs."""
+
+    caller: Caller
+    trace_context: dict[str, str]
+    work: Callable[[Context], Any]
+    outcome: asyncio.Future
+
+
+class _Refused(Exception):
+    """The rules refused the transition at ``index`` of a group: the group is rolled back and runs again without it."""
+
+    def __init__(self, index: int, error: DomainError) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+def _write_group(repositories: Repositories, group: list[_Transition]) -> tuple[list, list[ev.Event]]:
+    """One transaction for transitions of one plan: each work on its own context (its caller, its events) sharing
+    the store and the plans, then one :func:`commit` of every event (and the plans' derived status)."""
+    store = repositories.store(group[0].caller.channel)
+    at = now()
+    shared_plans: dict[str, res.ComputePlan] = {}
+    dirty: set[str] = set()
+    results, events = [], []
+    for index, item in enumerate(group):
+        ctx = Context(
+            caller=item.caller,
+            now=at,
+            store=store,
+            trace_context=item.trace_context,
+            plans=shared_plans,
+            dirty_plans=dirty,
+        )
+        try:
+            results.append(item.work(ctx))
+        except DomainError as exc:
+            raise _Refused(index, exc) from exc
+        events += ctx.events
+    last = group[-1]
+    end = Context(
+        caller=last.caller,
+        now=at,
+        store=store,
+        trace_context=last.trace_context,
+        events=events,
+        plans=shared_plans,
+        dirty_plans=dirty,
+    )
+    commit(end)
+    return results, end.events
+
+
 class AssetService(api_grpc.AssetServiceServicer):
     """The ledger's gRPC API."""
 
@@ -96,6 +155,7 @@ class AssetService(api_grpc.AssetServiceServicer):
         self._hub = hub
         self._recent = RecentEvents() if recent is None else recent
         self._plan_locks = PlanLocks()
+        self._queued: dict[tuple[str, str], list[_Transition]] = {}  # per (channel, plan): waiting for its lock
 
     async def _write(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()
@@ -120,8 +180,9 @@ class AssetService(api_grpc.AssetServiceServicer):
 
     async def _task_write(self, task_key: str, work: Callable[[Context], T]) -> T:
         """:meth:`_write` for a transition of one task: queued behind the other transitions of its plan in this
-        process (:mod:`services.asset.plan_locks`)."""
-        channel = current_caller().channel
+        process (:mod:`services.asset.plan_locks`), and committed together with those queued with it."""
+        caller = current_caller()
+        channel = caller.channel
         plan = self._plan_locks.plan_of(channel, task_key)
         if plan is None:
             try:
@@ -130,8 +191,42 @@ class AssetService(api_grpc.AssetServiceServicer):
                 return await self._write(work)  # the write reports what is wrong with the key
             self._plan_locks.learn(channel, [task])
             plan = task.compute_plan_key
+        mine = _Transition(caller, telemetry.trace_carrier(), work, asyncio.get_running_loop().create_future())
+        queued = self._queued.setdefault((channel, plan), [])
+        queued.append(mine)
         async with self._plan_locks.held(channel, plan):
-            return await self._write(work)
+            if not mine.outcome.done():  # not committed by the group of an earlier holder: take the queue
+                group = self._queued.pop((channel, plan))
+                await asyncio.shield(self._commit_group(group))  # the others' outcomes hang on it too
+        return mine.outcome.result()
+
+    async def _commit_group(self, group: list[_Transition]) -> None:
+        """Commit ``group`` in one transaction: each transition's work in turn, then the plans they touched and
+        every event at once. A transition the rules refuse gets its error, and the others run again without it."""
+        while group:
+            try:
+                results, emitted = await self._writes.run(
+                    lambda repositories, group=group: _write_group(repositories, group)
+                )
+            except _Refused as refused:
+                group[refused.index].outcome.set_exception(refused.error)
+                group = group[: refused.index] + group[refused.index + 1 :]
+                continue
+            except asyncio.CancelledError:
+                for item in group:
+                    item.outcome.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every caller of the group gets what stopped it
+                for item in group:
+                    if not item.outcome.done():
+                        item.outcome.set_exception(exc)
+                return
+            if emitted:
+                self._recent.add(emitted)
+                await self._hub.notify()
+            for item, result in zip(group, results, strict=True):
+                item.outcome.set_result(result)
+            return
 
     async def _read(self, work: Callable[[Context], T]) -> T:
         caller = current_caller()

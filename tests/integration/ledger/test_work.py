@@ -204,3 +204,42 @@ def test_a_negative_start_ready_is_refused_and_completes_nothing(ledger):
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "start_ready" in [v.field for v in error.violations]
     assert status(ledger.org1, root.key) == res.STATUS_EXECUTING
     assert status(ledger.org1, left.key) == res.STATUS_WAITING_FOR_PARENT_TASKS
+
+
+def test_transitions_of_one_plan_queued_together_commit_together_and_a_refused_one_fails_alone(ledger):
+    """Starts of one plan arriving at once wait for the plan's turn; those queued behind one transaction commit in
+    the next, together (one timestamp), and the one the rules refuse gets its error without stopping the others."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    function = make_function(ledger.org1, io=SCORED_IO)
+    plan = make_plan(ledger.org1)
+    workers = [ORGS[1], ORGS[2]] * 4
+    roots = register(ledger.org1, *(spec(plan.key, function, worker=w) for w in workers))
+    stubs = {ORGS[1]: ledger.org2, ORGS[2]: ledger.org3}
+    calls = [(stubs[task.worker], task.key) for task in roots]
+    calls.append((ledger.org2, next(t.key for t in roots if t.worker == ORGS[2])))  # not org2's: refused
+    together = threading.Barrier(len(calls))
+    before = head(ledger.org1)
+
+    def start(stub, key):
+        together.wait()
+        try:
+            return _start(stub, key)
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        answers = list(pool.map(lambda call: start(*call), calls))
+    assert answers[-1] == grpc.StatusCode.PERMISSION_DENIED
+    started = answers[:-1]
+    assert all(a.started and a.task.status == res.STATUS_EXECUTING for a in started)
+    assert all(status(ledger.org1, task.key) == res.STATUS_EXECUTING for task in roots)
+    executing = [
+        e.asset_key
+        for e in events_after(ledger.org1, before)
+        if e.asset_key in {t.key for t in roots} and e.status_change.current == res.STATUS_EXECUTING
+    ]
+    assert sorted(executing) == sorted(t.key for t in roots)  # one event each
+    stamps = [a.task.start_date.ToDatetime() for a in started]
+    assert len(set(stamps)) < len(stamps)  # some started in one transaction
