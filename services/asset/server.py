@@ -94,6 +94,11 @@ class _Transition:
     work: Callable[[Context], Any]
     outcome: asyncio.Future
 
+    @classmethod
+    def of(cls, work: Callable[[Context], Any]) -> _Transition:
+        """``work`` for the current call: its caller and trace, an outcome to wait for."""
+        return cls(current_caller(), telemetry.trace_carrier(), work, asyncio.get_running_loop().create_future())
+
 
 class _Refused(Exception):
     """The rules refused the transition at ``index`` of a group: the group is rolled back and runs again without it."""
@@ -105,8 +110,9 @@ class _Refused(Exception):
 
 
 def _write_group(repositories: Repositories, group: list[_Transition]) -> tuple[list, list[ev.Event]]:
-    """One transaction for transitions of one plan: each work on its own context (its caller, its events) sharing
-    the store and the plans, then one :func:`commit` of every event (and the plans' derived status)."""
+    """One transaction for writes of one channel (transitions of one plan, or a single write): each work on its own
+    context (its caller, its events) sharing the store and the plans, then one :func:`commit` of every event (and
+    the plans' derived status) on the last context."""
     store = repositories.store(group[0].caller.channel)
     at = now()
     shared_plans: dict[str, res.ComputePlan] = {}
@@ -126,18 +132,9 @@ def _write_group(repositories: Repositories, group: list[_Transition]) -> tuple[
         except DomainError as exc:
             raise _Refused(index, exc) from exc
         events += ctx.events
-    last = group[-1]
-    end = Context(
-        caller=last.caller,
-        now=at,
-        store=store,
-        trace_context=last.trace_context,
-        events=events,
-        plans=shared_plans,
-        dirty_plans=dirty,
-    )
-    commit(end)
-    return results, end.events
+    ctx.events = events
+    commit(ctx)
+    return results, ctx.events
 
 
 class AssetService(api_grpc.AssetServiceServicer):
@@ -158,31 +155,15 @@ class AssetService(api_grpc.AssetServiceServicer):
         self._queued: dict[tuple[str, str], list[_Transition]] = {}  # per (channel, plan): waiting for its lock
 
     async def _write(self, work: Callable[[Context], T]) -> T:
-        caller = current_caller()
-        trace_context = telemetry.trace_carrier()
-        emitted = []
-
-        def unit(repositories: Repositories) -> T:
-            nonlocal emitted
-            ctx = Context(
-                caller=caller, now=now(), store=repositories.store(caller.channel), trace_context=trace_context
-            )
-            result = work(ctx)
-            commit(ctx)
-            emitted = ctx.events  # the last attempt's: the one that committed
-            return result
-
-        result = await self._writes.run(unit)
-        if emitted:
-            self._recent.add(emitted)
-            await self._hub.notify()
-        return result
+        """``work`` in a transaction of its own; its events are appended and announced once it commits."""
+        mine = _Transition.of(work)
+        await self._commit_group([mine])
+        return mine.outcome.result()
 
     async def _task_write(self, task_key: str, work: Callable[[Context], T]) -> T:
         """:meth:`_write` for a transition of one task: queued behind the other transitions of its plan in this
         process (:mod:`services.asset.plan_locks`), and committed together with those queued with it."""
-        caller = current_caller()
-        channel = caller.channel
+        channel = current_caller().channel
         plan = self._plan_locks.plan_of(channel, task_key)
         if plan is None:
             try:
@@ -191,7 +172,7 @@ class AssetService(api_grpc.AssetServiceServicer):
                 return await self._write(work)  # the write reports what is wrong with the key
             self._plan_locks.learn(channel, [task])
             plan = task.compute_plan_key
-        mine = _Transition(caller, telemetry.trace_carrier(), work, asyncio.get_running_loop().create_future())
+        mine = _Transition.of(work)
         queued = self._queued.setdefault((channel, plan), [])
         queued.append(mine)
         async with self._plan_locks.held(channel, plan):
