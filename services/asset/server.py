@@ -536,16 +536,21 @@ class AssetService(api_grpc.AssetServiceServicer):
         )
 
     async def SubscribeEvents(self, request, context):
-        """History after the cursor, then live events, gap-free and in position order."""
+        """History after the cursor, then live events, gap-free and in position order (one message per event,
+        or per batch read when the caller asks for batches)."""
         position = request.after_position
         while True:
             seen = self._hub.generation
             batch = self._recent.after(current_caller().channel, position, REPLAY_BATCH)
             if batch is None:
                 batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
-            for event in batch:
-                yield api.SubscribeEventsResponse(event=event)
-                position = event.position
+            if batch and request.batched:
+                yield api.SubscribeEventsResponse(events=batch)
+                position = batch[-1].position
+            else:
+                for event in batch:
+                    yield api.SubscribeEventsResponse(event=event)
+                    position = event.position
             if len(batch) < REPLAY_BATCH:
                 await self._hub.wait(seen, timeout=1.0)
 

@@ -176,3 +176,48 @@ def test_a_child_interpreter_runs_the_migrations_and_reports_their_failure(datab
     broken.mkdir()
     with pytest.raises(RuntimeError, match="migrating schema storage_child failed"):
         db.migrate_in_child(database_url, schema, broken)
+
+
+def _rows_per_insert(engine, table: str) -> list[int]:
+    """Record, for every INSERT into ``table`` the engine sends, how many rows it carries (a statement run
+    once per row by the driver counts one row per execution)."""
+    sent: list[int] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith(f"INSERT INTO {table} "):
+            groups = statement.split(" VALUES ", 1)[1].count("(%(")
+            sent.extend([groups] * (len(parameters) if executemany and groups == 1 else 1))
+
+    return sent
+
+
+def test_rows_written_together_travel_in_one_statement(database_url):
+    """The feed's events and a task's profiling steps are written as lists of rows with an ON CONFLICT clause,
+    which the driver would otherwise run once per row (one round trip each)."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from tessera.asset.v1 import events_pb2 as ev
+    from tessera.asset.v1 import resources_pb2 as res
+
+    from services.asset.store.sql import SqlStore as LedgerStore
+    from services.event.bootstrap import MIGRATIONS as EVENT_MIGRATIONS
+    from services.event.store.sql import SqlStore as EventStore
+
+    ledger, feed = db.create_engine(database_url, "asset"), db.create_engine(database_url, "event")
+    db.migrate(ledger, "asset", ASSET_MIGRATIONS)
+    db.migrate(feed, "event", EVENT_MIGRATIONS)
+    steps_sent, events_sent = _rows_per_insert(ledger, "profiling_steps"), _rows_per_insert(feed, "feed_events")
+    steps = [res.ProfilingStep(asset_key="task-batch", step=f"step{i}", duration=i) for i in range(3)]
+    events = [
+        ev.Event(id=f"e{i}", channel="batch", position=i, asset_key=f"k{i}", timestamp=Timestamp(seconds=i))
+        for i in range(1, 5)
+    ]
+    for _ in range(2):  # the second time, every row is already there: nothing is written, nothing fails
+        db.UnitOfWork(ledger).run_sync(lambda s: LedgerStore(s, "batch").add_profiling_steps(steps))
+        db.UnitOfWork(feed).run_sync(lambda s: EventStore(s).add_to_feed(events))
+    assert steps_sent == [3, 3]
+    assert events_sent == [4, 4]
+    with feed.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM event.feed_events WHERE channel = 'batch'")) == 4
+    ledger.dispose()
+    feed.dispose()

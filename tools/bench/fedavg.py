@@ -28,8 +28,9 @@ from substrafl.dependency import Dependency
 from substrafl.experiment import execute_experiment
 from substrafl.strategies import FedAvg
 from tessera.asset.v1 import asset_service_pb2 as api
+from tessera.asset.v1 import resources_pb2 as res
 
-from tools.bench.bench_execution import Ledger, remote_clients
+from tools.bench.bench_execution import SANDBOXES, Ledger, cpu_delta, cpu_snapshot, remote_clients
 from tools.samples import flassets, numpy_algo
 
 POLL = 0.2
@@ -66,8 +67,27 @@ def round_ends(tasks) -> dict[int, float]:
     return ends
 
 
+def steady_cpu(ledger: Ledger, network, plan_key: str, orgs: int, timeout: float = 1800) -> tuple[dict, int]:
+    """Wait for the plan's end; the CPU seconds each component used from the end of the second round on,
+    and how many rounds that covers. A round is done when its ``orgs`` trainings and its aggregation
+    are (after the ``orgs`` initializations)."""
+    warm = orgs + 2 * (orgs + 1)
+    before, deadline = None, time.monotonic() + timeout
+    while True:
+        plan = ledger.stub.GetComputePlan(api.GetComputePlanRequest(key=plan_key)).compute_plan
+        SANDBOXES.poll(network)  # the tasks' CPU, read while their processes live
+        if before is None and plan.done_count >= warm:
+            before = cpu_snapshot(network)
+        if plan.status == res.PLAN_STATUS_DONE:
+            return cpu_delta(before or {}, cpu_snapshot(network)), (plan.task_count - warm) // (orgs + 1)
+        if plan.status in (res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED) or time.monotonic() > deadline:
+            raise RuntimeError(f"plan {plan_key} ended {res.ComputePlanStatus.Name(plan.status)}")
+        time.sleep(POLL)
+
+
 def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
     """Start the network, run the experiment, report the round times."""
+    cpu: tuple[dict, int] = ({}, 0)
     with remote_clients(state_dir, orgs, timeout=900) as (folder, network, clients):
         aggregator = clients[0].organization_info().organization_id
         train_nodes = [_train_node(c, aggregator, folder / "data", i) for i, c in enumerate(clients)]
@@ -87,11 +107,11 @@ def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
                     clean_models=False,
                     name=f"fedavg-bench-{uuid.uuid4().hex[:6]}",
                 )
-                clients[0].wait_compute_plan(plan.key, timeout=1800, polling_period=POLL)
+                ledger = Ledger(network)
+                cpu = steady_cpu(ledger, network, plan.key, orgs)
                 wall = time.perf_counter() - started
         finally:
             cloudpickle.unregister_pickle_by_value(numpy_algo)
-        ledger = Ledger(network)
         tasks = ledger.stub.ListTasks(api.ListTasksRequest(compute_plan_key=[plan.key], page_size=1000)).tasks
     ends = round_ends(tasks)
     order = sorted(ends)
@@ -104,5 +124,25 @@ def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
             "| submission to DONE (s) | round times (s) | steady-state round, median (s) |",
             "|---|---|---|",
             f"| {wall:.1f} | {', '.join(f'{t:.2f}' for t in times)} | **{statistics.median(steady):.2f}** |",
+            "",
+            *cpu_table(*cpu),
         ]
     )
+
+
+def cpu_table(cpu: dict[str, float], rounds: int) -> list[str]:
+    """CPU seconds per round after the second, by component, every organization's processes summed."""
+    if rounds <= 0:
+        return []
+    lines = [
+        f"CPU per round over the last {rounds} rounds (s, all organizations):",
+        "",
+        "| component | CPU s |",
+        "|---|---|",
+    ]
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        if name != "local-mode tasks":
+            lines.append(f"| {name} | {seconds / rounds:.3f} |")
+    total = sum(v for k, v in cpu.items() if k != "local-mode tasks")
+    lines.append(f"| **total** | **{total / rounds:.3f}** |")
+    return lines

@@ -134,7 +134,9 @@ NEXT_POSITIONS = (
 )
 PERFORMANCES = PerformanceRow.__table__
 PROFILING = ProfilingStepRow.__table__
-ADD_PROFILING_STEPS = pg_insert(PROFILING).on_conflict_do_nothing()  # executed with a list of rows
+# Executed with a list of rows: RETURNING makes them multi-row INSERTs (without it, an ON CONFLICT clause sends
+# one statement per row).
+ADD_PROFILING_STEPS = pg_insert(PROFILING).on_conflict_do_nothing().returning(PROFILING.c.step)
 ADD_PERFORMANCE = sa.insert(PERFORMANCES)
 PERFORMANCE = rows_of(PerformanceRow).where(
     PERFORMANCES.c.channel == sa.bindparam("channel"),

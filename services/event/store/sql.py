@@ -38,7 +38,9 @@ def _moment(request, field: str) -> dt.datetime:
 
 FEED = FeedEventRow.__table__
 CURSORS = CursorRow.__table__
-ADD_TO_FEED = insert(FEED).on_conflict_do_nothing()
+# RETURNING makes SQLAlchemy send a list of rows as multi-row INSERTs: without it, an INSERT with an ON CONFLICT
+# clause goes to the driver's executemany, one statement (and one round trip) per row.
+ADD_TO_FEED = insert(FEED).on_conflict_do_nothing().returning(FEED.c.position)
 ASYNCHRONOUS_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
 SAVE_CURSOR = (
     insert(CURSORS)

@@ -93,6 +93,34 @@ def test_subscription_replays_history_then_follows_live_events(ledger):
     assert received[-1].asset_key == plan.key
 
 
+def test_a_batched_subscription_sends_the_same_events_in_fewer_messages(ledger):
+    cursor = _all_events(ledger.org1)[-3].position
+    history = [e for e in _all_events(ledger.org1) if e.position > cursor]
+    request = api.SubscribeEventsRequest(after_position=cursor, batched=True)
+    stream = ledger.org2.SubscribeEvents(request, timeout=30)
+    replies: list[api.SubscribeEventsResponse] = []
+    wanted = len(history) + 1  # the history, then one live plan creation
+
+    def consume():
+        for reply in stream:
+            replies.append(reply)
+            if sum(len(r.events) for r in replies) >= wanted:
+                return
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    reader.join(0.5)  # the history arrives first, on its own
+    plan = make_plan(ledger.org1)
+    reader.join(20)
+    stream.cancel()
+    received = [e for reply in replies for e in reply.events]
+    assert [e.position for e in received] == list(range(cursor + 1, cursor + 1 + wanted))
+    assert [e.id for e in received[: len(history)]] == [e.id for e in history]
+    assert received[-1].asset_key == plan.key
+    assert len(replies[0].events) == len(history) >= 2  # the history in one message
+    assert not any(reply.HasField("event") for reply in replies)
+
+
 def test_a_channel_sees_only_its_own_events(ledger):
     solo = api_grpc.AssetServiceStub(
         sync_channel(ledger.server.addr, OrgCredentials(ORGS[2], SECRETS[ORGS[2]], channel="solo"))
