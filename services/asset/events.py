@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -32,6 +33,27 @@ from services.kit.hub import Hub
 
 log = logging.getLogger("tessera.asset.events")
 POSITION_HEADER = "Tessera-Position"
+
+
+BATCH_BYTES = 1 << 20
+"""Most serialized bytes of events one batched ``SubscribeEvents`` message carries: far below the 8 MiB message
+limit, whatever the events (a task with thousands of data samples is a large event)."""
+
+
+def event_batches(events: Sequence[ev.Event], limit: int = BATCH_BYTES) -> Iterator[list[ev.Event]]:
+    """``events`` cut, in order, into runs of at most ``limit`` serialized bytes; an event larger than
+    ``limit`` goes alone."""
+    run: list[ev.Event] = []
+    size = 0
+    for event in events:
+        n = event.ByteSize()
+        if run and size + n > limit:
+            yield run
+            run, size = [], 0
+        run.append(event)
+        size += n
+    if run:
+        yield run
 
 
 class Relay:

@@ -24,7 +24,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context, in_declared_order
-from services.asset.events import Hub, RecentEvents
+from services.asset.events import Hub, RecentEvents, event_batches
 from services.asset.plan_locks import PlanLocks
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
@@ -544,9 +544,10 @@ class AssetService(api_grpc.AssetServiceServicer):
             batch = self._recent.after(current_caller().channel, position, REPLAY_BATCH)
             if batch is None:
                 batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
-            if batch and request.batched:
-                yield api.SubscribeEventsResponse(events=batch)
-                position = batch[-1].position
+            if request.batched:
+                for run in event_batches(batch):
+                    yield api.SubscribeEventsResponse(events=run)
+                    position = run[-1].position
             else:
                 for event in batch:
                     yield api.SubscribeEventsResponse(event=event)

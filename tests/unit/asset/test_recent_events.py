@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tessera.asset.v1 import events_pb2 as ev
 
-from services.asset.events import RecentEvents
+from services.asset.events import RecentEvents, event_batches
 
 
 def _events(channel: str, *positions: int) -> list[ev.Event]:
@@ -31,3 +31,14 @@ def test_a_hole_or_an_evicted_position_sends_the_reader_to_the_database():
     assert [e.position for e in recent.after("a", 7, 10)] == [8]
     assert recent.after("a", 8, 10) is None
     assert [e.position for e in recent.after("a", 9, 10)] == [10, 11]
+
+
+def test_batches_of_a_subscription_stay_under_their_byte_limit_and_keep_the_order():
+    events = [
+        ev.Event(channel="a", position=p, asset_key="k" * size) for p, size in enumerate([10, 10, 10, 500, 10], 1)
+    ]
+    limit = events[0].ByteSize() * 2  # two small events fit; the large one exceeds the limit alone
+    runs = list(event_batches(events, limit))
+    assert [[e.position for e in run] for run in runs] == [[1, 2], [3], [4], [5]]
+    assert all(sum(e.ByteSize() for e in run) <= limit for run in runs if len(run) > 1)
+    assert list(event_batches([], limit)) == []
