@@ -10,8 +10,25 @@ from sqlalchemy.orm import Session
 from services.storage.domain.records import Kind, StoredFile
 from services.storage.store.tables import FileRow
 
+FILES = FileRow.__table__
+COLUMNS = [column.name for column in FILES.columns]
 
-def _stored(row: FileRow) -> StoredFile:
+# Built once, on the table rather than the mapped class: a lookup or an insert then skips the ORM's
+# per-statement work (a small file's upload or download is a handful of statements).
+GET = sa.select(FILES).where(FILES.c.file_id == sa.bindparam("file_id"))
+GET_FOR_UPDATE = GET.with_for_update()
+GET_BY_REF = sa.select(FILES).where(
+    FILES.c.kind == sa.bindparam("kind"), FILES.c.asset_key == sa.bindparam("asset_key")
+)
+INSERT = (
+    insert(FILES)
+    .values({name: sa.bindparam(name) for name in COLUMNS})
+    .on_conflict_do_nothing(index_elements=["kind", "asset_key"], index_where=sa.text("asset_key <> ''"))
+    .returning(FILES.c.file_id)
+)
+
+
+def _stored(row) -> StoredFile:
     return StoredFile(
         file_id=row.file_id,
         kind=Kind(row.kind),
@@ -33,14 +50,15 @@ class SqlFileRecords:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, file_id: str, *, for_update: bool = False) -> StoredFile | None:
-        row = self.session.get(FileRow, file_id, with_for_update=for_update)
+    def _one(self, statement, parameters: dict) -> StoredFile | None:
+        row = self.session.execute(statement, parameters).first()
         return _stored(row) if row is not None else None
 
+    def get(self, file_id: str, *, for_update: bool = False) -> StoredFile | None:
+        return self._one(GET_FOR_UPDATE if for_update else GET, {"file_id": file_id})
+
     def get_by_ref(self, kind: Kind, asset_key: str) -> StoredFile | None:
-        query = sa.select(FileRow).where(FileRow.kind == str(kind), FileRow.asset_key == asset_key)
-        row = self.session.scalars(query).first()
-        return _stored(row) if row is not None else None
+        return self._one(GET_BY_REF, {"kind": str(kind), "asset_key": asset_key})
 
     def insert(self, stored: StoredFile) -> bool:
         values = {
@@ -56,13 +74,7 @@ class SqlFileRecords:
             "disabled": stored.disabled,
             "directory_checksum": stored.directory_checksum,
         }
-        statement = (
-            insert(FileRow)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["kind", "asset_key"], index_where=sa.text("asset_key <> ''"))
-            .returning(FileRow.file_id)
-        )
-        return self.session.execute(statement).first() is not None
+        return self.session.execute(INSERT, values).first() is not None
 
     def disable(self, file_id: str) -> None:
         self.session.execute(sa.update(FileRow).where(FileRow.file_id == file_id).values(disabled=True))
