@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import grpc
 from tessera.asset.v1 import asset_service_pb2 as asset_api
@@ -32,6 +33,14 @@ from services.kit.hub import Hub
 
 log = logging.getLogger("tessera.event.follow")
 FEED_LINGER = 0.5  # seconds the feed writer gathers events after the first (the feed lags by as much)
+
+
+def events_of(reply: asset_api.SubscribeEventsResponse) -> Sequence[ev.Event]:
+    """The events of one message of the subscription: its batch, or its single event when the ledger sends
+    one per message (a ledger older than ``batched``, during a rolling upgrade, ignores the request field)."""
+    if reply.events:
+        return reply.events
+    return [reply.event] if reply.HasField("event") else []
 
 
 class Follower:
@@ -99,7 +108,7 @@ class Follower:
         try:
             stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=cursor, batched=True))
             async for reply in stream:
-                for event in reply.events:
+                for event in events_of(reply):
                     if writer.done():
                         writer.result()  # the feed could not be written: raise it here, resume from the cursor
                     decisions = await self._dispatcher.handle(event)
