@@ -274,15 +274,18 @@ class SandboxCpu:
         if not force and time.monotonic() - self._last < self._every:
             return sum(self._seen.values())
         self._last = time.monotonic()
-        for spec in network.services if network is not None else ():
-            if spec.name != "compute":
-                continue
+        computes = {spec.process.pid for spec in (network.services if network else ()) if spec.name == "compute"}
+        children: dict[int, list] = {}
+        for process in psutil.process_iter(["ppid"]):  # one pass over /proc for every compute
+            children.setdefault(process.info["ppid"], []).append(process)
+        below = [child for pid in computes for child in children.get(pid, [])]
+        while below:
+            process = below.pop()
+            below += children.get(process.pid, [])
             with contextlib.suppress(psutil.Error):
-                for process in psutil.Process(spec.process.pid).children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        seconds = _own(process) + (0.0 if process.name() == "bwrap" else _reaped(process))
-                        key = (process.pid, process.create_time())
-                        self._seen[key] = max(self._seen.get(key, 0.0), seconds)
+                seconds = _own(process) + (0.0 if process.name() == "bwrap" else _reaped(process))
+                key = (process.pid, process.create_time())
+                self._seen[key] = max(self._seen.get(key, 0.0), seconds)
         return sum(self._seen.values())
 
 
