@@ -112,15 +112,7 @@ class Files:
             if not placement.path.exists() and ahead is not None and ahead.exists():
                 ahead.replace(placement.path)
             if not placement.path.exists():
-                await self.download(
-                    channel,
-                    placement.owner,
-                    placement.kind,
-                    placement.asset_key,
-                    placement.path,
-                    checksum=placement.checksum,
-                    salt=placement.salt,
-                )
+                await self._fetch(channel, placement, placement.path)
         return placement.path
 
     async def fetch_ahead(self, channel: str, placement: Placement) -> bool:
@@ -133,16 +125,20 @@ class Files:
         async with self.lock(placement.path):
             if placement.path.exists() or ahead.exists():
                 return False
-            await self.download(
-                channel,
-                placement.owner,
-                placement.kind,
-                placement.asset_key,
-                ahead,
-                checksum=placement.checksum,
-                salt=placement.salt,
-            )
+            await self._fetch(channel, placement, ahead)
         return True
+
+    async def _fetch(self, channel: str, placement: Placement, dest: Path) -> Path:
+        """:meth:`download` of ``placement``'s file into ``dest``, verified against its checksum."""
+        return await self.download(
+            channel,
+            placement.owner,
+            placement.kind,
+            placement.asset_key,
+            dest,
+            checksum=placement.checksum,
+            salt=placement.salt,
+        )
 
     async def _data_sample(self, channel: str, placement: Placement) -> Path:
         """A data sample's archive, fetched and unpacked into its own folder once."""

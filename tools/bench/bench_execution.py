@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,13 +329,18 @@ class Ledger:
         self.creds = network.org_credentials(org)
         self.stub = api_grpc.AssetServiceStub(sync_channel(network.services[0].addr, self.creds))
 
-    def wait_done(self, key: str, network: Network | None = None) -> None:
+    def wait_done(
+        self, key: str, network: Network | None = None, on_poll: Callable[[res.ComputePlan], None] | None = None
+    ) -> res.ComputePlan:
+        """Poll the plan until it is DONE (its last reading), calling ``on_poll`` with each reading."""
         deadline = time.monotonic() + TIMEOUT
         while True:
             SANDBOXES.poll(network)  # the tasks' CPU, read while their processes live
             plan = self.stub.GetComputePlan(api.GetComputePlanRequest(key=key)).compute_plan
+            if on_poll is not None:
+                on_poll(plan)
             if plan.status == res.PLAN_STATUS_DONE:
-                return
+                return plan
             if plan.status in (res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED):
                 raise RuntimeError(f"plan {key} ended {res.ComputePlanStatus.Name(plan.status)}")
             if time.monotonic() > deadline:

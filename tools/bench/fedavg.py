@@ -28,12 +28,9 @@ from substrafl.dependency import Dependency
 from substrafl.experiment import execute_experiment
 from substrafl.strategies import FedAvg
 from tessera.asset.v1 import asset_service_pb2 as api
-from tessera.asset.v1 import resources_pb2 as res
 
-from tools.bench.bench_execution import SANDBOXES, Ledger, cpu_delta, cpu_snapshot, remote_clients
+from tools.bench.bench_execution import Ledger, cpu_delta, cpu_snapshot, remote_clients
 from tools.samples import flassets, numpy_algo
-
-POLL = 0.2
 
 
 def _train_node(client: substra.Client, aggregator: str, folder: Path, index: int) -> nodes.TrainDataNode:
@@ -67,22 +64,19 @@ def round_ends(tasks) -> dict[int, float]:
     return ends
 
 
-def steady_cpu(ledger: Ledger, network, plan_key: str, orgs: int, timeout: float = 1800) -> tuple[dict, int]:
+def steady_cpu(ledger: Ledger, network, plan_key: str, orgs: int) -> tuple[dict, int]:
     """Wait for the plan's end; the CPU seconds each component used from the end of the second round on,
     and how many rounds that covers. A round is done when its ``orgs`` trainings and its aggregation
     are (after the ``orgs`` initializations)."""
     warm = orgs + 2 * (orgs + 1)
-    before, deadline = None, time.monotonic() + timeout
-    while True:
-        plan = ledger.stub.GetComputePlan(api.GetComputePlanRequest(key=plan_key)).compute_plan
-        SANDBOXES.poll(network)  # the tasks' CPU, read while their processes live
-        if before is None and plan.done_count >= warm:
-            before = cpu_snapshot(network)
-        if plan.status == res.PLAN_STATUS_DONE:
-            return cpu_delta(before or {}, cpu_snapshot(network)), (plan.task_count - warm) // (orgs + 1)
-        if plan.status in (res.PLAN_STATUS_FAILED, res.PLAN_STATUS_CANCELED) or time.monotonic() > deadline:
-            raise RuntimeError(f"plan {plan_key} ended {res.ComputePlanStatus.Name(plan.status)}")
-        time.sleep(POLL)
+    before: dict[str, float] = {}
+
+    def at_warm(plan) -> None:
+        if not before and plan.done_count >= warm:
+            before.update(cpu_snapshot(network))
+
+    plan = ledger.wait_done(plan_key, network, on_poll=at_warm)
+    return cpu_delta(before, cpu_snapshot(network)), (plan.task_count - warm) // (orgs + 1)
 
 
 def run(orgs: int, rounds: int, state_dir: Path | None) -> str:

@@ -100,16 +100,18 @@ def test_a_batched_subscription_sends_the_same_events_in_fewer_messages(ledger):
     stream = ledger.org2.SubscribeEvents(request, timeout=30)
     replies: list[api.SubscribeEventsResponse] = []
     wanted = len(history) + 1  # the history, then one live plan creation
+    first = threading.Event()
 
     def consume():
         for reply in stream:
             replies.append(reply)
+            first.set()
             if sum(len(r.events) for r in replies) >= wanted:
                 return
 
     reader = threading.Thread(target=consume)
     reader.start()
-    reader.join(0.5)  # the history arrives first, on its own
+    assert first.wait(20)  # the history arrives first, on its own
     plan = make_plan(ledger.org1)
     reader.join(20)
     stream.cancel()
