@@ -85,8 +85,8 @@ def ensure_database(url: str) -> None:
         admin.dispose()
 
 
-def migrate(engine: Engine, schema: str, script_location: Path) -> None:
-    """Bring ``schema`` to the head of the Alembic history in ``script_location``.
+def migrate(engine: Engine, schema: str, script_location: Path, revision: str = "head") -> None:
+    """Bring ``schema`` to the head (or ``revision``) of the Alembic history in ``script_location``.
 
     An advisory lock keyed on the schema name serializes replicas that start together.
     """
@@ -103,7 +103,7 @@ def migrate(engine: Engine, schema: str, script_location: Path) -> None:
             config.set_main_option("script_location", str(script_location))
             config.attributes["connection"] = conn
             config.attributes["schema"] = schema
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
             conn.commit()
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "event"
@@ -26,7 +25,8 @@ class CursorRow(Base):
 
 
 class FeedEventRow(Base):
-    """The organization's copy of a ledger event (its feed), in the ledger's order."""
+    """The organization's copy of a ledger event (its feed), in the ledger's order: the event whole, as
+    the ledger serialized it (``body``), beside the columns the lists filter on."""
 
     __tablename__ = "feed_events"
     __table_args__ = (
@@ -41,4 +41,7 @@ class FeedEventRow(Base):
     asset_key: Mapped[str] = mapped_column(sa.String(140))
     event_kind: Mapped[int] = mapped_column(sa.SmallInteger)
     timestamp: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
-    event: Mapped[dict] = mapped_column(JSONB)
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # What the news feed filters on: the event moved a status; the status of the plan it carries, if any.
+    status_change: Mapped[bool] = mapped_column(sa.Boolean)
+    plan_status: Mapped[int | None] = mapped_column(sa.SmallInteger, nullable=True)
