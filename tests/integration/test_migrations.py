@@ -128,5 +128,23 @@ def test_the_feed_keeps_its_events_when_they_move_from_json_to_bytes(postgres):
         assert stored == events
         assert [item.status for item in news] == ["PLAN_STATUS_DONE", "PLAN_STATUS_DOING", "PLAN_STATUS_CREATED"]
         assert [item.status for item in endings] == ["PLAN_STATUS_DONE"]
+
+        _downgrade(engine, "event", history, "0002")  # and back: the JSON form of each event again
+        with engine.connect() as conn:
+            documents = conn.scalars(sa.text("SELECT event FROM event.feed_events ORDER BY position")).all()
+        assert [json_format.ParseDict(d, ev.Event()) for d in documents] == events
     finally:
         engine.dispose()
+
+
+def _downgrade(engine, schema: str, history, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    with engine.connect() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(history))
+        config.attributes["connection"] = conn
+        config.attributes["schema"] = schema
+        command.downgrade(config, revision)
+        conn.commit()

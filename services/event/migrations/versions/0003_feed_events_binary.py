@@ -47,8 +47,8 @@ def _rows(conn, column):
         after = (rows[-1][0], rows[-1][1])
 
 
-def _key(channel, position):
-    return sa.and_(FEED.c.channel == channel, FEED.c.position == position)
+# One statement per batch, its parameters one set per row (the row's key as b_channel, b_position).
+UPDATE = FEED.update().where(FEED.c.channel == sa.bindparam("b_channel"), FEED.c.position == sa.bindparam("b_position"))
 
 
 def upgrade() -> None:
@@ -57,14 +57,19 @@ def upgrade() -> None:
     op.add_column("feed_events", sa.Column("plan_status", sa.SmallInteger, nullable=True))
     conn = op.get_bind()
     for rows in _rows(conn, FEED.c.event):
+        values = []
         for channel, position, document in rows:
             event = json_format.ParseDict(document, ev.Event(), ignore_unknown_fields=True)
-            plan = event.compute_plan.status if event.WhichOneof("asset") == "compute_plan" else None
-            conn.execute(
-                FEED.update()
-                .where(_key(channel, position))
-                .values(body=event.SerializeToString(), status_change=event.HasField("status_change"), plan_status=plan)
+            values.append(
+                {
+                    "b_channel": channel,
+                    "b_position": position,
+                    "body": event.SerializeToString(),
+                    "status_change": event.HasField("status_change"),
+                    "plan_status": event.compute_plan.status if event.WhichOneof("asset") == "compute_plan" else None,
+                }
             )
+        conn.execute(UPDATE, values)
     op.alter_column("feed_events", "body", nullable=False)
     op.alter_column("feed_events", "status_change", nullable=False)
     op.drop_column("feed_events", "event")
@@ -74,9 +79,15 @@ def downgrade() -> None:
     op.add_column("feed_events", sa.Column("event", postgresql.JSONB, nullable=True))
     conn = op.get_bind()
     for rows in _rows(conn, FEED.c.body):
-        for channel, position, body in rows:
-            document = json_format.MessageToDict(ev.Event.FromString(body), preserving_proto_field_name=True)
-            conn.execute(FEED.update().where(_key(channel, position)).values(event=document))
+        values = [
+            {
+                "b_channel": channel,
+                "b_position": position,
+                "event": json_format.MessageToDict(ev.Event.FromString(body), preserving_proto_field_name=True),
+            }
+            for channel, position, body in rows
+        ]
+        conn.execute(UPDATE, values)
     op.alter_column("feed_events", "event", nullable=False)
     op.drop_column("feed_events", "plan_status")
     op.drop_column("feed_events", "status_change")
