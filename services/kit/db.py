@@ -91,7 +91,6 @@ def migrate(engine: Engine, schema: str, script_location: Path, revision: str = 
     An advisory lock keyed on the schema name serializes replicas that start together.
     """
     from alembic import command  # imported on use: only needed while migrating, at start
-    from alembic.config import Config
 
     lock_key = zlib.crc32(schema.encode())
     with engine.connect() as conn:
@@ -99,11 +98,7 @@ def migrate(engine: Engine, schema: str, script_location: Path, revision: str = 
         try:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             conn.commit()
-            config = Config()
-            config.set_main_option("script_location", str(script_location))
-            config.attributes["connection"] = conn
-            config.attributes["schema"] = schema
-            command.upgrade(config, revision)
+            command.upgrade(alembic_config(conn, schema, script_location), revision)
             conn.commit()
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
@@ -115,14 +110,21 @@ def check_schema(engine: Engine, schema: str, script_location: Path) -> None:
     tables the service's code declares (the metadata its ``migrations/env.py`` names): Alembic's
     autogenerate comparison, so a table changed in code without a migration, or the reverse, is caught."""
     from alembic import command
-    from alembic.config import Config
 
     with engine.connect() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(script_location))
-        config.attributes["connection"] = conn
-        config.attributes["schema"] = schema
-        command.check(config)
+        command.check(alembic_config(conn, schema, script_location))
+
+
+def alembic_config(conn, schema: str, script_location: Path):
+    """The Alembic configuration of the history in ``script_location``, run on ``conn`` in ``schema``
+    (what each service's ``migrations/env.py`` reads)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["connection"] = conn
+    config.attributes["schema"] = schema
+    return config
 
 
 def migrate_in_child(url: str, schema: str, script_location: Path) -> None:
