@@ -256,17 +256,16 @@ class WarmRunner:
         outbox.mkdir(mode=0o700)
         self._chown(outbox)
         inputs = []
-        for index, item in enumerate(spec.inputs):
-            name = layout.staged_name(index, item.path.name)
+        names = layout.staged_names([item.path.name for item in spec.inputs])
+        for item, name in zip(spec.inputs, names, strict=True):
             link_tree(item.path, inbox / name)
             inputs.append(layout.input_entry(item.identifier, f"/tessera/in/{spec.key}/{name}", item.multiple))
         outputs = [
             layout.input_entry(identifier, f"/tessera/out/{spec.key}/{filename}", False)
             for identifier, filename in sorted(spec.outputs.items())
         ]
-        arguments = inbox / "arguments.txt"
-        arguments.write_text(layout.arguments(spec.rank, inputs, outputs))
-        return [f"@/tessera/in/{spec.key}/arguments.txt"]
+        (inbox / layout.ARGUMENTS).write_text(layout.arguments(spec.rank, inputs, outputs))
+        return [f"@/tessera/in/{spec.key}/{layout.ARGUMENTS}"]
 
     def collect(self, spec: TaskSpec, dest: Path) -> tuple[dict[str, Path], Path]:
         """Copy the task's outputs and log out of the jail's reach, into ``dest``; the log is always

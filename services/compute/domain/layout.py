@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 TASK_LOG = "task.log"
 SAFE_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-def staged_name(index: int, name: str) -> str:
-    """Where input number ``index`` of a task is staged, relative to the task's inputs folder: a folder
-    of its own per input, holding the input under its cache name (``name``), so that a data sample's
-    folder keeps the sample's key as its last component, an opener its ``__init__.py``."""
-    return f"{index}/{name}"
+ARGUMENTS = "arguments.txt"  # the task's arguments file, beside its inputs
+
+
+def staged_names(names: Sequence[str]) -> list[str]:
+    """Where each input of a task is staged, relative to the task's inputs folder, given the inputs' cache
+    names in order: under its own name (a data sample's folder keeps the sample's key as its name, an opener
+    its ``__init__.py``), at the top of the folder; a name already taken (the same input twice, or the
+    arguments file's) goes in a folder named by its index. One folder fewer per input than a folder each:
+    every folder made is a file-system allocation on each task's path."""
+    taken = {ARGUMENTS}
+    staged = []
+    for index, name in enumerate(names):
+        staged.append(name if name not in taken else f"{index}/{name}")
+        taken.add(name)
+    return staged
 
 
 def input_entry(identifier: str, path: str, multiple: bool) -> dict:

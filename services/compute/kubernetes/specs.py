@@ -32,7 +32,7 @@ CONTAINER = "task"
 BUILD_CONTAINER = "kaniko"
 IN = "/tessera/in"
 OUT = "/tessera/out"
-ARGUMENTS = "arguments.txt"
+ARGUMENTS = layout.ARGUMENTS  # beside the inputs: staged_names keeps its name free
 CHAINKEYS = "chainkeys"
 SCRATCH_CHAINKEYS = "/tmp/chainkeys"
 SCRATCH_LOG = "/tmp/substratools.log"
@@ -191,8 +191,8 @@ def arguments(spec: TaskSpec) -> tuple[str, dict[str, str]]:
     otherwise; the image's root filesystem is read-only, so both are pointed at the pod's ``/tmp``."""
     staged: dict[str, str] = {}
     inputs = []
-    for index, item in enumerate(spec.inputs):
-        name = layout.staged_name(index, item.path.name)  # a sample keeps its key as its folder name
+    names = layout.staged_names([item.path.name for item in spec.inputs])  # a sample keeps its key as its name
+    for item, name in zip(spec.inputs, names, strict=True):
         staged[name] = str(item.path)
         inputs.append(layout.input_entry(item.identifier, f"{IN}/{name}", item.multiple))
     if not any(item.identifier == CHAINKEYS for item in spec.inputs):

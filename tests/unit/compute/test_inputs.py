@@ -95,6 +95,16 @@ def test_compute_s_own_files_have_one_place_each():
 def test_a_task_sees_each_data_sample_in_a_folder_named_by_the_sample_s_key():
     """Substra lays samples out as ``data_samples/<key>``; functions may identify samples by folder name."""
     found = placements(_task(), [_opener(), _sample("s-1"), _sample("s-2"), _model("models", "m-1")], PLACES)
-    staged = [Path("/tessera/in/t", layout.staged_name(i, p.path.name)) for i, p in enumerate(found)]
+    staged = [Path("/tessera/in/t", name) for name in layout.staged_names([p.path.name for p in found])]
     assert [path.name for path in staged] == ["__init__.py", "s-1", "s-2", "m-1"]
-    assert len({path.parent for path in staged}) == 4  # one folder per input: no two names collide
+    assert {path.parent for path in staged} == {Path("/tessera/in/t")}  # distinct names: no folder of their own
+
+
+def test_an_input_whose_name_is_taken_is_staged_in_a_folder_of_its_own():
+    """The same model given twice, and a name equal to the arguments file's: each path stays distinct and keeps
+    its cache name as its last component."""
+    names = ["__init__.py", "m-1", "m-1", layout.ARGUMENTS, "s-1"]
+    staged = layout.staged_names(names)
+    assert staged == ["__init__.py", "m-1", "2/m-1", "3/arguments.txt", "s-1"]
+    assert len(set(staged)) == len(staged) and layout.ARGUMENTS not in staged
+    assert [Path(name).name for name in staged] == names

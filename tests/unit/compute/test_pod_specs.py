@@ -167,16 +167,16 @@ def test_the_arguments_file_names_the_paths_the_pod_sees():
     inputs = json.loads(lines[lines.index("--inputs") + 1])
     outputs = json.loads(lines[lines.index("--outputs") + 1])
     assert inputs == [
-        {"id": "opener", "value": "/tessera/in/0/__init__.py", "multiple": False},
-        {"id": "datasamples", "value": "/tessera/in/1/data", "multiple": True},
+        {"id": "opener", "value": "/tessera/in/__init__.py", "multiple": False},
+        {"id": "datasamples", "value": "/tessera/in/data", "multiple": True},
         {"id": "chainkeys", "value": "/tmp/chainkeys", "multiple": False},  # the root filesystem is read-only
     ]
     assert lines[lines.index("--log-path") + 1] == "/tmp/substratools.log"
     assert outputs == [{"id": "model", "value": "/tessera/out/model.model", "multiple": False}]
     assert json.loads(lines[lines.index("--task-properties") + 1]) == {"rank": 3}
     assert staged == {
-        "0/__init__.py": "/work/cache/openers/dm/__init__.py",
-        "1/data": "/work/cache/data_samples/s1/data",
+        "__init__.py": "/work/cache/openers/dm/__init__.py",
+        "data": "/work/cache/data_samples/s1/data",
     }
 
 
