@@ -286,7 +286,7 @@ class KubernetesExecutor:
         text, staged = specs.arguments(spec)
         for name, source in staged.items():
             link_tree(Path(source), inbox / name)
-        (inbox / specs.ARGUMENTS).write_text(text)
+        (inbox / layout.ARGUMENTS).write_text(text)
         if os.geteuid() == 0:
             os.chown(outbox, self.config.uid, self.config.gid)
         elif os.geteuid() != self.config.uid:

@@ -32,7 +32,6 @@ CONTAINER = "task"
 BUILD_CONTAINER = "kaniko"
 IN = "/tessera/in"
 OUT = "/tessera/out"
-ARGUMENTS = layout.ARGUMENTS  # beside the inputs: staged_names keeps its name free
 CHAINKEYS = "chainkeys"
 SCRATCH_CHAINKEYS = "/tmp/chainkeys"
 SCRATCH_LOG = "/tmp/substratools.log"
@@ -243,7 +242,7 @@ def task_pod(config: Config, spec: TaskSpec) -> dict:
         "image": image_ref(config, spec.function_key),
         "imagePullPolicy": "IfNotPresent",
         "command": list(spec.entrypoint),
-        "args": [f"@{IN}/{ARGUMENTS}"],
+        "args": [f"@{IN}/{layout.ARGUMENTS}"],
         # The Dockerfile's ENV after ours: its values win, "$" doubled so Kubernetes expands no $(NAME) in them.
         "env": [{"name": name, "value": value.replace("$", "$$")} for name, value in {**TASK_ENV, **spec.env}.items()],
         "resources": _resources(config),
