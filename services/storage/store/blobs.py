@@ -148,6 +148,28 @@ def _open(path: Path, flags: int, direct: bool) -> tuple[int, bool]:
     return os.open(path, flags, 0o600), False
 
 
+def _flatten_legacy(blobs: Path) -> int:
+    """Move the blobs of the two-level layout (``ab/cd/<digest>``) to ``ab/<digest>`` and remove the emptied
+    ``cd`` folders; how many moved. Idempotent, and safe to interrupt (a blob is renamed within its
+    file system, never copied); stores sharing the folder take turns under a lock file."""
+    moved = 0
+    with open(blobs.parent / ".layout.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for prefix in os.scandir(blobs):
+            if len(prefix.name) != 2 or not prefix.is_dir(follow_symlinks=False):
+                continue
+            for inner in os.scandir(prefix.path):
+                if len(inner.name) != 2 or not inner.is_dir(follow_symlinks=False):
+                    continue  # a blob of the current layout
+                for blob in os.scandir(inner.path):
+                    if blob.name.startswith(prefix.name + inner.name) and blob.is_file(follow_symlinks=False):
+                        os.replace(blob.path, os.path.join(prefix.path, blob.name))
+                        moved += 1
+                with contextlib.suppress(OSError):  # not empty: something else was put there; left alone
+                    os.rmdir(inner.path)
+    return moved
+
+
 def _fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -308,11 +330,17 @@ class _FsReader:
 
 
 class FilesystemStore:
-    """Blobs under ``<root>/blobs/ab/cd/<digest>`` (read-only files), staging under ``<root>/tmp``.
+    """Blobs under ``<root>/blobs/ab/<digest>`` (read-only files), staging under ``<root>/tmp``.
 
     Commit is ``link(2)`` of the fsynced staged file to its final name, which fails if the name exists:
     two uploads of the same content race safely, the first one's bytes win and are identical anyway.
     Staging and blobs share a filesystem, so no byte is copied twice.
+
+    One level of 256 prefix folders: each is made once, by the first blob of its prefix, so an upload
+    makes no folder once a few hundred blobs are stored (a folder is the dearest thing a file system
+    makes), and a folder holds a 256th of the blobs (tens of thousands for millions, which ext4's hashed
+    directories look up as fast as a few). Blobs of the earlier two-level layout (``ab/cd/<digest>``)
+    are moved up when the store opens (:func:`_flatten_legacy`).
     """
 
     def __init__(self, root: str | os.PathLike, *, durable: bool = True, direct: bool = True) -> None:
@@ -321,11 +349,12 @@ class FilesystemStore:
         self._direct = direct
         (self.root / STAGING).mkdir(parents=True, exist_ok=True)
         (self.root / BLOBS).mkdir(parents=True, exist_ok=True)
+        _flatten_legacy(self.root / BLOBS)
 
     def blob_path(self, digest: str) -> Path:
         """Where the blob ``digest`` lives."""
         digest = _check_digest(digest)
-        return self.root / BLOBS / digest[:2] / digest[2:4] / digest
+        return self.root / BLOBS / digest[:2] / digest
 
     def stage(self) -> _FsWriter:
         return _FsWriter(self.root / STAGING / f"{uuid.uuid4().hex}{STAGED_SUFFIX}", self._durable, self._direct)
@@ -355,8 +384,8 @@ class FilesystemStore:
         return self.blob_path(digest).exists()
 
     def delete(self, digest: str) -> None:
-        # The two-level prefix folders stay (at most 65,536 of them): removing an empty one could race
-        # with the commit of another digest that shares it.
+        # The prefix folders stay (at most 256 of them): removing an empty one could race with the commit
+        # of another digest that shares it.
         self.blob_path(digest).unlink(missing_ok=True)
 
     def sweep_staging(self, older_than: float) -> int:

@@ -32,7 +32,7 @@ def test_commit_is_content_addressed_read_only_and_leaves_no_staging(tmp_path):
     store.commit(writer, digest)  # a retried transaction commits twice: harmless
     path = store.blob_path(digest)
     assert path.read_bytes() == data and stat.S_IMODE(path.stat().st_mode) == 0o440
-    assert path.relative_to(tmp_path).parts[:3] == ("blobs", digest[:2], digest[2:4])
+    assert path.relative_to(tmp_path).parts == ("blobs", digest[:2], digest)
     assert store.staged_count() == 0
 
     # The same content again: the existing blob stays, the second staging is dropped.
@@ -49,6 +49,34 @@ def test_commit_is_content_addressed_read_only_and_leaves_no_staging(tmp_path):
     assert not store.exists(digest)
     with pytest.raises(FileNotFoundError):
         store.open(digest)
+
+
+def test_blobs_of_the_two_level_layout_move_up_when_the_store_opens(tmp_path):
+    first = FilesystemStore(tmp_path)
+    data = [f"blob {i}".encode() * 10 for i in range(3)]  # fixed: three different prefixes
+    digests = [hashlib.sha256(d).hexdigest() for d in data]
+    for digest, blob in zip(digests, data, strict=True):  # as the earlier layout stored them
+        legacy = tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+        legacy.parent.mkdir(parents=True, exist_ok=True)
+        legacy.write_bytes(blob)
+    # One of them also under its new name already (a move interrupted after the rename): kept as is.
+    current = first.blob_path(digests[0])
+    current.parent.mkdir(exist_ok=True)
+    current.write_bytes(data[0])
+    stray = tmp_path / "blobs" / digests[1][:2] / digests[1][2:4] / "not-a-blob"
+    stray.write_bytes(b"x")
+
+    store = FilesystemStore(tmp_path)
+    for digest, blob in zip(digests, data, strict=True):
+        reader = store.open(digest)
+        assert reader.read(0, 1000) == blob
+        reader.close()
+        assert not (tmp_path / "blobs" / digest[:2] / digest[2:4] / digest).exists()
+    assert stray.exists()  # what is not a blob of that folder is left where it was, with its folder
+    assert not (tmp_path / "blobs" / digests[2][:2] / digests[2][2:4]).exists()
+    assert store.blob_count() == 4  # three blobs and the stray file
+    FilesystemStore(tmp_path)  # again: nothing left to move, nothing changes
+    assert store.blob_count() == 4
 
 
 def test_abort_drops_the_staged_bytes_at_any_time(tmp_path):
