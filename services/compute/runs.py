@@ -230,7 +230,11 @@ class Runs:
             completion = runs.profiling(completion, durations, task)
             self._completions.keep(run.channel, completion)  # the work is done: never run it again
             completion.start_ready = self._free_slots()
-            completed = await self._ledger.complete_task(run.channel, completion)
+            try:
+                completed = await self._ledger.complete_task(run.channel, completion)
+            except BaseException:
+                self._completions.persist(task.key)  # for the next delivery, or the next process
+                raise
             self._completions.drop(task.key)
             self._finish(run.channel, task.key, completed)
         except asyncio.CancelledError:
