@@ -89,14 +89,22 @@ class Limits:
     open_files: int = 1024
     file_bytes: int = 4096 * MIB
     tmp_bytes: int = 256 * MIB
+    nice: int = 10
+    """The jail's scheduling niceness (1-19): whenever the services and a task want the same core, the
+    services get it first, so a task that spins cannot slow its organization's control plane (nor the
+    start of the tasks behind it), and the task still gets every cycle nobody else wants."""
 
     def __post_init__(self) -> None:
         for name in ("memory_bytes", "cpu_seconds", "processes", "open_files", "file_bytes", "tmp_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"sandbox limit {name} must be positive, not {getattr(self, name)}")
+        if not 1 <= self.nice <= 19:
+            raise ValueError(f"sandbox niceness must be between 1 and 19, not {self.nice}")
 
     def apply(self) -> None:
-        """Set the rlimits of the calling process (between fork and exec)."""
+        """Set the rlimits and niceness of the calling process (between fork and exec). Niceness only goes
+        up from the service's own: nothing in the jail can lower it again (that needs CAP_SYS_NICE)."""
+        os.setpriority(os.PRIO_PROCESS, 0, max(self.nice, os.getpriority(os.PRIO_PROCESS, 0)))
         cpu = self.cpu_seconds
         for kind, soft, hard in (
             (resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes),

@@ -51,6 +51,9 @@ class ComputeSettings(CommonSettings):
     open_files: int = env("TESSERA_TASK_OPEN_FILES", 1024, "Open files per process of a jail.")
     file_size_mb: int = env("TESSERA_TASK_FILE_MB", 4096, "Largest file a jail may write (outputs included).")
     tmp_mb: int = env("TESSERA_TASK_TMP_MB", 256, "Size of a jail's private /tmp and /dev/shm (memory).")
+    task_nice: int = env(
+        "TESSERA_TASK_NICE", 10, "Scheduling niceness of every jail (1-19): the services come first on a busy core."
+    )
     sandbox_uid_base: int = env(
         "TESSERA_SANDBOX_UID_BASE", 200000, "First uid of the jails' pool (compute as root); one pool per organization."
     )
@@ -120,6 +123,7 @@ class ComputeSettings(CommonSettings):
             open_files=self.open_files,
             file_bytes=self.file_size_mb * MIB,
             tmp_bytes=self.tmp_mb * MIB,
+            nice=self.task_nice,
         )
 
     def task_env(self) -> dict[str, str]:

@@ -180,11 +180,13 @@ def escape(inputs, outputs, task_properties):
         "signal init": _error(lambda: os.kill(1, signal.SIGKILL)),
         "sysrq": _error(lambda: open("/proc/sysrq-trigger", "w").write("h")),
         "kernel log": _error(lambda: _read("/dev/kmsg")),
+        "priority": _error(lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)),
     }
     with open("/proc/self/status") as status:
         capabilities = [line.split()[1] for line in status if line.startswith(("CapEff", "CapPrm"))]
     _report(outputs, {"attempts": result, "capabilities": capabilities,
-                      "uid_map": Path("/proc/self/uid_map").read_text().split()})
+                      "uid_map": Path("/proc/self/uid_map").read_text().split(),
+                      "niceness": os.getpriority(os.PRIO_PROCESS, 0)})
 
 
 @tools.register

@@ -261,6 +261,7 @@ def test_no_privilege_can_be_regained(setup):
     assert task.status == res.STATUS_DONE, logs
     assert all(outcome != "OK" for outcome in report["attempts"].values()), report["attempts"]
     assert report["capabilities"] == ["0000000000000000", "0000000000000000"]
+    assert report["niceness"] == 10  # the default: organization 1's services come first on a busy core
     # Its own user namespace, mapping one unprivileged uid (the host's full map would be "0 0 4294967295").
     inner, outer, count = report["uid_map"]
     assert inner == outer and int(inner) >= 1000 and count == "1"

@@ -59,6 +59,33 @@ def test_no_limit_can_be_switched_off(name):
         Limits(**{name: 0})
 
 
+@pytest.mark.parametrize("nice", [0, -5, 20])
+def test_a_jail_cannot_be_given_priority_over_the_services(nice):
+    with pytest.raises(ValueError, match="niceness"):
+        Limits(nice=nice)
+
+
+def test_a_jail_s_niceness_only_goes_up_from_the_service_s():
+    def niceness_after(limits: Limits, start: int) -> int:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # what runs between fork and exec of bwrap
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, start)
+                limits.apply()
+                os.write(write, str(os.getpriority(os.PRIO_PROCESS, 0)).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as answer:
+            return int(answer.read())
+
+    roomy = dict(memory_bytes=1 << 40, cpu_seconds=600, processes=4096, open_files=1024, file_bytes=1 << 40)
+    assert niceness_after(Limits(**roomy, nice=10), 0) == 10
+    assert niceness_after(Limits(**roomy, nice=10), 15) == 15  # a service already nicer keeps its jails as nice
+
+
 def test_the_interpreter_is_visible_but_not_the_repository():
     targets = {m.target for m in isolation.runtime_mounts()}
     assert sys.prefix in targets or sys.prefix.startswith("/usr")

@@ -23,6 +23,7 @@ TESSERA_TASK_MEMORY_MB: {{ .Values.executor.limits.memoryMb | quote }}
 TESSERA_TASK_PROCESSES: {{ .Values.executor.limits.processes | quote }}
 TESSERA_TASK_FILE_MB: {{ .Values.executor.limits.fileMb | quote }}
 TESSERA_TASK_TMP_MB: {{ .Values.executor.limits.tmpMb | quote }}
+TESSERA_TASK_NICE: {{ .Values.executor.limits.nice | quote }}
 TESSERA_RUNNER_IDLE_SECONDS: {{ .Values.executor.runnerIdleSeconds | quote }}
 TESSERA_IDLE_RUNNERS: {{ .Values.executor.idleRunners | quote }}
 TESSERA_TASK_THREADS: {{ .Values.executor.taskThreads | quote }}
