@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg2.extras import execute_values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from tessera.asset.v1 import events_pb2 as ev
@@ -20,6 +21,7 @@ from services.kit.errors import InvalidArgument
 from services.kit.pagination import Page, paginate
 
 FOLLOWER = "follower"  # the consumer whose cursors these are
+FEED_PAGE = 500  # feed rows per INSERT statement
 
 
 def _event(row: FeedEventRow) -> ev.Event:
@@ -36,9 +38,22 @@ def _moment(request, field: str) -> dt.datetime:
 
 FEED = FeedEventRow.__table__
 CURSORS = CursorRow.__table__
-# RETURNING makes SQLAlchemy send a list of rows as multi-row INSERTs: without it, an INSERT with an ON CONFLICT
-# clause goes to the driver's executemany, one statement (and one round trip) per row.
-ADD_TO_FEED = insert(FEED).on_conflict_do_nothing().returning(FEED.c.position)
+FEED_COLUMNS = (
+    "channel",
+    "position",
+    "id",
+    "asset_kind",
+    "asset_key",
+    "event_kind",
+    "timestamp",
+    "body",
+    "status_change",
+    "plan_status",
+)
+# Every row of a batch in one multi-row INSERT, written by the driver (psycopg2's execute_values, its values
+# adapted in C): the feed is the event service's hottest write (ten organizations store every event), and
+# SQLAlchemy's own multi-row path costs nearly twice as much CPU per row for the same statement.
+ADD_TO_FEED = f"INSERT INTO {FEED.name} ({', '.join(FEED_COLUMNS)}) VALUES %s ON CONFLICT DO NOTHING"
 ASYNCHRONOUS_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
 SAVE_CURSOR = (
     insert(CURSORS)
@@ -66,22 +81,26 @@ class SqlStore:
 
     def add_to_feed(self, events: Iterable[ev.Event]) -> None:
         rows = [
-            {
-                "channel": event.channel,
-                "position": event.position,
-                "id": event.id,
-                "asset_kind": event.asset_kind,
-                "asset_key": event.asset_key,
-                "event_kind": event.event_kind,
-                "timestamp": event.timestamp.ToDatetime(dt.UTC),
-                "body": event.SerializeToString(),
-                "status_change": event.HasField("status_change"),
-                "plan_status": event.compute_plan.status if event.WhichOneof("asset") == "compute_plan" else None,
-            }
+            (  # in the order of FEED_COLUMNS
+                event.channel,
+                event.position,
+                event.id,
+                event.asset_kind,
+                event.asset_key,
+                event.event_kind,
+                event.timestamp.ToDatetime(dt.UTC),
+                event.SerializeToString(),
+                event.HasField("status_change"),
+                event.compute_plan.status if event.WhichOneof("asset") == "compute_plan" else None,
+            )
             for event in events
         ]
-        if rows:  # one statement, built once, for any number of rows (a batch of parameters)
-            self._session.execute(ADD_TO_FEED, rows)
+        if rows:  # on the session's connection: in its transaction, with the cursor it commits with
+            cursor = self._session.connection().connection.cursor()
+            try:
+                execute_values(cursor, ADD_TO_FEED, rows, page_size=FEED_PAGE)
+            finally:
+                cursor.close()
 
     def list_events(self, channel: str, request: api.ListEventsRequest) -> Page:
         t = FeedEventRow
