@@ -192,7 +192,34 @@ def _rows_per_insert(engine, table: str) -> list[int]:
     return sent
 
 
-def test_rows_written_together_travel_in_one_statement(database_url):
+def _rows_per_feed_insert(monkeypatch) -> list[int]:
+    """Record, for every statement the event store's batch write sends through the driver, how many rows it
+    carries (read from the statement psycopg2 actually sent)."""
+    from services.event.store import sql as feed_sql
+
+    sent: list[int] = []
+    real = feed_sql.execute_values
+
+    def counting(cursor, statement, rows, **options):
+        pages = []
+
+        class Recorder:  # the driver's cursor, remembering each statement it runs
+            def __getattr__(self, name):
+                return getattr(cursor, name)
+
+            def execute(self, query, *args):
+                cursor.execute(query, *args)
+                pages.append(cursor.query)
+
+        result = real(Recorder(), statement, rows, **options)
+        sent.extend(page.split(b" VALUES ", 1)[1].count(b"),(") + 1 for page in pages)
+        return result
+
+    monkeypatch.setattr(feed_sql, "execute_values", counting)
+    return sent
+
+
+def test_rows_written_together_travel_in_one_statement(database_url, monkeypatch):
     """The feed's events and a task's profiling steps are written as lists of rows with an ON CONFLICT clause,
     which the driver would otherwise run once per row (one round trip each)."""
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -206,7 +233,7 @@ def test_rows_written_together_travel_in_one_statement(database_url):
     ledger, feed = db.create_engine(database_url, "asset"), db.create_engine(database_url, "event")
     db.migrate(ledger, "asset", ASSET_MIGRATIONS)
     db.migrate(feed, "event", EVENT_MIGRATIONS)
-    steps_sent, events_sent = _rows_per_insert(ledger, "profiling_steps"), _rows_per_insert(feed, "feed_events")
+    steps_sent, events_sent = _rows_per_insert(ledger, "profiling_steps"), _rows_per_feed_insert(monkeypatch)
     steps = [res.ProfilingStep(asset_key="task-batch", step=f"step{i}", duration=i) for i in range(3)]
     events = [
         ev.Event(id=f"e{i}", channel="batch", position=i, asset_key=f"k{i}", timestamp=Timestamp(seconds=i))
