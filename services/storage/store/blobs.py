@@ -148,13 +148,23 @@ def _open(path: Path, flags: int, direct: bool) -> tuple[int, bool]:
     return os.open(path, flags, 0o600), False
 
 
-def _flatten_legacy(blobs: Path) -> int:
-    """Move the blobs of the two-level layout (``ab/cd/<digest>``) to ``ab/<digest>`` and remove the emptied
-    ``cd`` folders; how many moved. Idempotent, and safe to interrupt (a blob is renamed within its
-    file system, never copied); stores sharing the folder take turns under a lock file."""
+LAYOUT_FILE = ".blobs-layout"
+"""In the store's root: the layout its blobs are in, and the lock taken to change it."""
+FLAT = "ab/<digest>\n"
+
+
+def _flatten_legacy(root: Path) -> int:
+    """Move the blobs of the two-level layout (``blobs/ab/cd/<digest>``) to ``blobs/ab/<digest>`` and remove the
+    emptied ``cd`` folders, once: the layout file then says so, and later starts do not walk the blobs again.
+    Returns how many moved. Safe to interrupt (a blob is renamed within its file system, never copied; the next
+    start finishes the move); stores sharing the folder take turns under the layout file's lock."""
     moved = 0
-    with open(blobs.parent / ".layout.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    blobs = root / BLOBS
+    with open(root / LAYOUT_FILE, "a+") as layout:
+        fcntl.flock(layout, fcntl.LOCK_EX)
+        layout.seek(0)
+        if layout.read() == FLAT:
+            return 0
         for prefix in os.scandir(blobs):
             if len(prefix.name) != 2 or not prefix.is_dir(follow_symlinks=False):
                 continue
@@ -167,6 +177,10 @@ def _flatten_legacy(blobs: Path) -> int:
                         moved += 1
                 with contextlib.suppress(OSError):  # not empty: something else was put there; left alone
                     os.rmdir(inner.path)
+        layout.truncate(0)
+        layout.write(FLAT)
+        layout.flush()
+        os.fsync(layout.fileno())
     return moved
 
 
@@ -349,7 +363,7 @@ class FilesystemStore:
         self._direct = direct
         (self.root / STAGING).mkdir(parents=True, exist_ok=True)
         (self.root / BLOBS).mkdir(parents=True, exist_ok=True)
-        _flatten_legacy(self.root / BLOBS)
+        _flatten_legacy(self.root)
 
     def blob_path(self, digest: str) -> Path:
         """Where the blob ``digest`` lives."""

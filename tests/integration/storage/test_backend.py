@@ -52,7 +52,6 @@ def test_commit_is_content_addressed_read_only_and_leaves_no_staging(tmp_path):
 
 
 def test_blobs_of_the_two_level_layout_move_up_when_the_store_opens(tmp_path):
-    first = FilesystemStore(tmp_path)
     data = [f"blob {i}".encode() * 10 for i in range(3)]  # fixed: three different prefixes
     digests = [hashlib.sha256(d).hexdigest() for d in data]
     for digest, blob in zip(digests, data, strict=True):  # as the earlier layout stored them
@@ -60,7 +59,7 @@ def test_blobs_of_the_two_level_layout_move_up_when_the_store_opens(tmp_path):
         legacy.parent.mkdir(parents=True, exist_ok=True)
         legacy.write_bytes(blob)
     # One of them also under its new name already (a move interrupted after the rename): kept as is.
-    current = first.blob_path(digests[0])
+    current = tmp_path / "blobs" / digests[0][:2] / digests[0]
     current.parent.mkdir(exist_ok=True)
     current.write_bytes(data[0])
     stray = tmp_path / "blobs" / digests[1][:2] / digests[1][2:4] / "not-a-blob"
@@ -75,8 +74,12 @@ def test_blobs_of_the_two_level_layout_move_up_when_the_store_opens(tmp_path):
     assert stray.exists()  # what is not a blob of that folder is left where it was, with its folder
     assert not (tmp_path / "blobs" / digests[2][:2] / digests[2][2:4]).exists()
     assert store.blob_count() == 4  # three blobs and the stray file
-    FilesystemStore(tmp_path)  # again: nothing left to move, nothing changes
-    assert store.blob_count() == 4
+    # Once moved, the layout file says so: later starts do not walk the blobs again.
+    late = tmp_path / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)
+    late.parent.mkdir(parents=True)
+    late.write_bytes(b"late")
+    FilesystemStore(tmp_path)
+    assert late.exists() and store.blob_count() == 5
 
 
 def test_abort_drops_the_staged_bytes_at_any_time(tmp_path):
