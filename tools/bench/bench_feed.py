@@ -13,7 +13,6 @@ Usage: ``python -m tools.bench feed [--events N] [--batches N]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import statistics
 import tempfile
 import time
@@ -56,21 +55,8 @@ def _events(start: int, count: int) -> list[ev.Event]:
 
 
 def _reference(store: feed_sql.SqlStore, events: list[ev.Event]) -> None:
-    rows = [
-        {
-            "channel": e.channel,
-            "position": e.position,
-            "id": e.id,
-            "asset_kind": e.asset_kind,
-            "asset_key": e.asset_key,
-            "event_kind": e.event_kind,
-            "timestamp": e.timestamp.ToDatetime(dt.UTC),
-            "body": e.SerializeToString(),
-            "status_change": e.HasField("status_change"),
-            "plan_status": None,
-        }
-        for e in events
-    ]
+    """The same rows through SQLAlchemy's multi-row INSERT."""
+    rows = [dict(zip(feed_sql.FEED_COLUMNS, feed_sql.feed_row(e), strict=True)) for e in events]
     store._session.execute(REFERENCE, rows)
 
 

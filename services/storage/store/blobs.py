@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import mmap
 import os
 import threading
@@ -26,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+log = logging.getLogger("tessera.storage.blobs")
 STAGING = "tmp"
 BLOBS = "blobs"
 STAGED_SUFFIX = ".part"
@@ -153,10 +155,10 @@ LAYOUT_FILE = ".blobs-layout"
 FLAT = "ab/<digest>\n"
 
 
-def _flatten_legacy(root: Path) -> int:
+def _flatten_legacy(root: Path) -> None:
     """Move the blobs of the two-level layout (``blobs/ab/cd/<digest>``) to ``blobs/ab/<digest>`` and remove the
     emptied ``cd`` folders, once: the layout file then says so, and later starts do not walk the blobs again.
-    Returns how many moved. Safe to interrupt (a blob is renamed within its file system, never copied; the next
+    Safe to interrupt (a blob is renamed within its file system, never copied; the next
     start finishes the move); stores sharing the folder take turns under the layout file's lock."""
     moved = 0
     blobs = root / BLOBS
@@ -164,7 +166,7 @@ def _flatten_legacy(root: Path) -> int:
         fcntl.flock(layout, fcntl.LOCK_EX)
         layout.seek(0)
         if layout.read() == FLAT:
-            return 0
+            return
         for prefix in os.scandir(blobs):
             if len(prefix.name) != 2 or not prefix.is_dir(follow_symlinks=False):
                 continue
@@ -181,7 +183,8 @@ def _flatten_legacy(root: Path) -> int:
         layout.write(FLAT)
         layout.flush()
         os.fsync(layout.fileno())
-    return moved
+    if moved:
+        log.info("moved %d blobs of %s to the one-level layout", moved, root)
 
 
 def _fsync_directory(path: Path) -> None:
