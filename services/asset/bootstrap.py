@@ -24,10 +24,11 @@ STREAMS = [subjects.LEDGER]
 async def build(settings: AssetSettings) -> GrpcServer:
     """Everything the ledger needs, wired together; the caller starts the returned server."""
     base = await app.foundation(settings, SCHEMA, MIGRATIONS, STREAMS)
-    # Writes run SERIALIZABLE on an engine (a pool) of their own; reads on the foundation's, READ COMMITTED.
+    # Writes run SERIALIZABLE on an engine (a pool) of their own; reads on another, each statement on its own
+    # (autocommit: no BEGIN and COMMIT around a CanProcess's one query). The foundation's engine migrated.
     serializable = app.engine_of(settings, SCHEMA, base.server, serializable=True)
     writes = UnitOfWork(serializable, repositories=Repositories, serializable=True, retries=settings.tx_retries)
-    reads = UnitOfWork(base.engine, repositories=Repositories)
+    reads = UnitOfWork(app.engine_of(settings, SCHEMA, base.server, autocommit=True), repositories=Repositories)
     hub = Hub()
     recent = RecentEvents()
     if base.js is not None and settings.relay_enabled:

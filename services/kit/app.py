@@ -52,12 +52,19 @@ async def database(
     return engine
 
 
-def engine_of(config: settings.CommonSettings, schema: str, server: GrpcServer, *, serializable: bool = False):
+def engine_of(
+    config: settings.CommonSettings,
+    schema: str,
+    server: GrpcServer,
+    *,
+    serializable: bool = False,
+    autocommit: bool = False,
+):
     """An engine on the service's database and ``schema`` (see :func:`services.kit.db.create_engine`), disposed
     when ``server`` stops."""
     if not config.database_url:
         raise settings.SettingsError("TESSERA_DATABASE_URL is required")
-    engine = db.create_engine(config.database_url, schema, serializable=serializable)
+    engine = db.create_engine(config.database_url, schema, serializable=serializable, autocommit=autocommit)
 
     async def dispose() -> None:
         engine.dispose()

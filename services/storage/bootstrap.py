@@ -48,6 +48,7 @@ async def build(settings: StorageSettings) -> GrpcServer:
     files = Files(
         blobs,
         UnitOfWork(base.engine, repositories=SqlFileRecords),
+        reads=UnitOfWork(app.engine_of(settings, SCHEMA, base.server, autocommit=True), repositories=SqlFileRecords),
         org_id=settings.org_id,
         max_file_bytes=settings.max_file_bytes,
         limits=Limits(max_members=settings.max_archive_members, max_total_bytes=settings.max_unpacked_bytes),

@@ -32,12 +32,14 @@ class Files:
         blobs: BlobStore,
         uow: UnitOfWork[FileRecords],
         *,
+        reads: UnitOfWork[FileRecords] | None = None,
         org_id: str,
         max_file_bytes: int,
         limits: archives.Limits,
     ) -> None:
         self.blobs = blobs
         self._uow = uow
+        self._reads = uow if reads is None else reads  # lookups (on an autocommit engine: no BEGIN, no COMMIT)
         self.org_id = org_id
         self.max_file_bytes = max_file_bytes
         self.limits = limits
@@ -45,7 +47,7 @@ class Files:
     # ------------------------------------------------------------------------------------------- lookups
     async def find(self, file_id: str) -> StoredFile:
         """The file ``file_id``; NOT_FOUND otherwise."""
-        found = await self._uow.run(lambda files: files.get(file_id))
+        found = await self._reads.run(lambda files: files.get(file_id))
         if found is None:
             raise NotFound(f"file {file_id} not found")
         return found
@@ -53,7 +55,7 @@ class Files:
     async def find_by_ref(self, kind: Kind | None, asset_key: str) -> StoredFile:
         """The file of kind ``kind`` of the asset ``asset_key``; NOT_FOUND otherwise."""
         kind, key = file_ref(kind, asset_key)
-        found = await self._uow.run(lambda files: files.get_by_ref(kind, key))
+        found = await self._reads.run(lambda files: files.get_by_ref(kind, key))
         if found is None:
             raise NotFound(f"no {kind} file for asset {key}")
         return found
@@ -65,7 +67,7 @@ class Files:
         spec = validate_upload(request, self.max_file_bytes)
         small = spec.expected_size is not None and spec.expected_size <= IO_BYTES
         if spec.asset_key and not small:  # a small file is received sooner than asked about; the commit refuses it
-            existing = await self._uow.run(lambda files: files.get_by_ref(spec.kind, spec.asset_key))
+            existing = await self._reads.run(lambda files: files.get_by_ref(spec.kind, spec.asset_key))
             check_new_upload(spec, existing)
         with volume_full_refused():
             writer = await asyncio.to_thread(self.blobs.stage)

@@ -126,6 +126,24 @@ def test_a_pooled_connection_the_server_dropped_is_replaced_without_failing_the_
     engine.dispose()
 
 
+def test_read_units_on_an_autocommit_engine_open_no_transaction(database_url):
+    """Each statement of a unit on an autocommit engine is a transaction of its own (no BEGIN, no COMMIT sent);
+    a unit on the default engine keeps its statements in one."""
+
+    def transaction_ids(session) -> tuple[int, int]:
+        first = session.scalar(sa.text("SELECT txid_current()"))
+        return first, session.scalar(sa.text("SELECT txid_current()"))
+
+    reads = db.create_engine(database_url, "public", autocommit=True)
+    default = db.create_engine(database_url, "public")
+    first, second = db.UnitOfWork(reads).run_sync(transaction_ids)
+    assert second != first
+    first, second = db.UnitOfWork(default).run_sync(transaction_ids)
+    assert second == first
+    reads.dispose()
+    default.dispose()
+
+
 def test_serializable_work_refuses_an_engine_that_is_not(database_url):
     engine = db.create_engine(database_url, "public")
     with pytest.raises(ValueError, match="serializable"):

@@ -35,13 +35,15 @@ def executing_task_of_worker(ctx: Context, key: str, path: str) -> res.ComputeTa
     return task
 
 
-def _link(ctx: Context, task_key: str, identifier: str, kind: int, asset_key: str) -> None:
-    """Record the output-asset link once; replays and retries do not duplicate it."""
-    link = res.ComputeTaskOutputAsset(
+def _link(task_key: str, identifier: str, kind: int, asset_key: str) -> res.ComputeTaskOutputAsset:
+    return res.ComputeTaskOutputAsset(
         compute_task_key=task_key, compute_task_output_identifier=identifier, asset_kind=kind, asset_key=asset_key
     )
-    if ctx.store.add_output_asset(link):
-        ctx.emit(res.ASSET_COMPUTE_TASK_OUTPUT_ASSET, f"{task_key}|{identifier}", ev.EVENT_ASSET_CREATED, link)
+
+
+def _emit_link(ctx: Context, link: res.ComputeTaskOutputAsset) -> None:
+    key = f"{link.compute_task_key}|{link.compute_task_output_identifier}"
+    ctx.emit(res.ASSET_COMPUTE_TASK_OUTPUT_ASSET, key, ev.EVENT_ASSET_CREATED, link)
 
 
 def register_models(ctx: Context, new_models: list[NewModel]) -> list[res.Model]:
@@ -71,10 +73,12 @@ def register_models(ctx: Context, new_models: list[NewModel]) -> list[res.Model]
             v.add(f"models[{i}].compute_task_output_identifier", f"{identifier!r} is not a model output")
         per_output[identifier] = per_output.get(identifier, 0) + 1
     v.raise_if_any()
-    for identifier, n in per_output.items():
-        single = not task.function.outputs[identifier].multiple
-        if single and n + len(ctx.store.models_of_output(task.key, identifier)) > 1:
-            raise AlreadyExists(f"output {identifier!r} of task {task.key} takes one model and already has it")
+    singles = [identifier for identifier in per_output if not task.function.outputs[identifier].multiple]
+    if singles:  # one query for every output that takes a single model
+        had = ctx.store.models_of_outputs((task.key, identifier) for identifier in singles)
+        for identifier in singles:
+            if per_output[identifier] + len(had[(task.key, identifier)]) > 1:
+                raise AlreadyExists(f"output {identifier!r} of task {task.key} takes one model and already has it")
     created = [
         res.Model(
             key=keys[i],
@@ -88,9 +92,12 @@ def register_models(ctx: Context, new_models: list[NewModel]) -> list[res.Model]
         for i, m in enumerate(new_models)
     ]
     ctx.store.add_models(created)
-    for model in created:
+    # Each output-asset link recorded once (replays and retries do not duplicate it), all in one write.
+    links = [_link(task.key, m.compute_task_output_identifier, res.ASSET_MODEL, m.key) for m in created]
+    for model, link, added in zip(created, links, ctx.store.add_output_assets(links), strict=True):
         ctx.emit(res.ASSET_MODEL, model.key, ev.EVENT_ASSET_CREATED, model)
-        _link(ctx, task.key, model.compute_task_output_identifier, res.ASSET_MODEL, model.key)
+        if added:
+            _emit_link(ctx, link)
     return created
 
 
@@ -115,7 +122,9 @@ def register_performance(ctx: Context, task_key: str, identifier: str, value: fl
     )
     ctx.store.add_performance(performance)
     ctx.emit(res.ASSET_PERFORMANCE, f"{task.key}|{identifier}", ev.EVENT_ASSET_CREATED, performance)
-    _link(ctx, task.key, identifier, res.ASSET_PERFORMANCE, f"{task.key}|{identifier}")
+    link = _link(task.key, identifier, res.ASSET_PERFORMANCE, f"{task.key}|{identifier}")
+    if ctx.store.add_output_assets([link])[0]:
+        _emit_link(ctx, link)
     return performance
 
 

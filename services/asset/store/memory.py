@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -248,9 +248,10 @@ class MemoryStore:
             for parent in parents:
                 self._rows.children.setdefault(parent, []).append(task.key)
 
-    def update_task(self, task: res.ComputeTask) -> None:
-        if task.key in self._rows.tasks:
-            _set_columns(self._rows.tasks[task.key], task, TASK_COLUMNS)
+    def update_tasks(self, tasks: Sequence[res.ComputeTask]) -> None:
+        for task in tasks:
+            if task.key in self._rows.tasks:
+                _set_columns(self._rows.tasks[task.key], task, TASK_COLUMNS)
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
         order = list(self._rows.tasks)
@@ -320,12 +321,14 @@ class MemoryStore:
         key = (performance.compute_task_key, performance.compute_task_output_identifier)
         self._insert(self._rows.performances, key, _copy(performance))
 
-    def add_output_asset(self, link: res.ComputeTaskOutputAsset) -> bool:
-        key = (link.compute_task_key, link.compute_task_output_identifier, link.asset_key)
-        if key in self._rows.output_assets:
-            return False
-        self._rows.output_assets[key] = (link.asset_kind, self._ledger.next_position())
-        return True
+    def add_output_assets(self, links: Sequence[res.ComputeTaskOutputAsset]) -> list[bool]:
+        added = []
+        for link in links:
+            key = (link.compute_task_key, link.compute_task_output_identifier, link.asset_key)
+            added.append(key not in self._rows.output_assets)
+            if added[-1]:
+                self._rows.output_assets[key] = (link.asset_kind, self._ledger.next_position())
+        return added
 
     # failure reports, profiling
     def get_failure_report(self, asset_key: str) -> res.FailureReport | None:

@@ -7,7 +7,8 @@ protobuf JSON form (JSONB columns), never as serialized blobs.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -73,7 +74,11 @@ TASKS = ComputeTaskRow.__table__
 PARENTS = TaskParentRow.__table__
 MODELS = ModelRow.__table__
 OUTPUT_ASSETS = OutputAssetRow.__table__
-ADD_OUTPUT_ASSET = pg_insert(OUTPUT_ASSETS).on_conflict_do_nothing().returning(OUTPUT_ASSETS.c.position)
+ADD_OUTPUT_ASSETS = (
+    pg_insert(OUTPUT_ASSETS)
+    .on_conflict_do_nothing()
+    .returning(OUTPUT_ASSETS.c.compute_task_key, OUTPUT_ASSETS.c.identifier, OUTPUT_ASSETS.c.asset_key)
+)
 BY_KEYS = {
     row_class: _by_keys(row_class)
     for row_class in (DataManagerRow, DataSampleRow, FunctionRow, ComputePlanRow, ComputeTaskRow, ModelRow)
@@ -112,9 +117,9 @@ CHILDREN = (
     .where(PARENTS.c.channel == sa.bindparam("channel"), PARENTS.c.parent_key == sa.bindparam("parent"))
     .order_by(TASKS.c.seq)
 )
-UPDATE_TASK = (
+UPDATE_TASKS = (
     sa.update(TASKS)
-    .where(TASKS.c.channel == sa.bindparam("w_channel"), TASKS.c.key == sa.bindparam("w_key"))
+    .where(TASKS.c.channel == sa.bindparam("w_channel"), TASKS.c.key.in_(sa.bindparam("w_keys", expanding=True)))
     .values(
         status=sa.bindparam("status"),
         start_date=sa.bindparam("start_date"),
@@ -626,9 +631,19 @@ class SqlStore:
         if edges:
             self.session.execute(sa.insert(TaskParentRow), edges)
 
-    def update_task(self, message: res.ComputeTask) -> None:
-        values = task_written_values(message)
-        self.session.execute(UPDATE_TASK, {"w_channel": self.channel, "w_key": message.key, **values})
+    def update_tasks(self, messages: Sequence[res.ComputeTask]) -> None:
+        alike: dict[str, tuple[dict[str, Any], list[str]]] = {}  # the tasks written the same values, together
+        for message in messages:
+            values = task_written_values(message)
+            same = alike.setdefault(json.dumps(values, default=str, sort_keys=True), (values, []))
+            same[1].append(message.key)
+        for values, keys in alike.values():
+            self.session.execute(UPDATE_TASKS, {"w_channel": self.channel, "w_keys": keys, **values})
+        for message in messages:
+            self._written(message)
+
+    def _written(self, message: res.ComputeTask) -> None:
+        """The caches after ``message``'s transition fields were written."""
         if message.status == res.STATUS_DONE:
             self._parents_not_done.clear()  # counted before this task was DONE
         stored = self._task_cache.get(message.key)
@@ -641,8 +656,9 @@ class SqlStore:
             for name in ("start_date", "end_date", "logs_address"):
                 if message.HasField(name):
                     getattr(stored, name).CopyFrom(getattr(message, name))
-            if values["start_date"] is not None and values["end_date"] is not None:
-                stored.duration = int((values["end_date"] - values["start_date"]).total_seconds())
+            start, end = when(message, "start_date"), when(message, "end_date")
+            if start is not None and end is not None:
+                stored.duration = int((end - start).total_seconds())
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
         rows = list(self.session.execute(CHILDREN, {"channel": self.channel, "parent": parent_key}))
@@ -743,18 +759,22 @@ class SqlStore:
             },
         )
 
-    def add_output_asset(self, link: res.ComputeTaskOutputAsset) -> bool:
-        inserted = self.session.execute(
-            ADD_OUTPUT_ASSET,
+    def add_output_assets(self, links: Sequence[res.ComputeTaskOutputAsset]) -> list[bool]:
+        if not links:
+            return []
+        rows = [
             {
                 "channel": self.channel,
                 "compute_task_key": link.compute_task_key,
                 "identifier": link.compute_task_output_identifier,
                 "asset_key": link.asset_key,
                 "asset_kind": link.asset_kind,
-            },
-        ).first()
-        return inserted is not None
+            }
+            for link in links
+        ]
+        # One multi-row VALUES: PostgreSQL numbers the rows' positions in the order they are listed.
+        inserted = {tuple(row) for row in self.session.execute(ADD_OUTPUT_ASSETS.values(rows))}
+        return [(r["compute_task_key"], r["identifier"], r["asset_key"]) in inserted for r in rows]
 
     # failure reports, profiling
     def get_failure_report(self, asset_key: str) -> res.FailureReport | None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
@@ -20,7 +21,9 @@ from services.asset.domain.common import Context
 from services.asset.store.repositories import Repositories
 from services.kit import db
 from services.kit.identity import Caller
-from tests.unit.asset.conftest import ORG1, ORG2, ORG3, Ledger, MemoryUnits, from_parent, public
+from tests.unit.asset.conftest import CHAIN_IO, ORG1, ORG2, ORG3, Ledger, MemoryUnits, from_parent, public
+
+MANY_MODELS = res.FunctionOutput(kind=res.ASSET_MODEL, multiple=True)
 
 
 class SqlUnits:
@@ -115,8 +118,28 @@ def transient_output_disabled_then_plan_canceled(ledger: Ledger) -> dict:
     return {"plan": plan.key, "tasks": [parent.key, child.key, waiting.key]}
 
 
+def fan_out_and_in(ledger: Ledger) -> dict:
+    """A round of federated learning: one DONE releases a task on each organization at once (written
+    together), each produces two models under a multiple output, and the aggregation of all ends the plan."""
+    plan, function = ledger.compute_plan(), ledger.function()
+    several = ledger.function(io={**CHAIN_IO, "outputs": {"models": MANY_MODELS}})
+    root = ledger.add_task(plan, function)
+    trainings = [ledger.add_task(plan, several, [from_parent(root.key)], worker=org) for org in (ORG2, ORG3, ORG1)]
+    aggregation = ledger.add_task(plan, function, [from_parent(t.key, output="models") for t in trainings])
+    ledger.run(root)
+    for training in trainings:
+        ledger.later(2)
+        ledger.act(training.worker, training.key, res.TASK_ACTION_EXECUTING)
+        made = [outputs.NewModel(ledger.key(), training.key, "models", ledger.address("model")) for _ in range(2)]
+        ledger.write(training.worker, lambda ctx, made=made: outputs.register_models(ctx, made))
+        ledger.act(training.worker, training.key, res.TASK_ACTION_DONE)
+    ledger.run(ledger.task(aggregation.key))
+    return {"plan": plan.key, "tasks": [root.key, *(t.key for t in trainings), aggregation.key]}
+
+
 SCENARIOS = {
     "diamond": (diamond_run_to_the_end, res.PLAN_STATUS_DONE),
+    "fan out and in": (fan_out_and_in, res.PLAN_STATUS_DONE),
     "failure": (failure_then_cancel, res.PLAN_STATUS_FAILED),
     "build failure": (build_failure, res.PLAN_STATUS_FAILED),
     "transient and cancel": (transient_output_disabled_then_plan_canceled, res.PLAN_STATUS_CANCELED),
@@ -147,3 +170,26 @@ def test_both_stores_write_the_same_events_and_state(engines, name):
         assert memory_event == sql_event, f"event {position} differs"
     assert memory_tasks == sql_tasks
     assert memory_plan == sql_plan
+
+
+def test_a_done_writes_the_children_it_releases_in_one_statement(engines):
+    ledger = Ledger(SqlUnits(engines), channel=f"fan-{uuid.uuid4().hex[:8]}")
+    ledger.join(ORG1, ORG2, ORG3)
+    plan, function = ledger.compute_plan(), ledger.function()
+    root = ledger.add_task(plan, function)
+    children = [ledger.add_task(plan, function, [from_parent(root.key)], worker=org) for org in (ORG1, ORG2, ORG3)]
+    ledger.act(ORG1, root.key, res.TASK_ACTION_EXECUTING)
+    ledger.produce(ledger.task(root.key))
+    updates: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE COMPUTE_TASKS"):
+            updates.append(statement)
+
+    sa.event.listen(engines[0], "before_cursor_execute", seen)
+    try:
+        ledger.act(ORG1, root.key, res.TASK_ACTION_DONE)
+    finally:
+        sa.event.remove(engines[0], "before_cursor_execute", seen)
+    assert [ledger.status(c.key) for c in children] == [res.STATUS_WAITING_FOR_EXECUTOR_SLOT] * 3
+    assert len(updates) == 2  # the DONE itself, then the three released children together

@@ -24,7 +24,7 @@ def test_reads_are_fresh_and_updates_write_only_what_may_change(ledger):
     read.status = res.STATUS_EXECUTING
     assert ledger.status(task.key) == res.STATUS_WAITING_FOR_EXECUTOR_SLOT  # not written yet
     read.tag = "changed"
-    store.update_task(read)
+    store.update_tasks([read])
     stored = ledger.task(task.key)
     assert (stored.status, stored.tag) == (res.STATUS_EXECUTING, "")  # the tag is not a column that changes
     assert stored.function.key == function.key  # embedded on read
@@ -46,8 +46,9 @@ def test_duplicate_keys_fail_and_links_are_idempotent():
     with pytest.raises(DuplicateKey):
         store.add_organization(res.Organization(id=ORG1))
     link = res.ComputeTaskOutputAsset(compute_task_key="t", compute_task_output_identifier="m", asset_key="k")
-    assert store.add_output_asset(link) is True
-    assert store.add_output_asset(link) is False
+    other = res.ComputeTaskOutputAsset(compute_task_key="t", compute_task_output_identifier="m", asset_key="k2")
+    assert store.add_output_assets([link]) == [True]
+    assert store.add_output_assets([other, link]) == [True, False]
     step = res.ProfilingStep(asset_key="t", step="s", duration=1)
     assert store.add_profiling_step(step) is True
     assert store.add_profiling_step(step) is False
@@ -57,10 +58,12 @@ def test_models_of_an_output_are_the_linked_ones_in_link_order():
     store = MemoryLedger().store("c")
     models = [res.Model(key=k, compute_task_key="t", compute_task_output_identifier="m") for k in ("b", "a", "z")]
     store.add_models(models)
-    for key in ("a", "b"):  # "z" has no link: the SQL join leaves it out
-        store.add_output_asset(
-            res.ComputeTaskOutputAsset(compute_task_key="t", compute_task_output_identifier="m", asset_key=key)
-        )
+    store.add_output_assets(  # "z" has no link: the SQL join leaves it out
+        [
+            res.ComputeTaskOutputAsset(compute_task_key="t", compute_task_output_identifier="m", asset_key=k)
+            for k in "ab"
+        ]
+    )
     assert [m.key for m in store.models_of_output("t", "m")] == ["a", "b"]
 
 
