@@ -49,8 +49,21 @@ class Files:
         self._peers = peers
         self._places = places
         places.cache.mkdir(parents=True, exist_ok=True)
+        self._tidy_models()
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}
         self._locks: dict[Path, asyncio.Lock] = {}
+
+    def _tidy_models(self) -> None:
+        """At start: remove what an interrupted :meth:`forget_plan` left, and models cached before they were
+        kept per plan (loose files in the models folder: nothing would ever remove them)."""
+        models = self._places.cache / "models"
+        if not models.is_dir():
+            return
+        for entry in os.scandir(models):
+            if entry.name.endswith(".gone") and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
 
     def _stub(self, org: str, channel: str) -> storage_service_pb2_grpc.StorageServiceStub:
         """A client of ``org``'s storage, called as this organization acting in ``channel``."""
@@ -156,10 +169,10 @@ class Files:
             (folder / READY).touch()
         return placement.path
 
-    def keep_model(self, model_key: str, path: Path) -> None:
-        """Put a model this organization just produced in the cache (its bytes were hashed on the
-        way out): a task of the same worker consuming it does not fetch it back from storage."""
-        dest = self._places.model(model_key)
+    def keep_model(self, plan_key: str, model_key: str, path: Path) -> None:
+        """Put a model this organization just produced for a task of ``plan_key`` in the cache (its bytes were
+        hashed on the way out): a task of the same worker and plan consuming it does not fetch it back."""
+        dest = self._places.model(plan_key, model_key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{model_key}.{uuid.uuid4().hex}.part")
         try:
@@ -182,3 +195,18 @@ class Files:
         with open(path, "rb") as stream, translated():
             reply = await self._stub(self._creds.org_id, channel).Upload(upload_requests(metadata, stream))
         return reply.file
+
+    async def forget_plan(self, plan_key: str) -> None:
+        """Remove the models cached for an ended plan's tasks (storage keeps them: a later reader fetches them
+        again). The folder is renamed away first, so nothing reads a half-deleted model under its path."""
+        if not plan_key:
+            return
+        folder = self._places.plan_models(plan_key)
+        doomed = folder.with_name(f".{plan_key}.{uuid.uuid4().hex}.gone")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return
+        await asyncio.to_thread(shutil.rmtree, doomed, True)
+        for path in [p for p in self._locks if p.parent == folder]:
+            del self._locks[path]

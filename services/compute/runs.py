@@ -129,7 +129,7 @@ class Runs:
         under the checksum the ledger gives, and fetches again what failed."""
         for model in work.peer_models:
             if model.HasField("address"):
-                placement = inputs.model_placement("", model, self._places)
+                placement = inputs.model_placement("", model, self._places, work.compute_plan_key)
                 fetch = asyncio.ensure_future(self._fetch_hinted(work.channel, placement, work.compute_task_key))
                 self._prefetches.add(fetch)
                 fetch.add_done_callback(self._prefetches.discard)
@@ -365,7 +365,7 @@ class Runs:
                 filename=f"{output.identifier}.model",
             )
             # The results folder is compute's own (the jail never had it): the file is what storage hashed.
-            self._files.keep_model(model_key, path)
+            self._files.keep_model(task.compute_plan_key, model_key, path)
             completion.models.append(
                 outputs.new_model(task.key, output.identifier, model_key, stored.checksum, self._public_url)
             )
@@ -396,6 +396,7 @@ class Runs:
             if run.plan_key == work.compute_plan_key and run.key in self._executions:
                 await self.cancel(run.key)
         await self._executor.release(work.compute_plan_key)
+        await self._files.forget_plan(work.compute_plan_key)
 
     async def cancel(self, task_key: str) -> bool:
         """Stop a task of this worker now (the ledger has already ended it); False when it is not here."""

@@ -11,7 +11,7 @@ from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2
 
-from tests.execution.conftest import digest, download, grpc_code, wait_function_ready, wait_plan_final
+from tests.execution.conftest import digest, download, grpc_code, wait_for, wait_function_ready, wait_plan_final
 
 ROUNDS = 2
 MODEL_IN = {"models": res.FunctionInput(kind=res.ASSET_MODEL, optional=True, multiple=True)}
@@ -172,6 +172,16 @@ def test_a_federated_plan_completes_with_correct_performances(orgs, functions, n
     # Profiling steps were recorded for each task.
     steps = org1.ledger.ListProfilingSteps(api.ListProfilingStepsRequest(asset_key=last_agg.key)).profiling_steps
     assert [s.step for s in steps] == ["prepare_inputs", "task_execution", "save_outputs"]  # its own function
+    # Once the plan ended, each compute removed the models it had cached for the plan's tasks (the aggregation's
+    # inputs among them: fetched from org2, or kept by org1 when it made them); storage still serves them.
+    caches = [network.state_dir / "compute" / org.id / "cache" / "models" for org in orgs]
+
+    def forgotten() -> bool:
+        return not any(list(cache.rglob(a.model.key)) for cache in caches for a in inputs)
+
+    wait_for(forgotten, timeout=30, what="the ended plan's cached models removed")
+    assert all(cache.is_dir() for cache in caches)
+    assert download(org1.storage_of(org2), storage_pb2.FILE_KIND_MODEL, trained_by_org2.key) == fetched
 
 
 def test_models_cross_organizations_only_where_permitted(orgs, functions):

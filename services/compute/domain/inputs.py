@@ -60,17 +60,20 @@ def _placement(task: res.ComputeTask, asset: res.ComputeTaskInputAsset, places: 
         return place(sample.owner, sample.key, places.data_sample(sample.key), multiple=multiple)
     if not asset.model.HasField("address"):
         raise UserError(f"input model {asset.model.key} has been disabled")
-    return model_placement(asset.identifier, asset.model, places, multiple=multiple)
+    return model_placement(asset.identifier, asset.model, places, task.compute_plan_key, multiple=multiple)
 
 
-def model_placement(identifier: str, model: res.Model, places: Places, *, multiple: bool = False) -> Placement:
-    """Where a model (not disabled) is fetched from and kept: its checksum is salted with its task's key."""
+def model_placement(
+    identifier: str, model: res.Model, places: Places, plan_key: str, *, multiple: bool = False
+) -> Placement:
+    """Where a model (not disabled) is fetched from and kept for a task of ``plan_key``: its checksum is salted
+    with the key of the task that made it."""
     return Placement(
         identifier,
         FILE_KIND_MODEL,
         model.owner,
         model.key,
-        places.model(model.key),
+        places.model(plan_key, model.key),
         checksum=model.address.checksum,
         salt=model.compute_task_key,
         multiple=multiple,

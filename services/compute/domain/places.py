@@ -5,7 +5,8 @@
     builds/<function key>.log           a function's build log
     cache/openers/<data manager>/       a data manager's opener (``__init__.py``)
     cache/samples/<key>/<key>/          a data sample, unpacked (the folder is named by its key)
-    cache/models/<key>                  a model, fetched or produced here
+    cache/models/<plan key>/<key>       a model, fetched or produced here for a task of that plan (removed
+                                        when the plan ends: Teardown)
     completions/<task key>              a finished task's CompleteTask, kept until the ledger has it
 
 The executor keeps its own folders beside these (the local one: ``runners/`` and ``results/``).
@@ -46,8 +47,14 @@ class Places:
         samples out (functions may identify samples by their folder's name)."""
         return self.cache / "samples" / key / key
 
-    def model(self, key: str) -> Path:
-        return self.cache / "models" / key
+    def model(self, plan_key: str, key: str) -> Path:
+        return self.plan_models(plan_key) / key
+
+    def plan_models(self, plan_key: str) -> Path:
+        """The models cached for the tasks of one plan."""
+        if not plan_key:
+            raise ValueError("a model is cached under the plan of the task that reads or makes it")
+        return self.cache / "models" / plan_key
 
     def completion(self, task_key: str) -> Path:
         return self.root / "completions" / task_key

@@ -33,8 +33,9 @@ class ServedFiles(Files):
 
 
 def _model(places: Places, checksum: str) -> Placement:
-    key = "0b6f4a3c-0000-4000-8000-000000000001"
-    return Placement("models", storage_pb2.FILE_KIND_MODEL, "org2", key, places.model(key), checksum, "task-key")
+    key, plan = "0b6f4a3c-0000-4000-8000-000000000001", "0b6f4a3c-0000-4000-8000-0000000000aa"
+    path = places.model(plan, key)
+    return Placement("models", storage_pb2.FILE_KIND_MODEL, "org2", key, path, checksum, "task-key")
 
 
 def test_a_file_fetched_ahead_is_the_input_only_under_the_ledgers_checksum(tmp_path):

@@ -18,7 +18,7 @@ PLACES = Places(Path("/work"))
 
 
 def _task() -> res.ComputeTask:
-    task = res.ComputeTask(key="task-2")
+    task = res.ComputeTask(key="task-2", compute_plan_key="plan-1")
     task.function.inputs["opener"].CopyFrom(res.FunctionInput(kind=res.ASSET_DATA_MANAGER))
     task.function.inputs["datasamples"].CopyFrom(res.FunctionInput(kind=res.ASSET_DATA_SAMPLE, multiple=True))
     task.function.inputs["models"].CopyFrom(res.FunctionInput(kind=res.ASSET_MODEL, multiple=True))
@@ -54,7 +54,7 @@ def test_each_input_is_fetched_from_its_owner_into_the_cache_in_input_order():
         Path("/work/cache/openers/dm-1/__init__.py"),
         Path("/work/cache/samples/s-1/s-1"),
         Path("/work/cache/samples/s-2/s-2"),
-        Path("/work/cache/models/m-1"),
+        Path("/work/cache/models/plan-1/m-1"),
     ]
 
 
@@ -70,8 +70,8 @@ def test_the_task_gets_each_input_with_the_function_s_multiplicity():
     assert [p.task_input() for p in found] == [
         TaskInput("opener", Path("/work/cache/openers/dm-1/__init__.py"), False),
         TaskInput("datasamples", Path("/work/cache/samples/s-1/s-1"), True),
-        TaskInput("models", Path("/work/cache/models/m-1"), True),
-        TaskInput("model", Path("/work/cache/models/m-2"), False),
+        TaskInput("models", Path("/work/cache/models/plan-1/m-1"), True),
+        TaskInput("model", Path("/work/cache/models/plan-1/m-2"), False),
     ]
 
 
@@ -89,7 +89,9 @@ def test_compute_s_own_files_have_one_place_each():
     assert PLACES.archive("abc") == Path("/work/archives/abc")
     assert PLACES.build_log("f-1") == Path("/work/builds/f-1.log")
     assert PLACES.functions == Path("/work/functions")
-    assert PLACES.model("m") == Path("/work/cache/models/m")
+    assert PLACES.model("p", "m") == Path("/work/cache/models/p/m")  # per plan: removed when the plan ends
+    with pytest.raises(ValueError):
+        PLACES.model("", "m")
 
 
 def test_a_task_sees_each_data_sample_in_a_folder_named_by_the_sample_s_key():

@@ -1,0 +1,47 @@
+"""Compute's model cache is kept per plan: an ended plan's models go (storage keeps them), others stay, and what
+an earlier layout or an interrupted removal left is tidied at start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.compute.domain.places import Places
+from tests.unit.compute.test_fetch_ahead import ServedFiles, _model
+
+PLAN, OTHER = "0b6f4a3c-0000-4000-8000-0000000000aa", "0b6f4a3c-0000-4000-8000-0000000000bb"
+
+
+def test_an_ended_plan_s_models_are_removed_and_fetched_again_if_read_later(tmp_path):
+    places = Places(tmp_path)
+    files = ServedFiles(tmp_path, b"weights")
+    produced = tmp_path / "results" / "model"
+    produced.parent.mkdir()
+    produced.write_bytes(b"made here")
+    files.keep_model(OTHER, "0b6f4a3c-0000-4000-8000-000000000002", produced)
+    placement = _model(places, "c" * 64)
+
+    async def scenario():
+        first = await files.cached("c", placement)
+        await files.forget_plan(PLAN)
+        gone = not first.exists()
+        again = await files.cached("c", placement)
+        return gone, again.read_bytes()
+
+    gone, again = asyncio.run(scenario())
+    assert gone
+    assert again == b"weights"
+    assert len(files.downloads) == 2  # the cache no longer had it
+    assert places.model(OTHER, "0b6f4a3c-0000-4000-8000-000000000002").read_bytes() == b"made here"
+    assert sorted(p.name for p in (tmp_path / "cache" / "models").iterdir()) == sorted([PLAN, OTHER])  # no leftover
+
+
+def test_start_removes_loose_models_and_half_removed_plans(tmp_path):
+    models = tmp_path / "cache" / "models"
+    (models / OTHER).mkdir(parents=True)
+    (models / OTHER / "kept").write_bytes(b"1")
+    (models / "0b6f4a3c-0000-4000-8000-000000000009").write_bytes(b"an earlier layout's model")
+    (models / f".{PLAN}.123.gone").mkdir()
+    (models / f".{PLAN}.123.gone" / "m").write_bytes(b"2")
+    ServedFiles(tmp_path, b"")
+    assert sorted(p.name for p in models.iterdir()) == [OTHER]
+    assert (models / OTHER / "kept").read_bytes() == b"1"
