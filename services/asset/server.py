@@ -93,11 +93,13 @@ class _Transition:
     trace_context: dict[str, str]
     work: Callable[[Context], Any]
     outcome: asyncio.Future
+    task_key: str = ""  # the task a transition moves (read for the whole group at once)
 
     @classmethod
-    def of(cls, work: Callable[[Context], Any]) -> _Transition:
+    def of(cls, work: Callable[[Context], Any], task_key: str = "") -> _Transition:
         """``work`` for the current call: its caller and trace, an outcome to wait for."""
-        return cls(current_caller(), telemetry.trace_carrier(), work, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        return cls(current_caller(), telemetry.trace_carrier(), work, loop.create_future(), task_key)
 
 
 class _Refused(Exception):
@@ -114,6 +116,9 @@ def _write_group(repositories: Repositories, group: list[_Transition]) -> tuple[
     context (its caller, its events) sharing the store and the plans, then one :func:`commit` of every event (and
     the plans' derived status) on the last context."""
     store = repositories.store(group[0].caller.channel)
+    keys = [item.task_key for item in group if item.task_key]
+    if len(keys) > 1:  # the group's tasks (and their functions) in one read, not one per transition
+        store.get_tasks(keys)
     at = now()
     shared_plans: dict[str, res.ComputePlan] = {}
     dirty: set[str] = set()
@@ -172,7 +177,7 @@ class AssetService(api_grpc.AssetServiceServicer):
                 return await self._write(work)  # the write reports what is wrong with the key
             self._plan_locks.learn(channel, [task])
             plan = task.compute_plan_key
-        mine = _Transition.of(work)
+        mine = _Transition.of(work, task_key)
         queued = self._queued.setdefault((channel, plan), [])
         queued.append(mine)
         async with self._plan_locks.held(channel, plan):

@@ -435,6 +435,8 @@ class SqlStore:
         self._functions: dict[str, res.Function] = {}
         self._task_cache: dict[str, res.ComputeTask] = {}  # as this transaction last read them
         self._parents_not_done: dict[str, int] = {}  # per child, as the last children read counted them
+        self._unwritten: dict[str, dict[str, Any]] = {}  # task transitions not sent yet (see update_tasks)
+        self._committing_writes = False
 
     def _by_keys(self, row_class, keys: Iterable[str]) -> sa.Result:
         return self.session.execute(BY_KEYS[row_class], {"channel": self.channel, "keys": list(keys)})
@@ -590,7 +592,9 @@ class SqlStore:
         )
 
     # tasks
-    def _tasks(self, query, params: dict | None = None) -> list[res.ComputeTask]:
+    def _tasks(self, query, params: dict | None = None, *, unwritten_first: bool = True) -> list[res.ComputeTask]:
+        if unwritten_first:
+            self._write_tasks()
         return self._loaded(list(self.session.execute(query, params or {})))
 
     def _loaded(self, rows: list) -> list[res.ComputeTask]:
@@ -604,11 +608,13 @@ class SqlStore:
         rules may look a task up as often as they like."""
         keys = list(keys)
         missing = [key for key in keys if key not in self._task_cache]
-        if missing:
-            self._tasks(BY_KEYS[ComputeTaskRow], {"channel": self.channel, "keys": missing})
+        if missing:  # rows of tasks with no kept transition read the same before and after it is sent
+            kept = not self._unwritten.keys().isdisjoint(missing)
+            self._tasks(BY_KEYS[ComputeTaskRow], {"channel": self.channel, "keys": missing}, unwritten_first=kept)
         return {key: _copy(self._task_cache[key]) for key in keys if key in self._task_cache}
 
     def existing_task_keys(self, keys: Iterable[str]) -> set[str]:
+        self._write_tasks()
         return set(
             self.session.scalars(
                 sa.select(ComputeTaskRow.key).where(
@@ -632,15 +638,27 @@ class SqlStore:
             self.session.execute(sa.insert(TaskParentRow), edges)
 
     def update_tasks(self, messages: Sequence[res.ComputeTask]) -> None:
-        alike: dict[str, tuple[dict[str, Any], list[str]]] = {}  # the tasks written the same values, together
+        """Kept, and sent when the transaction next reads tasks or commits: the transitions of a group (the
+        starts of a round's trainings, written the same values at the same instant) then travel together. The
+        rules read tasks through this store's cache, which is updated at once."""
+        if not self._committing_writes:  # the session (one per unit of work) sends them before it commits
+            sa.event.listen(self.session, "before_commit", lambda _session: self._write_tasks())
+            self._committing_writes = True
         for message in messages:
-            values = task_written_values(message)
+            self._unwritten[message.key] = task_written_values(message)
+            self._written(message)
+
+    def _write_tasks(self) -> None:
+        """Send the kept transitions, one statement per set of equal written values."""
+        if not self._unwritten:
+            return
+        alike: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for key, values in self._unwritten.items():
             same = alike.setdefault(json.dumps(values, default=str, sort_keys=True), (values, []))
-            same[1].append(message.key)
+            same[1].append(key)
+        self._unwritten = {}
         for values, keys in alike.values():
             self.session.execute(UPDATE_TASKS, {"w_channel": self.channel, "w_keys": keys, **values})
-        for message in messages:
-            self._written(message)
 
     def _written(self, message: res.ComputeTask) -> None:
         """The caches after ``message``'s transition fields were written."""
@@ -661,6 +679,7 @@ class SqlStore:
                 stored.duration = int((end - start).total_seconds())
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
+        self._write_tasks()
         rows = list(self.session.execute(CHILDREN, {"channel": self.channel, "parent": parent_key}))
         self._parents_not_done.update((row.key, row.parents_not_done) for row in rows)
         return self._loaded(rows)
@@ -669,6 +688,7 @@ class SqlStore:
         """Counted with the children read last, unless a task became DONE since."""
         not_done = self._parents_not_done.get(child_key)
         if not_done is None:
+            self._write_tasks()
             not_done = self.session.scalar(PARENTS_NOT_DONE, {"channel": self.channel, "child": child_key})
         return not_done == 0
 
@@ -690,6 +710,7 @@ class SqlStore:
         )
 
     def function_has_tasks(self, function_key: str, statuses: Iterable[int]) -> bool:
+        self._write_tasks()
         t = ComputeTaskRow
         found = sa.select(t.key).where(
             t.channel == self.channel, t.function_key == function_key, t.status.in_(list(statuses))

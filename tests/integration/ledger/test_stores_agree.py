@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from tessera.asset.v1 import events_pb2 as ev
 from tessera.asset.v1 import resources_pb2 as res
 
-from services.asset.domain import outputs, plans, tasks
+from services.asset.domain import outputs, plans, tasks, work
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context
 from services.asset.store.repositories import Repositories
@@ -172,6 +172,48 @@ def test_both_stores_write_the_same_events_and_state(engines, name):
     assert memory_plan == sql_plan
 
 
+class TaskUpdates:
+    """The ``UPDATE compute_tasks`` statements the ledger's writes send while in the block."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.sent: list[str] = []
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE COMPUTE_TASKS"):
+            self.sent.append(statement)
+
+    def __enter__(self) -> list[str]:
+        sa.event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self.sent
+
+    def __exit__(self, *exc) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_transitions_of_one_unit_travel_together_and_reads_see_them(engines):
+    """Starts in one unit of work (a group of StartTask calls) are sent as one statement at the commit; a read of
+    tasks in between is answered from the database with the kept transitions sent first."""
+    ledger = Ledger(SqlUnits(engines), channel=f"group-{uuid.uuid4().hex[:8]}")
+    ledger.join(ORG1, ORG2, ORG3)
+    plan, function = ledger.compute_plan(), ledger.function()
+    ready = [ledger.add_task(plan, function) for _ in range(3)]
+
+    def start_all(ctx: Context) -> list[str]:
+        for task in ready:
+            work.start_task(ctx, task.key)
+        return [t.key for t in ctx.store.tasks_of_plan(plan.key) if t.status == res.STATUS_EXECUTING]
+
+    with TaskUpdates(engines[0]) as sent:
+        executing = ledger.write(ORG1, start_all)
+    assert executing == [t.key for t in ready]  # the read found what the unit had not sent yet
+    assert len(sent) == 1
+    with TaskUpdates(engines[0]) as sent:
+        ledger.write(ORG1, lambda ctx: [work.start_task(ctx, t.key) for t in ready[:2]])  # restarts: nothing moves
+    assert [ledger.status(t.key) for t in ready] == [res.STATUS_EXECUTING] * 3
+    assert sent == []
+
+
 def test_a_done_writes_the_children_it_releases_in_one_statement(engines):
     ledger = Ledger(SqlUnits(engines), channel=f"fan-{uuid.uuid4().hex[:8]}")
     ledger.join(ORG1, ORG2, ORG3)
@@ -180,16 +222,7 @@ def test_a_done_writes_the_children_it_releases_in_one_statement(engines):
     children = [ledger.add_task(plan, function, [from_parent(root.key)], worker=org) for org in (ORG1, ORG2, ORG3)]
     ledger.act(ORG1, root.key, res.TASK_ACTION_EXECUTING)
     ledger.produce(ledger.task(root.key))
-    updates: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("UPDATE COMPUTE_TASKS"):
-            updates.append(statement)
-
-    sa.event.listen(engines[0], "before_cursor_execute", seen)
-    try:
+    with TaskUpdates(engines[0]) as updates:
         ledger.act(ORG1, root.key, res.TASK_ACTION_DONE)
-    finally:
-        sa.event.remove(engines[0], "before_cursor_execute", seen)
     assert [ledger.status(c.key) for c in children] == [res.STATUS_WAITING_FOR_EXECUTOR_SLOT] * 3
     assert len(updates) == 2  # the DONE itself, then the three released children together
