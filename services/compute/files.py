@@ -199,7 +199,9 @@ class Files:
     async def forget_plan(self, plan_key: str) -> None:
         """Remove the models cached for an ended plan's tasks (storage keeps them: a later reader fetches them
         again). The folder is renamed away first, so nothing reads a half-deleted model under its path."""
-        if not plan_key:
+        try:
+            uuid.UUID(plan_key)  # a ledger key; anything else never names a folder to delete
+        except ValueError:
             return
         folder = self._places.plan_models(plan_key)
         doomed = folder.with_name(f".{plan_key}.{uuid.uuid4().hex}.gone")

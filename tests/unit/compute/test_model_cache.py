@@ -45,3 +45,13 @@ def test_start_removes_loose_models_and_half_removed_plans(tmp_path):
     ServedFiles(tmp_path, b"")
     assert sorted(p.name for p in models.iterdir()) == [OTHER]
     assert (models / OTHER / "kept").read_bytes() == b"1"
+
+
+def test_only_a_plan_key_names_a_folder_to_remove(tmp_path):
+    files = ServedFiles(tmp_path, b"")
+    kept = tmp_path / "cache" / "kept"
+    kept.mkdir(parents=True)
+    (tmp_path / "cache" / "models").mkdir()
+    for key in ("", "..", "../kept", "../../cache"):
+        asyncio.run(files.forget_plan(key))
+    assert kept.is_dir() and (tmp_path / "cache" / "models").is_dir()
