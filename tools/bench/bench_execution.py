@@ -605,6 +605,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state-dir", type=Path, default=None, help="keep the network's files and logs here")
     parser.add_argument("--fedavg", action="store_true", help="instead: the substrafl FedAvg scenario")
     parser.add_argument("--orgs", type=int, default=10, help="organizations of the FedAvg experiment (default 10)")
+    parser.add_argument(
+        "--statements", action="store_true", help="with --fedavg: count SQL statements per task (slows PostgreSQL)"
+    )
     args = parser.parse_args(argv)
     chain = args.chain or (10 if args.small else 50)
     rounds = args.rounds or (3 if args.small else 10)
@@ -612,7 +615,7 @@ def main(argv: list[str]) -> int:
     if args.fedavg:
         from tools.bench import fedavg  # substrafl is loaded only for this scenario
 
-        print(fedavg.run(args.orgs, rounds, args.state_dir), flush=True)
+        print(fedavg.run(args.orgs, rounds, args.state_dir, args.statements), flush=True)
     else:
         print(report(run(chain, rounds, args.slots, args.state_dir)), flush=True)
     print(f"\n(benchmark run: {time.perf_counter() - started:.0f} s)", flush=True)

@@ -7,16 +7,20 @@ round is N trainings in parallel, one per organization, then the aggregation. A 
 interval between the last DONE of a round and the last DONE of the next one (ledger timestamps); the
 steady state is the median of the rounds after the first two (runners are warm by then).
 
-Usage: ``python -m tools.bench execution --fedavg [--orgs N] [--rounds R] [--state-dir DIR]``.
+Usage: ``python -m tools.bench execution --fedavg [--orgs N] [--rounds R] [--state-dir DIR] [--statements]``;
+``--statements`` also counts the SQL statements per completed task of the steady rounds, by database
+(:mod:`tools.bench.statements`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import statistics
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloudpickle
@@ -30,6 +34,7 @@ from substrafl.strategies import FedAvg
 from tessera.asset.v1 import asset_service_pb2 as api
 
 from tools.bench.bench_execution import Ledger, cpu_delta, cpu_snapshot, remote_clients
+from tools.bench.statements import StatementLog
 from tools.samples import flassets, numpy_algo
 
 
@@ -64,24 +69,46 @@ def round_ends(tasks) -> dict[int, float]:
     return ends
 
 
-def steady_cpu(ledger: Ledger, network, plan_key: str, orgs: int) -> tuple[dict, int]:
+@dataclass
+class Steady:
+    """What the rounds after the second used: CPU seconds by component, and (when counted) SQL statements by
+    database for the ``completed`` tasks that ended meanwhile."""
+
+    cpu: dict[str, float]
+    rounds: int
+    statements: collections.Counter[str] = field(default_factory=collections.Counter)
+    completed: int = 0
+
+
+def steady_cpu(ledger: Ledger, network, plan_key: str, orgs: int, count_statements: bool = False) -> Steady:
     """Wait for the plan's end; the CPU seconds each component used from the end of the second round on,
     and how many rounds that covers. A round is done when its ``orgs`` trainings and its aggregation
     are (after the ``orgs`` initializations)."""
     warm = orgs + 2 * (orgs + 1)
     before: dict[str, float] = {}
+    log = StatementLog(network.postgres) if count_statements else None
+    done_at_warm = 0
 
     def at_warm(plan) -> None:
+        nonlocal done_at_warm
         if not before and plan.done_count >= warm:
             before.update(cpu_snapshot(network))
+            done_at_warm = plan.done_count
+            if log is not None:
+                log.start()
 
-    plan = ledger.wait_done(plan_key, network, on_poll=at_warm)
-    return cpu_delta(before, cpu_snapshot(network)), (plan.task_count - warm) // (orgs + 1)
+    try:
+        plan = ledger.wait_done(plan_key, network, on_poll=at_warm)
+    finally:
+        statements = log.stop() if log is not None else collections.Counter()
+    rounds = (plan.task_count - warm) // (orgs + 1)
+    return Steady(cpu_delta(before, cpu_snapshot(network)), rounds, statements, plan.done_count - done_at_warm)
 
 
-def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
-    """Start the network, run the experiment, report the round times."""
-    cpu: tuple[dict, int] = ({}, 0)
+def run(orgs: int, rounds: int, state_dir: Path | None, count_statements: bool = False) -> str:
+    """Start the network, run the experiment, report the round times (and, with ``count_statements``, the SQL
+    statements per task: :mod:`tools.bench.statements`)."""
+    steady = Steady({}, 0)
     with remote_clients(state_dir, orgs, timeout=900) as (folder, network, clients):
         aggregator = clients[0].organization_info().organization_id
         train_nodes = [_train_node(c, aggregator, folder / "data", i) for i, c in enumerate(clients)]
@@ -102,7 +129,7 @@ def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
                     name=f"fedavg-bench-{uuid.uuid4().hex[:6]}",
                 )
                 ledger = Ledger(network)
-                cpu = steady_cpu(ledger, network, plan.key, orgs)
+                steady = steady_cpu(ledger, network, plan.key, orgs, count_statements)
                 wall = time.perf_counter() - started
         finally:
             cloudpickle.unregister_pickle_by_value(numpy_algo)
@@ -110,18 +137,36 @@ def run(orgs: int, rounds: int, state_dir: Path | None) -> str:
     ends = round_ends(tasks)
     order = sorted(ends)
     times = [ends[b] - ends[a] for a, b in itertools.pairwise(order)]
-    steady = times[2:] or times
+    later = times[2:] or times
     return "\n".join(
         [
             f"FedAvg, {orgs} organizations, {rounds} rounds ({len(tasks)} tasks), aggregation on {aggregator}:",
             "",
             "| submission to DONE (s) | round times (s) | steady-state round, median (s) |",
             "|---|---|---|",
-            f"| {wall:.1f} | {', '.join(f'{t:.2f}' for t in times)} | **{statistics.median(steady):.2f}** |",
+            f"| {wall:.1f} | {', '.join(f'{t:.2f}' for t in times)} | **{statistics.median(later):.2f}** |",
             "",
-            *cpu_table(*cpu),
+            *cpu_table(steady.cpu, steady.rounds),
+            *statement_table(steady.statements, steady.completed, ledger_database=network.database("ledger")),
         ]
     )
+
+
+def statement_table(counts: collections.Counter[str], completed: int, ledger_database: str) -> list[str]:
+    """SQL statements per task completed in the counted window: the ledger's, and the organizations' databases."""
+    if completed <= 0 or not counts:
+        return []
+    ledger = counts.get(ledger_database, 0)
+    others = sum(n for db, n in counts.items() if db not in (ledger_database, "", "postgres"))
+    return [
+        "",
+        f"SQL statements per completed task over the steady rounds ({completed} tasks; PostgreSQL logged every"
+        " statement, so this run's times are not comparable):",
+        "",
+        "| ledger | organizations' databases (all) |",
+        "|---|---|",
+        f"| **{ledger / completed:.1f}** | **{others / completed:.1f}** |",
+    ]
 
 
 def cpu_table(cpu: dict[str, float], rounds: int) -> list[str]:

@@ -124,7 +124,8 @@ class Network:
             self.base_port = free_port_block(span=10 * (self.orgs + 1) + 10)
         return self.base_port + offset
 
-    def _database(self, name: str) -> str:
+    def database(self, name: str) -> str:
+        """The name of a database of this network on its PostgreSQL (the ledger's, or an organization's lower-cased)."""
         return f"{self.database_prefix}{name}"
 
     # ----------------------------------------------------------------- plan
@@ -177,7 +178,7 @@ class Network:
                     **self.credentials.env(),
                     "TESSERA_SERVICE_NAME": "asset",
                     "TESSERA_GRPC_ADDR": asset_addr,
-                    "TESSERA_DATABASE_URL": self.postgres.url(self._database("ledger")),
+                    "TESSERA_DATABASE_URL": self.postgres.url(self.database("ledger")),
                     **self.extra_env.get("asset", {}),
                 },
             )
@@ -198,7 +199,7 @@ class Network:
                 **common,
                 **self.credentials.env(org),
                 "TESSERA_ORG_ID": org,
-                "TESSERA_DATABASE_URL": self.postgres.url(self._database(org.lower())),
+                "TESSERA_DATABASE_URL": self.postgres.url(self.database(org.lower())),
                 "ASSET_ADDR": asset_addr,
                 "STORAGE_ADDR": addrs["storage"],
                 "COMPUTE_ADDR": addrs["compute"],
@@ -268,7 +269,7 @@ class Network:
         from services.kit.db import ensure_database
 
         for database in ["ledger", *(org_name(i).lower() for i in range(1, self.orgs + 1))]:
-            ensure_database(self.postgres.url(self._database(database)))
+            ensure_database(self.postgres.url(self.database(database)))
         for spec in self.services:
             self.launch(spec)
         self._wait_healthy(started + timeout)
