@@ -127,6 +127,8 @@ class Runs:
         """Start fetching the peers' models a run message names while StartTask is on its way. A hint: the
         run's own fetch of an input waits for these through the cache's lock, takes a file fetched ahead only
         under the checksum the ledger gives, and fetches again what failed."""
+        if not work.compute_plan_key:  # a message without its plan names no cache folder: no hint taken
+            return
         for model in work.peer_models:
             if model.HasField("address"):
                 placement = inputs.model_placement("", model, self._places, work.compute_plan_key)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from tessera.asset.v1 import resources_pb2 as res
+from tessera.compute.v1 import work_pb2
+
 from services.compute.domain.places import Places
+from services.compute.runs import Runs
 from tests.unit.compute.test_fetch_ahead import ServedFiles, _model
 
 PLAN, OTHER = "0b6f4a3c-0000-4000-8000-0000000000aa", "0b6f4a3c-0000-4000-8000-0000000000bb"
@@ -55,3 +59,25 @@ def test_only_a_plan_key_names_a_folder_to_remove(tmp_path):
     for key in ("", "..", "../kept", "../../cache"):
         asyncio.run(files.forget_plan(key))
     assert kept.is_dir() and (tmp_path / "cache" / "models").is_dir()
+
+
+def test_a_run_message_s_model_hints_are_fetched_into_its_plan_s_folder_and_need_its_plan(tmp_path):
+    files = ServedFiles(tmp_path, b"peer model")
+    runs = Runs(Places(tmp_path), None, files, None, None, None, None, None, public_url="", task_timeout=60)
+    peer = res.Model(
+        key="0b6f4a3c-0000-4000-8000-000000000003",
+        owner="org2",
+        compute_task_key="0b6f4a3c-0000-4000-8000-000000000004",
+        address=res.Addressable(checksum="d" * 64, storage_address="http://org2/"),
+    )
+    work = work_pb2.RunTask(compute_task_key="0b6f4a3c-0000-4000-8000-000000000005", channel="c", peer_models=[peer])
+
+    async def scenario():
+        runs._prefetch(work)  # an older sender's message, without the plan: no folder to put the hint in
+        assert not runs._prefetches
+        work.compute_plan_key = PLAN
+        runs._prefetch(work)
+        await asyncio.gather(*runs._prefetches)
+
+    asyncio.run(scenario())
+    assert [p.parent for p in files.downloads] == [Places(tmp_path).plan_models(PLAN)]
