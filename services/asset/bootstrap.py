@@ -29,6 +29,7 @@ async def build(settings: AssetSettings) -> GrpcServer:
     serializable = app.engine_of(settings, SCHEMA, base.server, serializable=True)
     writes = UnitOfWork(serializable, repositories=Repositories, serializable=True, retries=settings.tx_retries)
     reads = UnitOfWork(app.engine_of(settings, SCHEMA, base.server, autocommit=True), repositories=Repositories)
+    base.engine.dispose()  # it only migrated: its pooled connection is not kept open
     hub = Hub()
     recent = RecentEvents()
     if base.js is not None and settings.relay_enabled:

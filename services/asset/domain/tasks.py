@@ -102,54 +102,34 @@ def _cascade(ctx: Context, task: res.ComputeTask, target: int) -> None:
     pending = deque([(task, target)])
     while pending:
         parent, status = pending.popleft()
-        released = []
         for child in ctx.store.children(parent.key):
             waiting = child.status == res.STATUS_WAITING_FOR_PARENT_TASKS
             if status == res.STATUS_DONE and waiting and ctx.store.parents_done(child.key):
-                released.append(child)
+                _transition(ctx, child, res.STATUS_WAITING_FOR_EXECUTOR_SLOT, f"last parent task {parent.key} done")
             elif status != res.STATUS_DONE and child.status in NON_FINAL - {res.STATUS_EXECUTING}:
                 verb = "failed" if status == res.STATUS_FAILED else "was canceled"
                 _transition(ctx, child, res.STATUS_CANCELED, f"parent task {parent.key} {verb}")
                 pending.append((child, res.STATUS_CANCELED))
-        # The children a DONE releases are written together (an aggregation releases every organization's
-        # next training): one statement, then each one's counters and event in the children's order.
-        _transitions(ctx, released, res.STATUS_WAITING_FOR_EXECUTOR_SLOT, f"last parent task {parent.key} done")
 
 
 def _transition(ctx: Context, task: res.ComputeTask, target: int, reason: str) -> None:
-    _transitions(ctx, [task], target, reason)
-
-
-def _transitions(ctx: Context, moved: list[res.ComputeTask], target: int, reason: str) -> None:
-    """Tasks to ``target`` for one reason: every one checked, then written at once, then each one counted in
-    its plan and announced."""
-    if not moved:
-        return
-    for task in moved:
-        if task.status not in ALLOWED[target]:
-            raise FailedPrecondition(
-                f"task {task.key} is {status_name(task.status)}: it cannot become {status_name(target)}",
-                reason="ILLEGAL_TRANSITION",
-                metadata={"status": status_name(task.status)},
-            )
-    olds = [task.status for task in moved]
-    for task in moved:
-        task.status = target
-        if target == res.STATUS_EXECUTING:
-            task.start_date.CopyFrom(timestamp(ctx.now))
-        if target in FINAL:
-            task.end_date.CopyFrom(timestamp(ctx.now))
-        if target == res.STATUS_FAILED and not task.HasField("error_type"):
-            # Failed by an action rather than a report: the SDK waits forever on a FAILED task without an
-            # error type (contract §8), so record it as ours.
-            task.error_type = res.INTERNAL_ERROR
-    ctx.store.update_tasks(moved)
-    for task, old in zip(moved, olds, strict=True):
-        _counted(ctx, task, old, target, reason)
-
-
-def _counted(ctx: Context, task: res.ComputeTask, old: int, target: int, reason: str) -> None:
-    """A written transition's plan counters (and failure), event, and the build it may leave unneeded."""
+    if task.status not in ALLOWED[target]:
+        raise FailedPrecondition(
+            f"task {task.key} is {status_name(task.status)}: it cannot become {status_name(target)}",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"status": status_name(task.status)},
+        )
+    old = task.status
+    task.status = target
+    if target == res.STATUS_EXECUTING:
+        task.start_date.CopyFrom(timestamp(ctx.now))
+    if target in FINAL:
+        task.end_date.CopyFrom(timestamp(ctx.now))
+    if target == res.STATUS_FAILED and not task.HasField("error_type"):
+        # Failed by an action rather than a report: the SDK waits forever on a FAILED task without an
+        # error type (contract §8), so record it as ours.
+        task.error_type = res.INTERNAL_ERROR
+    ctx.store.update_tasks([task])  # kept by the store and sent with its neighbours (ADR 0003)
     plan = plans.get_plan(ctx, task.compute_plan_key, for_update=True)
     plans.count(plan, old, target)
     ctx.dirty_plans.add(plan.key)

@@ -645,8 +645,8 @@ class SqlStore:
             sa.event.listen(self.session, "before_commit", lambda _session: self._write_tasks())
             self._committing_writes = True
         for message in messages:
-            self._unwritten[message.key] = task_written_values(message)
-            self._written(message)
+            values = self._unwritten[message.key] = task_written_values(message)
+            self._written(message, values)
 
     def _write_tasks(self) -> None:
         """Send the kept transitions, one statement per set of equal written values."""
@@ -660,8 +660,8 @@ class SqlStore:
         for values, keys in alike.values():
             self.session.execute(UPDATE_TASKS, {"w_channel": self.channel, "w_keys": keys, **values})
 
-    def _written(self, message: res.ComputeTask) -> None:
-        """The caches after ``message``'s transition fields were written."""
+    def _written(self, message: res.ComputeTask, values: dict[str, Any]) -> None:
+        """The caches after ``message``'s transition fields (``values``) were written."""
         if message.status == res.STATUS_DONE:
             self._parents_not_done.clear()  # counted before this task was DONE
         stored = self._task_cache.get(message.key)
@@ -674,9 +674,8 @@ class SqlStore:
             for name in ("start_date", "end_date", "logs_address"):
                 if message.HasField(name):
                     getattr(stored, name).CopyFrom(getattr(message, name))
-            start, end = when(message, "start_date"), when(message, "end_date")
-            if start is not None and end is not None:
-                stored.duration = int((end - start).total_seconds())
+            if values["start_date"] is not None and values["end_date"] is not None:
+                stored.duration = int((values["end_date"] - values["start_date"]).total_seconds())
 
     def children(self, parent_key: str) -> list[res.ComputeTask]:
         self._write_tasks()
