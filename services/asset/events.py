@@ -40,6 +40,26 @@ BATCH_BYTES = 1 << 20
 limit, whatever the events (a task with thousands of data samples is a large event)."""
 
 
+MAX_HOLD_SECONDS = 10.0
+"""The longest a subscriber may ask the ledger to hold events back (``SubscribeEventsRequest.hold_milliseconds``)."""
+
+
+def wakes(event: ev.Event, org_id: str) -> bool:
+    """Whether ``event`` may ask ``org_id`` to act, so that a subscription holding events back sends it at once:
+    a task the organization works on, a function it owns, a model it owns or may process, and every compute
+    plan's and organization's event. The rest (other organizations' tasks and models, performances, datasets)
+    only feeds its history."""
+    kind = event.WhichOneof("asset")
+    if kind == "compute_task":
+        return event.compute_task.worker == org_id
+    if kind == "function":
+        return event.function.owner == org_id
+    if kind == "model":  # its owner, and whoever may read it (a task there may be waiting for it)
+        process = event.model.permissions.process
+        return event.model.owner == org_id or process.public or org_id in process.authorized_ids
+    return kind in ("compute_plan", "organization")
+
+
 def event_batches(events: Sequence[ev.Event], limit: int = BATCH_BYTES) -> Iterator[list[ev.Event]]:
     """``events`` cut, in order, into runs of at most ``limit`` serialized bytes; an event larger than
     ``limit`` goes alone."""

@@ -24,7 +24,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from services.asset.domain import datasets, functions, organizations, outputs, plans, tasks, work
 from services.asset.domain.commit import commit
 from services.asset.domain.common import Context, in_declared_order
-from services.asset.events import Hub, RecentEvents, event_batches
+from services.asset.events import MAX_HOLD_SECONDS, Hub, RecentEvents, event_batches, wakes
 from services.asset.plan_locks import PlanLocks
 from services.kit import pagination, telemetry
 from services.kit.db import UnitOfWork
@@ -544,11 +544,25 @@ class AssetService(api_grpc.AssetServiceServicer):
         """History after the cursor, then live events, gap-free and in position order (one message per event,
         or per batch read when the caller asks for batches)."""
         position = request.after_position
+        caller = current_caller()
+        hold = min(max(request.hold_milliseconds, 0) / 1000, MAX_HOLD_SECONDS) if request.batched else 0.0
+        held_since: float | None = None  # when the events waiting unsent were first seen
+        checked = 0  # how many of them are known not to wake the caller
+        loop = asyncio.get_running_loop()
         while True:
             seen = self._hub.generation
-            batch = self._recent.after(current_caller().channel, position, REPLAY_BATCH)
+            batch = self._recent.after(caller.channel, position, REPLAY_BATCH)
             if batch is None:
                 batch = await self._query(lambda q, ctx, after=position: q.events_after(after, REPLAY_BATCH))
+            quiet = hold and batch and len(batch) < REPLAY_BATCH
+            if quiet and not any(wakes(e, caller.org_id) for e in batch[checked:]):
+                checked = len(batch)
+                held_since = held_since if held_since is not None else loop.time()
+                remaining = hold - (loop.time() - held_since)
+                if remaining > 0:  # none asks the caller to act: wait for more, or for the hold to end
+                    await self._hub.wait(seen, timeout=remaining)
+                    continue
+            held_since, checked = None, 0
             if request.batched:
                 for run in event_batches(batch):
                     yield api.SubscribeEventsResponse(events=run)

@@ -124,17 +124,25 @@ class Runs:
             self._release(key)
 
     def _prefetch(self, work: work_pb2.RunTask) -> None:
-        """Start fetching the peers' models a run message names while StartTask is on its way. A hint: the
-        run's own fetch of an input waits for these through the cache's lock, takes a file fetched ahead only
-        under the checksum the ledger gives, and fetches again what failed."""
-        if not work.compute_plan_key:  # a message without its plan names no cache folder: no hint taken
-            return
-        for model in work.peer_models:
+        """Start fetching the peers' models a run message names while StartTask is on its way."""
+        self.fetch_ahead(work.channel, work.compute_plan_key, work.compute_task_key, work.peer_models)
+
+    def fetch_ahead(self, channel: str, plan_key: str, task_key: str, models) -> int:
+        """Start fetching ``models`` (peers' models that task ``task_key`` will read) into ``plan_key``'s cache,
+        beside their paths; how many downloads started. A hint: the run's own fetch of an input waits for these
+        through the cache's lock, takes a file fetched ahead only under the checksum the ledger gives, and
+        fetches again what failed."""
+        if not plan_key:  # a message without its plan names no cache folder: no hint taken
+            return 0
+        started = 0
+        for model in models:
             if model.HasField("address"):
-                placement = inputs.model_placement("", model, self._places, work.compute_plan_key)
-                fetch = asyncio.ensure_future(self._fetch_hinted(work.channel, placement, work.compute_task_key))
+                placement = inputs.model_placement("", model, self._places, plan_key)
+                fetch = asyncio.ensure_future(self._fetch_hinted(channel, placement, task_key))
                 self._prefetches.add(fetch)
                 fetch.add_done_callback(self._prefetches.discard)
+                started += 1
+        return started
 
     async def _fetch_hinted(self, channel: str, placement: inputs.Placement, task_key: str) -> None:
         try:

@@ -70,3 +70,13 @@ class ComputeService(api_grpc.ComputeServiceServicer):
         if canceled:
             log.info("task %s canceled: %s", request.compute_task_key, request.reason or "no reason given")
         return api.CancelTaskResponse(canceled=canceled)
+
+    async def FetchAhead(self, request, context):
+        if current_caller().org_id != self._org:
+            raise PermissionDenied("only this organization's own services may ask it to fetch ahead")
+        if self._runs is None:
+            return api.FetchAheadResponse(started=False)
+        started = self._runs.fetch_ahead(
+            request.channel, request.compute_plan_key, request.compute_task_key, [request.model]
+        )
+        return api.FetchAheadResponse(started=started > 0)

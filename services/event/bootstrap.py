@@ -65,6 +65,7 @@ async def build(settings: EventSettings) -> GrpcServer:
             hub=hub,
             address=settings.public_url,
             retry_seconds=settings.retry_seconds,
+            hold_seconds=settings.hold_seconds,
         )
         follower.start()
         base.server.on_stop(follower.stop)

@@ -30,6 +30,7 @@ from services.event.domain.dispatch import (
     CancelRun,
     DeleteModel,
     DispatchRules,
+    FetchModel,
     ReleaseInputs,
     Work,
 )
@@ -37,6 +38,7 @@ from services.kit import subjects, telemetry
 from services.kit.status import status_details
 
 log = logging.getLogger("tessera.event.dispatch")
+FETCH_AHEAD_TIMEOUT = 5.0  # seconds compute may take to start an early download (advisory: then skipped)
 tracer = telemetry.tracer("tessera.event")
 
 # Refusals that mean "someone already did it": the decision was right, the state moved on.
@@ -67,6 +69,18 @@ class Dispatcher:
         self.compute = compute
         self.js = js
         self.storage = storage
+        self._fetches: list[FetchModel] = []  # asked by the events of the batch being handled
+
+    async def flush(self) -> list[Decision]:
+        """Carry out the early fetches the batch just handled asked for, but those whose reader a later event of
+        the batch made ready (its run message names the model): call after each batch of events."""
+        fetches, self._fetches = self._fetches, []
+        decisions: list[Decision] = []
+        for action in fetches:
+            reader = self.rules.waiting_readers.still_waiting(action)
+            if reader is not None:
+                decisions += await self._fetch_ahead(action, *reader)
+        return decisions
 
     async def handle(self, event: ev.Event) -> list[Decision]:
         """Act on one event; returns what was done. When the event asks for something, that happens in a
@@ -96,6 +110,9 @@ class Dispatcher:
             return await self._publish(action.work) if self.rules.needs_build(reply.function) else []
         if isinstance(action, CancelRun):
             return await self._cancel(action)
+        if isinstance(action, FetchModel):
+            self._fetches.append(action)  # at the end of the batch: see flush
+            return []
         if isinstance(action, DeleteModel):
             return await self._delete_model(action.model_key)
         if isinstance(action, ReleaseInputs):
@@ -118,6 +135,23 @@ class Dispatcher:
         request = compute_api.CancelTaskRequest(compute_task_key=action.task_key, reason=action.reason)
         reply = await self.compute.CancelTask(request)
         return [Decision("cancel", action.task_key)] if reply.canceled else []
+
+    async def _fetch_ahead(self, action: FetchModel, task_key: str, plan_key: str) -> list[Decision]:
+        """Advisory: a failure costs only the early start of the download (the task fetches its inputs)."""
+        if self.compute is None:
+            return []
+        request = compute_api.FetchAheadRequest(
+            compute_plan_key=plan_key,
+            compute_task_key=task_key,
+            channel=self.rules.channel,
+            model=action.model,
+        )
+        try:
+            reply = await self.compute.FetchAhead(request, timeout=FETCH_AHEAD_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            log.info("early fetch of model %s not asked: %s", action.model.key, exc.code().name)
+            return []
+        return [Decision("fetch", action.model.key)] if reply.started else []
 
     async def _delete_model(self, key: str) -> list[Decision]:
         if self.storage is None:

@@ -57,6 +57,7 @@ class Follower:
         address: str,
         retry_seconds: float = 1.0,
         feed_linger: float = FEED_LINGER,
+        hold_seconds: float = 0.0,
     ) -> None:
         self._uow = uow
         self.channel = channel
@@ -67,6 +68,7 @@ class Follower:
         self._registered = False
         self._retry = retry_seconds
         self._linger = feed_linger
+        self._hold_ms = max(0, round(hold_seconds * 1000))
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -106,7 +108,9 @@ class Follower:
         handled: asyncio.Queue[ev.Event] = asyncio.Queue()
         writer = asyncio.create_task(self._write_feed(handled, cursor), name=f"feed-{self.channel}")
         try:
-            stream = self._ledger.SubscribeEvents(asset_api.SubscribeEventsRequest(after_position=cursor, batched=True))
+            stream = self._ledger.SubscribeEvents(
+                asset_api.SubscribeEventsRequest(after_position=cursor, batched=True, hold_milliseconds=self._hold_ms)
+            )
             async for reply in stream:
                 for event in events_of(reply):
                     if writer.done():
@@ -120,6 +124,9 @@ class Follower:
                             ", ".join(f"{d.action} {d.key}" for d in decisions),
                         )
                     handled.put_nowait(event)
+                fetched = await self._dispatcher.flush()
+                if fetched:
+                    log.info("early fetches → %s", ", ".join(f"{d.action} {d.key}" for d in fetched))
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -17,4 +17,10 @@ class EventSettings(CommonSettings):
     storage_addr: str = env("STORAGE_ADDR", "", "gRPC address of this organization's storage service.")
     follow_enabled: bool = env("TESSERA_FOLLOW_ENABLED", True, "Follow the ledger and turn events into work.")
     retry_seconds: float = env("TESSERA_RETRY_SECONDS", 1.0, "Pause before reconnecting to the ledger.")
+    hold_seconds: float = env(
+        "TESSERA_EVENT_HOLD_SECONDS",
+        0.2,
+        "How long the ledger may hold back events that ask nothing of this organization (other organizations' "
+        "work), to send them with later ones; the feed lags by up to this much more. 0: every event at once.",
+    )
     public_url: str = env("TESSERA_PUBLIC_URL", "", "This organization's gateway URL, registered in the ledger.")

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from tessera.asset.v1 import asset_service_pb2 as api
 from tessera.asset.v1 import resources_pb2 as res
+from tessera.compute.v1 import compute_service_pb2 as compute_api
+from tessera.compute.v1 import compute_service_pb2_grpc as compute_grpc
 from tessera.storage.v1 import storage_pb2
 
+from services.kit.client import sync_channel
 from tests.execution.conftest import digest, download, grpc_code, wait_for, wait_function_ready, wait_plan_final
 
 ROUNDS = 2
@@ -184,7 +187,35 @@ def test_a_federated_plan_completes_with_correct_performances(orgs, functions, n
     assert download(org1.storage_of(org2), storage_pb2.FILE_KIND_MODEL, trained_by_org2.key) == fetched
 
 
-def test_models_cross_organizations_only_where_permitted(orgs, functions):
+def test_a_peer_s_model_is_fetched_when_registered_while_its_reader_waits_for_another_parent(orgs, functions, network):
+    """org1's aggregation reads two trainings of org2, the second reading the first: the first's model is
+    registered while the aggregation still waits, and org1 fetches it then (FetchAhead), not after its start."""
+    org1, org2 = orgs
+    dm, samples = org2.dataset([np.random.default_rng(11).normal(0, 1, (4, 3))], _private(org1.id))
+    plan = str(uuid.uuid4())
+    org1.ledger.RegisterComputePlan(api.RegisterComputePlanRequest(key=plan, name="fetch ahead"))
+    shared = {"model": _private(org1.id, org2.id)}
+    first = _task(plan, functions["train"], _inputs(dm, samples), shared)
+    second = _task(plan, functions["train"], _inputs(dm, samples, models=[(first.key, "model")]), shared)
+    models = [
+        api.NewComputeTaskInput(identifier="models", parent_task_key=t.key, parent_task_output_identifier="model")
+        for t in (first, second)
+    ]
+    aggregate = _task(plan, functions["aggregate"], models, shared, worker=org1.id)
+    org1.ledger.RegisterTasks(api.RegisterTasksRequest(tasks=[first, second, aggregate]))
+    assert wait_plan_final(org1, plan).status == res.PLAN_STATUS_DONE
+    (model,) = (a.model for a in _outputs(org1, first.key))
+    event_log = network.log_path(network.service("event", org1.id)).read_text()
+    assert f"fetch {model.key}" in event_log  # "early fetches → fetch <key>"
+    compute_log = network.log_path(network.service("compute", org1.id)).read_text()
+    assert f"model {model.key} fetched ahead of the start of task {aggregate.key}" in compute_log
+
+
+def _outputs(org, task_key: str):
+    return org.ledger.ListTaskOutputAssets(api.ListTaskOutputAssetsRequest(key=task_key)).assets
+
+
+def test_models_cross_organizations_only_where_permitted(orgs, functions, network):
     org1, org2 = orgs
     rng = np.random.default_rng(3)
     dm, samples = org2.dataset([rng.normal(0, 1, (4, 3))], _private(org2.id))
@@ -202,6 +233,10 @@ def test_models_cross_organizations_only_where_permitted(orgs, functions):
     assert grpc_code(download, org1.storage_of(org2), storage_pb2.FILE_KIND_DATA_SAMPLE, samples[0]) == (
         grpc.StatusCode.PERMISSION_DENIED
     )
+    # ...nor have org2's compute fetch it (only org2's own services may ask that)...
+    compute = compute_grpc.ComputeServiceStub(sync_channel(network.service("compute", org2.id).addr, org1.creds))
+    request = compute_api.FetchAheadRequest(compute_plan_key=plan, compute_task_key=task.key, model=output.model)
+    assert grpc_code(compute.FetchAhead, request) == grpc.StatusCode.PERMISSION_DENIED
     # ...nor use the model in a task it runs: the ledger refuses to register it.
     plan1 = str(uuid.uuid4())
     org1.ledger.RegisterComputePlan(api.RegisterComputePlanRequest(key=plan1, name="thief"))

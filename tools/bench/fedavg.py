@@ -58,6 +58,41 @@ def _train_node(client: substra.Client, aggregator: str, folder: Path, index: in
     return nodes.TrainDataNode(organization_id=org, data_manager_key=dm, data_sample_keys=[sample])
 
 
+def _seconds(stamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def phases(tasks) -> dict[str, float]:
+    """Where a steady round goes (medians over the rounds after the second, seconds): from an aggregation's
+    DONE to the DONE of the last training it feeds (the trainings, in parallel), then to the start of the
+    next aggregation (its dispatch and StartTask), then to its DONE (its inputs, its run, its outputs)."""
+    by_key = {task.key: task for task in tasks}
+
+    def parents(task) -> list:
+        keys = {i.parent_task_output.parent_task_key for i in task.inputs if i.HasField("parent_task_output")}
+        return [by_key[k] for k in keys if k in by_key]
+
+    def trains(task) -> bool:
+        return any(i.identifier == "opener" for i in task.inputs)
+
+    spans: dict[str, list[float]] = collections.defaultdict(list)
+    aggregations = sorted(
+        (t for t in tasks if "round_idx" in t.metadata and not trains(t) and t.HasField("end_date")),
+        key=lambda t: _seconds(t.end_date),
+    )
+    for aggregation in aggregations[2:]:
+        trained = [t for t in parents(aggregation) if trains(t)]
+        before = [p for t in trained for p in parents(t) if not trains(p) and p in aggregations]
+        if not trained or not before:
+            continue
+        begin = max(_seconds(p.end_date) for p in before)
+        last_training = max(_seconds(t.end_date) for t in trained)
+        spans["trainings (aggregation DONE to the last training DONE)"].append(last_training - begin)
+        spans["next aggregation dispatched and started"].append(_seconds(aggregation.start_date) - last_training)
+        spans["aggregation started to DONE"].append(_seconds(aggregation.end_date) - _seconds(aggregation.start_date))
+    return {name: statistics.median(values) for name, values in spans.items() if values}
+
+
 def round_ends(tasks) -> dict[int, float]:
     """The last DONE of each round (substrafl's ``round_idx`` metadata), in seconds."""
     ends: dict[int, float] = {}
@@ -146,6 +181,7 @@ def run(orgs: int, rounds: int, state_dir: Path | None, count_statements: bool =
             "|---|---|---|",
             f"| {wall:.1f} | {', '.join(f'{t:.2f}' for t in times)} | **{statistics.median(later):.2f}** |",
             "",
+            *phase_table(phases(tasks)),
             *cpu_table(steady.cpu, steady.rounds),
             *statement_table(steady.statements, steady.completed, ledger_database=network.database("ledger")),
         ]
@@ -167,6 +203,17 @@ def statement_table(counts: collections.Counter[str], completed: int, ledger_dat
         "|---|---|",
         f"| **{ledger / completed:.1f}** | **{others / completed:.1f}** |",
     ]
+
+
+def phase_table(medians: dict[str, float]) -> list[str]:
+    """The round's phases (:func:`phases`), medians over the steady rounds."""
+    if not medians:
+        return []
+    return (
+        ["Phases of a steady round, medians (s):", "", "| phase | s |", "|---|---|"]
+        + [f"| {name} | {seconds:.3f} |" for name, seconds in medians.items()]
+        + [""]
+    )
 
 
 def cpu_table(cpu: dict[str, float], rounds: int) -> list[str]:

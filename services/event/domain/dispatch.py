@@ -22,6 +22,11 @@ PLAN_ENDED = frozenset({res.PLAN_STATUS_DONE, res.PLAN_STATUS_FAILED, res.PLAN_S
 KNOWN_TASKS = 50_000  # tasks whose outputs are remembered (a few hundred bytes each)
 PREPARED_KEPT = 10_000  # (plan, function) pairs whose runner was asked for, remembered to ask once
 PEER_OUTPUTS_KEPT = 10_000  # task outputs whose models other organizations registered, remembered as hints
+WAITING_FOR_PARENTS = frozenset(
+    {res.STATUS_WAITING_FOR_BUILDER_SLOT, res.STATUS_BUILDING, res.STATUS_WAITING_FOR_PARENT_TASKS}
+)
+"""A task in these is not ready: a peer's model it reads may be fetched ahead (once ready, its run message
+names the models)."""
 UNSTARTED = frozenset(
     {
         res.STATUS_WAITING_FOR_BUILDER_SLOT,
@@ -65,6 +70,13 @@ class CancelRun:
 
 
 @dataclass(frozen=True)
+class FetchModel:
+    """Ask compute to fetch a peer's new model now: tasks of this organization waiting for their parents read it."""
+
+    model: res.Model
+
+
+@dataclass(frozen=True)
 class DeleteModel:
     """Delete a disabled model's file from this organization's storage (Substra does the same)."""
 
@@ -88,7 +100,7 @@ class ReleaseInputs:
     parents: tuple[OutputRef, ...]
 
 
-Action = Work | BuildIfWaiting | CancelRun | DeleteModel | ReleaseInputs
+Action = Work | BuildIfWaiting | CancelRun | FetchModel | DeleteModel | ReleaseInputs
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,41 @@ class PeerModels:
         return found
 
 
+class WaitingReaders:
+    """This organization's tasks not started yet, by the task outputs they read: a peer's model registered under
+    one of those outputs can be fetched before its reader starts (an aggregation's inputs, as trainings end)."""
+
+    def __init__(self, capacity: int = PEER_OUTPUTS_KEPT) -> None:
+        self._capacity = capacity
+        self._readers: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
+
+    def update(self, task: res.ComputeTask, waiting: bool) -> None:
+        """Count ``task`` among the readers of its parents' outputs while ``waiting``, and no more after."""
+        for item in task.inputs:
+            if item.WhichOneof("ref") != "parent_task_output":
+                continue
+            output = (item.parent_task_output.parent_task_key, item.parent_task_output.output_identifier)
+            if waiting:
+                self._readers.setdefault(output, {})[task.key] = task.compute_plan_key
+                self._readers.move_to_end(output)
+            elif output in self._readers:
+                self._readers[output].pop(task.key, None)
+                if not self._readers[output]:
+                    del self._readers[output]
+        while len(self._readers) > self._capacity:
+            self._readers.popitem(last=False)
+
+    def of(self, model: res.Model) -> dict[str, str]:
+        """The waiting tasks that read ``model``'s output: task key -> plan key."""
+        return dict(self._readers.get((model.compute_task_key, model.compute_task_output_identifier), {}))
+
+    def still_waiting(self, action: FetchModel) -> tuple[str, str] | None:
+        """A reader of ``action``'s model that still waits for its parents, as (task key, plan key); None when an
+        event after the model's made every reader ready (their run messages name the model)."""
+        readers = self.of(action.model)
+        return min(readers.items()) if readers else None
+
+
 class DispatchRules:
     """The decisions for one organization in one channel (``channel`` "" is the one open channel)."""
 
@@ -164,6 +211,7 @@ class DispatchRules:
         self.channel = channel
         self.known = known if known is not None else KnownTasks()
         self.peer_models = PeerModels(org)
+        self.waiting_readers = WaitingReaders()
         self._prepared: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def decide(self, event: ev.Event) -> list[Action]:
@@ -177,7 +225,7 @@ class DispatchRules:
             return self._task(event, event.compute_task)
         if kind == "model" and event.event_kind == ev.EVENT_ASSET_CREATED:
             self.peer_models.remember(event.model)
-            return []
+            return self._fetch_ahead(event.model)
         if kind == "model" and event.event_kind == ev.EVENT_ASSET_DISABLED and event.model.owner == self.org:
             return [DeleteModel(event.model.key)]
         if kind == "compute_plan" and event.compute_plan.status in PLAN_ENDED:
@@ -220,8 +268,16 @@ class DispatchRules:
     def _work(self, kind: str, key: str, message: Message, event: ev.Event) -> Work:
         return Work(kind, key, message, message_id(self.org, event.id, kind))
 
+    def _fetch_ahead(self, model: res.Model) -> list[Action]:
+        """A peer's new model that a task of this organization, not started yet, reads: fetch it now."""
+        if model.owner == self.org or not model.HasField("address"):
+            return []
+        return [FetchModel(model)] if self.waiting_readers.of(model) else []
+
     def _task(self, event: ev.Event, task: res.ComputeTask) -> list[Action]:
         self.known.remember(task)
+        if task.worker == self.org:
+            self.waiting_readers.update(task, waiting=task.status in WAITING_FOR_PARENTS)
         actions: list[Action] = []
         if task.worker == self.org and event.event_kind == ev.EVENT_ASSET_CREATED and task.status in UNSTARTED:
             actions += self._prepare(event, task)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -121,6 +123,66 @@ def test_a_batched_subscription_sends_the_same_events_in_fewer_messages(ledger):
     assert received[-1].asset_key == plan.key
     assert len(replies[0].events) == len(history) >= 2  # the history in one message
     assert not any(reply.HasField("event") for reply in replies)
+
+
+class Held:
+    """org2's batched subscription from the channel's head with a hold: the messages it receives, timed."""
+
+    def __init__(self, ledger, hold_milliseconds: int, wanted: int) -> None:
+        cursor = _all_events(ledger.org1)[-1].position
+        request = api.SubscribeEventsRequest(after_position=cursor, batched=True, hold_milliseconds=hold_milliseconds)
+        self._stream = ledger.org2.SubscribeEvents(request, timeout=60)
+        self.replies: list[tuple[float, api.SubscribeEventsResponse]] = []
+        self.arrived = threading.Event()  # ``wanted`` events received
+        self._wanted = wanted
+        self._reader = threading.Thread(target=self._consume)
+
+    def _consume(self) -> None:
+        with contextlib.suppress(grpc.RpcError):  # cancelled at the end of the test
+            for reply in self._stream:
+                self.replies.append((time.monotonic(), reply))
+                if sum(len(r.events) for _, r in self.replies) >= self._wanted:
+                    self.arrived.set()
+                    return
+
+    def __enter__(self) -> Held:
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stream.cancel()
+        self._reader.join(10)
+
+
+def test_a_held_subscription_sends_others_work_with_the_next_event_that_concerns_the_caller(ledger):
+    with Held(ledger, 8000, wanted=2) as held:
+        manager = make_data_manager(ledger.org1)  # org1's dataset: nothing for org2 to do
+        time.sleep(1.0)
+        assert held.replies == []  # held back
+        plan = make_plan(ledger.org1)  # a plan's event may ask every organization to act
+        sent = time.monotonic()
+        assert held.arrived.wait(6)  # long before the 8 s hold ends
+    assert len(held.replies) == 1  # one message: the held event, then the one that concerns org2
+    at, reply = held.replies[0]
+    assert [e.asset_key for e in reply.events] == [manager.key, plan.key]
+    assert at - sent < 6
+
+
+def test_held_events_go_when_the_hold_ends(ledger):
+    with Held(ledger, 1500, wanted=1) as held:
+        manager = make_data_manager(ledger.org1)
+        committed = time.monotonic()
+        assert held.arrived.wait(20)
+    at, reply = held.replies[0]
+    assert [e.asset_key for e in reply.events] == [manager.key]
+    assert at - committed >= 1.0  # held for about the hold, not sent at once
+
+
+def test_a_held_subscription_sends_the_callers_own_work_at_once(ledger):
+    with Held(ledger, 8000, wanted=1) as held:
+        function = make_function(ledger.org2)  # org2's own function: its build is org2's to do
+        assert held.arrived.wait(6)
+    assert held.replies[0][1].events[0].asset_key == function.key
 
 
 def test_a_channel_sees_only_its_own_events(ledger):

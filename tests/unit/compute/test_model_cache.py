@@ -61,15 +61,16 @@ def test_only_a_plan_key_names_a_folder_to_remove(tmp_path):
     assert kept.is_dir() and (tmp_path / "cache" / "models").is_dir()
 
 
+def _peer_model(key: str, producer: str) -> res.Model:
+    """A model org2 registered (its file at org2's storage)."""
+    address = res.Addressable(checksum="d" * 64, storage_address="http://org2/")
+    return res.Model(key=key, owner="org2", compute_task_key=producer, address=address)
+
+
 def test_a_run_message_s_model_hints_are_fetched_into_its_plan_s_folder_and_need_its_plan(tmp_path):
     files = ServedFiles(tmp_path, b"peer model")
     runs = Runs(Places(tmp_path), None, files, None, None, None, None, None, public_url="", task_timeout=60)
-    peer = res.Model(
-        key="0b6f4a3c-0000-4000-8000-000000000003",
-        owner="org2",
-        compute_task_key="0b6f4a3c-0000-4000-8000-000000000004",
-        address=res.Addressable(checksum="d" * 64, storage_address="http://org2/"),
-    )
+    peer = _peer_model("0b6f4a3c-0000-4000-8000-000000000003", "0b6f4a3c-0000-4000-8000-000000000004")
     work = work_pb2.RunTask(compute_task_key="0b6f4a3c-0000-4000-8000-000000000005", channel="c", peer_models=[peer])
 
     async def scenario():
@@ -81,3 +82,20 @@ def test_a_run_message_s_model_hints_are_fetched_into_its_plan_s_folder_and_need
 
     asyncio.run(scenario())
     assert [p.parent for p in files.downloads] == [Places(tmp_path).plan_models(PLAN)]
+
+
+def test_a_fetch_ahead_starts_its_model_s_download_into_its_plan_s_folder(tmp_path):
+    files = ServedFiles(tmp_path, b"peer model")
+    runs = Runs(Places(tmp_path), None, files, None, None, None, None, None, public_url="", task_timeout=60)
+    peer = _peer_model("0b6f4a3c-0000-4000-8000-000000000013", "0b6f4a3c-0000-4000-8000-000000000014")
+    disabled = res.Model(key="0b6f4a3c-0000-4000-8000-000000000016", owner="org2")
+    reader = "0b6f4a3c-0000-4000-8000-000000000015"
+
+    async def scenario():
+        assert runs.fetch_ahead("c", "", reader, [peer]) == 0  # no plan, no folder
+        assert runs.fetch_ahead("c", PLAN, reader, [peer, disabled]) == 1  # a disabled model has no file
+        await asyncio.gather(*runs._prefetches)
+
+    asyncio.run(scenario())
+    assert [p.parent for p in files.downloads] == [Places(tmp_path).plan_models(PLAN)]
+    assert files.downloads[0].name.startswith(".")  # beside the cache path: taken only under the ledger's checksum

@@ -13,6 +13,7 @@ from services.event.domain.dispatch import (
     CancelRun,
     DeleteModel,
     DispatchRules,
+    FetchModel,
     KnownTasks,
     OutputRef,
     ReleaseInputs,
@@ -272,3 +273,70 @@ def test_every_ending_of_a_plan_asks_this_organization_for_a_teardown():
 def test_datasets_ask_nothing():
     manager = res.DataManager(key=key(), owner=ME)
     assert rules().decide(event(ev.EVENT_ASSET_CREATED, data_manager=manager)) == []
+
+
+def _stored(registered: res.Model) -> res.Model:
+    registered.address.checksum = "a" * 64
+    return registered
+
+
+def test_a_peer_s_model_that_a_task_waiting_here_reads_is_fetched_ahead_until_the_task_starts():
+    decide = rules()
+    producer = key()
+    waiting = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS, parents=[(producer, "model")])
+    decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=waiting))
+    decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=task(PEER, res.STATUS_WAITING_FOR_PARENT_TASKS)))
+    peer_model = _stored(model(PEER, producer))
+    registered = event(ev.EVENT_ASSET_CREATED, model=peer_model)
+    (fetch,) = decide.decide(registered)
+    assert fetch == FetchModel(peer_model)
+    assert decide.waiting_readers.still_waiting(fetch) == (waiting.key, waiting.compute_plan_key)
+    # Its own models are in compute's cache; another output is read by nothing here; a disabled one has no file.
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(ME, producer)))) == []
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(PEER, producer, "other")))) == []
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=model(PEER, producer))) == []
+    # Once the reader has started, StartTask's answer names its inputs: no more fetching ahead.
+    started = res.ComputeTask()
+    started.CopyFrom(waiting)
+    started.status = res.STATUS_EXECUTING
+    decide.decide(event(compute_task=started))
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(PEER, producer)))) == []
+
+
+def test_a_peer_s_task_waiting_for_a_model_asks_this_organization_nothing():
+    decide = rules()
+    producer = key()
+    theirs = task(PEER, res.STATUS_WAITING_FOR_PARENT_TASKS, parents=[(producer, "model")])
+    decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=theirs))
+    assert decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(PEER, producer)))) == []
+
+
+def test_a_reader_made_ready_after_the_model_event_is_fetched_for_by_its_run_message_instead():
+    """Within one ledger transaction a model is registered, then the task reading it becomes ready: the run
+    message names the model, so the early fetch asked by the model's event is dropped (Dispatcher.flush)."""
+    decide = rules()
+    producer = key()
+    waiting = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS, parents=[(producer, "model")])
+    decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=waiting))
+    (fetch,) = decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(PEER, producer))))
+    ready = res.ComputeTask()
+    ready.CopyFrom(waiting)
+    ready.status = READY
+    (run,) = decide.decide(event(compute_task=ready))
+    assert run.kind == "run" and decide.waiting_readers.still_waiting(fetch) is None
+
+
+def test_an_early_fetch_goes_for_the_reader_that_still_waits():
+    """Two tasks here read a peer's model: one becomes ready with it, the other still waits for another parent."""
+    decide = rules()
+    producer, other_parent = key(), key()
+    first = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS, parents=[(producer, "model")])
+    second = task(status=res.STATUS_WAITING_FOR_PARENT_TASKS, parents=[(producer, "model"), (other_parent, "model")])
+    for reader in (first, second):
+        decide.decide(event(ev.EVENT_ASSET_CREATED, compute_task=reader))
+    (fetch,) = decide.decide(event(ev.EVENT_ASSET_CREATED, model=_stored(model(PEER, producer))))
+    ready = res.ComputeTask()
+    ready.CopyFrom(first)
+    ready.status = READY
+    decide.decide(event(compute_task=ready))
+    assert decide.waiting_readers.still_waiting(fetch) == (second.key, second.compute_plan_key)
