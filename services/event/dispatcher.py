@@ -86,7 +86,12 @@ class Dispatcher:
         """Act on one event; returns what was done. When the event asks for something, that happens in a
         span continuing the trace of the ledger call that wrote the event (its context then travels with
         the work to compute)."""
-        actions = list(self.rules.decide(event))
+        actions = []
+        for action in self.rules.decide(event):
+            if isinstance(action, FetchModel):
+                self._fetches.append(action)  # at the end of the batch: see flush
+            else:
+                actions.append(action)
         if not actions:
             return []
         attributes = {
@@ -110,9 +115,6 @@ class Dispatcher:
             return await self._publish(action.work) if self.rules.needs_build(reply.function) else []
         if isinstance(action, CancelRun):
             return await self._cancel(action)
-        if isinstance(action, FetchModel):
-            self._fetches.append(action)  # at the end of the batch: see flush
-            return []
         if isinstance(action, DeleteModel):
             return await self._delete_model(action.model_key)
         if isinstance(action, ReleaseInputs):

@@ -80,9 +80,10 @@ def phases(tasks) -> dict[str, float]:
         (t for t in tasks if "round_idx" in t.metadata and not trains(t) and t.HasField("end_date")),
         key=lambda t: _seconds(t.end_date),
     )
+    aggregated = {t.key for t in aggregations}
     for aggregation in aggregations[2:]:
         trained = [t for t in parents(aggregation) if trains(t)]
-        before = [p for t in trained for p in parents(t) if not trains(p) and p in aggregations]
+        before = [p for t in trained for p in parents(t) if p.key in aggregated]
         if not trained or not before:
             continue
         begin = max(_seconds(p.end_date) for p in before)
@@ -98,7 +99,7 @@ def round_ends(tasks) -> dict[int, float]:
     ends: dict[int, float] = {}
     for task in tasks:
         if "round_idx" in task.metadata:
-            end = task.end_date.seconds + task.end_date.nanos / 1e9
+            end = _seconds(task.end_date)
             r = int(task.metadata["round_idx"])
             ends[r] = max(ends.get(r, 0.0), end)
     return ends
