@@ -17,7 +17,6 @@ start in its last ``WORKDIR``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import hashlib
 import json
@@ -37,12 +36,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from services.compute.domain import dockerfile
 from services.compute.domain.builds import BuildError, FunctionCode
 from services.compute.isolation import BASE_ENV, Mount, OneShot
-from services.kit import archives
+from services.kit import archives, trees
 from services.kit.errors import InvalidArgument, ResourceExhausted
 
 TOOLING = {"pip", "setuptools", "wheel"}
 BUILT = "build.json"  # a finished build's record: its entrypoint and interpreter
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}
+# A wheel's file name: name-version[-build]-python-abi-platform.whl
+WHEEL_NAME = re.compile(r"[^-/]+-[^-/]+(-[0-9][^-/]*)?-[^-/]+-[^-/]+-[^-/]+\.whl")
+MAX_REQUIREMENT_INCLUDES = 16
 
 
 def _pip_arguments(command: str) -> list[str] | None:
@@ -58,11 +60,16 @@ def _pip_arguments(command: str) -> list[str] | None:
     return None
 
 
-def _requirements_file(path: Path, code: Path) -> list[str]:
-    """The requirements of a pip requirements file inside the archive (``file:`` wheels resolved)."""
+def _requirements_file(path: Path, code: Path, including: tuple[Path, ...] = ()) -> list[str]:
+    """The requirements of a pip requirements file inside the archive (``file:`` wheels resolved);
+    ``including``: the files whose ``-r`` lines led here."""
     target = (code / path).resolve()
     if not target.is_relative_to(code.resolve()) or not target.is_file():
         raise BuildError(f"requirements file {path} is not in the archive")
+    if target in including:
+        raise BuildError(f"requirements file {path} includes itself")
+    if len(including) >= MAX_REQUIREMENT_INCLUDES:
+        raise BuildError(f"requirements file {path}: more than {MAX_REQUIREMENT_INCLUDES} nested -r includes")
     text = target.read_text(errors="replace").replace("\\\n", " ")
     requirements = []
     for line in text.splitlines():
@@ -70,14 +77,14 @@ def _requirements_file(path: Path, code: Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("-r ") or line.startswith("--requirement"):
-            requirements += _requirements_file(Path(line.split(None, 1)[1].strip()), code)
+            requirements += _requirements_file(Path(line.split(None, 1)[1].strip()), code, (*including, target))
             continue
         if line.startswith("-"):
             continue  # an option line (index, hashes...)
         line = " ".join(t for t in line.split() if not t.startswith("--hash"))
         if line.startswith("file:"):
             wheel = (code / line.removeprefix("file:")).resolve()
-            if not wheel.is_relative_to(code.resolve()) or wheel.suffix != ".whl":
+            if not wheel.is_relative_to(code.resolve()) or not WHEEL_NAME.fullmatch(wheel.name):
                 raise BuildError(f"unsupported requirement {line!r}: only wheels inside the archive")
             requirements.append(str(wheel))
         else:
@@ -117,7 +124,7 @@ def pip_requirements(dockerfile: str, code: Path) -> list[str]:
 def _check_requirement(text: str) -> None:
     """A package name with a version, or a wheel inside the archive: a build reaches the package
     index and nothing else (no URL, no VCS, no path outside the archive)."""
-    if text.endswith(".whl") and Path(text).is_absolute():
+    if _is_wheel(text):
         return  # resolved inside the archive by _requirements_file
     try:
         requirement = Requirement(text)
@@ -127,8 +134,13 @@ def _check_requirement(text: str) -> None:
         raise BuildError(f"unsupported requirement {text!r}: packages come from the index, not from a URL")
 
 
+def _is_wheel(requirement: str) -> bool:
+    """A wheel of the archive, as :func:`_requirements_file` resolved it (its name checked there)."""
+    return requirement.endswith(".whl") and Path(requirement).is_absolute()
+
+
 def _name(requirement: str) -> str:
-    if requirement.endswith(".whl"):
+    if _is_wheel(requirement):
         return Path(requirement).name.split("-")[0].lower().replace("_", "-")
     try:
         return Requirement(requirement).name.lower()
@@ -140,7 +152,7 @@ def missing(requirements: list[str]) -> list[str]:
     """The requirements the service's own interpreter does not already satisfy."""
     wanted = []
     for text in requirements:
-        if text.endswith(".whl"):  # name-version-...whl: installed at that version already?
+        if _is_wheel(text):  # name-version-...whl: installed at that version already?
             name, version = Path(text).name.split("-")[:2]
             try:
                 if metadata.version(name.replace("_", "-")) == version:
@@ -193,7 +205,10 @@ async def _build(archive: Path, target: Path, functions_dir: Path, log: Path, ti
         raise BuildError(str(exc)) from exc
     # The archive as uploaded stays apart, read-only to the steps (COPY's sources); the function's
     # directory starts as a copy of it (links inside the archive copied as links).
-    shutil.copytree(context, code, symlinks=True)
+    try:
+        shutil.copytree(context, code, symlinks=True)
+    except RecursionError as exc:
+        raise BuildError("the archive's folders are nested too deep to be copied") from exc
     text = (context / "Dockerfile").read_text(errors="replace")
     try:
         entrypoint = archives.parse_entrypoint(text)
@@ -226,13 +241,19 @@ async def _build(archive: Path, target: Path, functions_dir: Path, log: Path, ti
             _note(log, f" ---> {step.note}")
             continue
         started = time.monotonic()
-        status = await jails.run(step.argv, log=log, timeout=_left(deadline), mounts=mounts)
+        try:
+            status = await jails.run(step.argv, log=log, timeout=_left(deadline), mounts=mounts)
+        except trees.TooDeep as exc:  # what the step wrote could not be given back to compute
+            raise step.instruction.refused(f"left {exc.strerror}") from exc
         if status == -1:
             raise step.instruction.refused(f"the build timed out after {timeout:g} s")
         if status != 0:
             raise step.instruction.refused(f"returned a non-zero code: {status}")
         _note(log, f" ---> done in {time.monotonic() - started:.1f} s")
-    await asyncio.to_thread(_tidy, code)
+    try:
+        await asyncio.to_thread(_tidy, code)
+    except trees.TooDeep as exc:
+        raise BuildError(f"the build's steps left {exc.strerror}") from exc
     return _code(code, entrypoint, python, text)
 
 
@@ -275,9 +296,8 @@ def _tidy(root: Path) -> None:
     if not root.is_dir() or root.is_symlink():
         return
     os.chmod(root, 0o755)
-    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
-        for name in dirs + files:
-            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+    for folder_fd, entries in trees.walk(root):
+        for name, mode in entries:
             if stat.S_ISDIR(mode):
                 os.chmod(name, (mode & 0o777) | 0o755, dir_fd=folder_fd)
             elif stat.S_ISREG(mode):
@@ -287,10 +307,8 @@ def _tidy(root: Path) -> None:
 
 
 def _remove(target: Path) -> None:
-    """Remove a build's folder, whatever its steps did to the modes of what they wrote."""
-    with contextlib.suppress(OSError):
-        _tidy(target / "code")
-    shutil.rmtree(target, ignore_errors=True)
+    """Remove a build's folder, whatever its steps did to the depth and modes of what they wrote."""
+    trees.remove_tree(target)
 
 
 _VENV_LOCKS: dict[Path, asyncio.Lock] = {}
@@ -307,13 +325,13 @@ async def _make_virtualenv(
     python = venv / "bin" / "python"
     if (venv / ".ready").exists():
         return str(python)
-    shutil.rmtree(venv, ignore_errors=True)  # what an interrupted attempt left
+    trees.remove_tree(venv)  # what an interrupted attempt left
     venv.mkdir(parents=True)
     # The archive's own wheels (file: requirements) are read from its unpacked code, read-only.
     mounts = [Mount(venv, str(venv), writable=True), Mount(code, str(code))]
     create = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
     if await jails.run(create, log=log, timeout=timeout, mounts=mounts):
-        shutil.rmtree(venv, ignore_errors=True)
+        trees.remove_tree(venv)
         raise BuildError("could not create the function's virtualenv")
     # The service's own packages (substratools and what it brings) stay visible behind the function's.
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -322,7 +340,7 @@ async def _make_virtualenv(
     install = [str(python), "-m", "pip", "install", "--only-binary=:all:", "--no-input", "--disable-pip-version-check"]
     install += ["--no-cache-dir", *packages]
     if await jails.run(install, log=log, timeout=timeout, mounts=mounts, network=True):
-        shutil.rmtree(venv, ignore_errors=True)
+        trees.remove_tree(venv)
         raise BuildError(f"pip could not install {' '.join(packages)} (see the build logs)")
     (venv / ".ready").touch()
     return str(python)

@@ -24,7 +24,7 @@ from tessera.storage.v1 import storage_pb2, storage_service_pb2, storage_service
 from services.compute.domain.inputs import Placement
 from services.compute.domain.places import Places
 from services.compute.remote import translated
-from services.kit import archives, client
+from services.kit import archives, client, trees
 from services.kit.errors import FailedPrecondition
 from services.kit.identity import OrgCredentials
 from services.kit.storage.client import ChecksumMismatch, download_to, upload_requests
@@ -61,7 +61,7 @@ class Files:
             return
         for entry in os.scandir(models):
             if entry.name.endswith(".gone") and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                trees.remove_tree(entry.path)
             elif not entry.is_dir(follow_symlinks=False):
                 os.unlink(entry.path)
 
@@ -161,8 +161,8 @@ class Files:
                 return placement.path
             archive = folder.parent / f"{placement.asset_key}.archive"
             await self.download(channel, placement.owner, placement.kind, placement.asset_key, archive)
-            if folder.exists():
-                shutil.rmtree(folder)
+            if folder.exists() and not trees.remove_tree(folder):
+                raise OSError(f"could not remove {folder}")
             folder.mkdir(parents=True)
             await asyncio.to_thread(archives.extract, archive, placement.path)
             archive.unlink(missing_ok=True)
@@ -209,6 +209,6 @@ class Files:
             folder.rename(doomed)
         except FileNotFoundError:
             return
-        await asyncio.to_thread(shutil.rmtree, doomed, True)
+        await asyncio.to_thread(trees.remove_tree, doomed)
         for path in [p for p in self._locks if p.parent == folder]:
             del self._locks[path]

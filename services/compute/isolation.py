@@ -33,6 +33,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.kit import trees
+
 RUNNER = Path(__file__).with_name("runner.py")
 RUNNER_IN_JAIL = "/tessera/runner.py"
 SYSTEM_DIRS = ("/usr",)
@@ -322,10 +324,11 @@ def check() -> None:
 
 def chown_tree(root: Path, uid: int) -> None:
     """Give ``root`` and everything under it (links themselves, never their targets) to ``uid``,
-    walking by folder descriptor so that no path is looked up again between the walk and the change."""
+    walking by folder descriptor so that no path is looked up again between the walk and the change;
+    :class:`~services.kit.trees.TooDeep` for a tree nested deeper than a walk goes."""
     os.chown(root, uid, uid, follow_symlinks=False)
-    for _folder, dirs, files, folder_fd in os.fwalk(root, follow_symlinks=False):
-        for name in dirs + files:
+    for folder_fd, entries in trees.walk(root):
+        for name, _mode in entries:
             os.chown(name, uid, uid, dir_fd=folder_fd, follow_symlinks=False)
 
 
@@ -381,8 +384,10 @@ class OneShot:
                         os.killpg(process.pid, signal.SIGKILL)
                     await process.wait()
         finally:
-            if privileged():
-                for source in writable:
-                    if source.exists():
-                        await asyncio.to_thread(chown_tree, source, os.geteuid())
-            self.uids.release(uid)
+            try:
+                if privileged():
+                    for source in writable:
+                        if source.exists():
+                            await asyncio.to_thread(chown_tree, source, os.geteuid())
+            finally:
+                self.uids.release(uid)

@@ -41,7 +41,7 @@ from services.compute.domain import layout
 from services.compute.domain.execution import ExecutionResult, TaskSpec
 from services.compute.isolation import Jail, Limits, Mount, UidPool
 from services.compute.runner import SIGNAL_HINTS
-from services.kit import background
+from services.kit import background, trees
 
 log = logging.getLogger("tessera.compute.executor")
 COLD_START_GUESS = 0.5  # seconds to start and load a runner, until one is measured
@@ -250,8 +250,8 @@ class WarmRunner:
         """Put ``spec``'s inputs in the inbox, make its outbox, write its arguments; returns the
         runner's arguments for the task."""
         inbox, outbox = self.inbox / spec.key, self.outbox / spec.key
-        shutil.rmtree(inbox, ignore_errors=True)
-        shutil.rmtree(outbox, ignore_errors=True)
+        trees.remove_tree(inbox)
+        trees.remove_tree(outbox)
         inbox.mkdir(mode=0o755)
         outbox.mkdir(mode=0o700)
         self._chown(outbox)
@@ -352,19 +352,25 @@ class WarmRunner:
         key = command["task"]
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         await self.process.stdin.drain()
-        line = await asyncio.wait_for(self.results.readline(), timeout)  # one answer: nothing extends the wait
+        try:  # one answer: nothing extends the wait
+            line = await asyncio.wait_for(self.results.readline(), timeout)
+        except ValueError:  # longer than the reader's limit, which the runner's answers never are
+            return await self._tampered(key)
         if not line:
             code = await self.process.wait()
             return {"task": key, "ok": False, "error": self._death(code), "retire": True}
         try:
             answer = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             answer = None
         if not isinstance(answer, dict) or answer.get("task") != key:
-            # Only the runner answers, once per task: anything else is the task tampering with the pipe.
-            await self.kill()
-            return {"task": key, "ok": False, "error": "the task wrote on its runner's answer pipe", "retire": True}
+            return await self._tampered(key)
         return answer
+
+    async def _tampered(self, key: str) -> dict:
+        """Only the runner answers, once per task: anything else on the pipe is the task tampering with it."""
+        await self.kill()
+        return {"task": key, "ok": False, "error": "the task wrote on its runner's answer pipe", "retire": True}
 
     @staticmethod
     def _death(code: int | None) -> str:
@@ -391,8 +397,11 @@ class WarmRunner:
         await self.kill()
         if self.process is not None and self.process.stdin is not None:
             self.process.stdin.close()
-        await asyncio.to_thread(shutil.rmtree, self.root, True)
-        self.executor.uids.release(self.uid)
+        try:
+            if not await asyncio.to_thread(trees.remove_tree, self.root):
+                log.warning("runner folder %s could not be removed", self.root)
+        finally:
+            self.executor.uids.release(self.uid)
 
 
 class LocalExecution:
@@ -420,7 +429,7 @@ class LocalExecution:
         runner = await executor.runner_for(spec)
         self._runner = runner
         dest = executor.results_dir(spec.key)
-        shutil.rmtree(dest, ignore_errors=True)
+        trees.remove_tree(dest)
         timed_out = unstaged = False
         try:
             args = await asyncio.to_thread(runner.stage, spec)
@@ -496,7 +505,7 @@ class LocalExecutor:
         self.runners_started = 0
         self.trash = work_dir / "trash"  # what is deleted off a task's path (in no jail's view)
         for folder in ("runners", "results", "trash"):  # what a previous process left
-            shutil.rmtree(work_dir / folder, ignore_errors=True)
+            trees.remove_tree(work_dir / folder)
         self.trash.mkdir(parents=True)
 
     def results_dir(self, task_key: str) -> Path:
@@ -628,13 +637,13 @@ class LocalExecutor:
         except FileNotFoundError:
             pass
         except OSError:
-            shutil.rmtree(path, ignore_errors=True)
+            trees.remove_tree(path)
 
     def empty_trash(self) -> None:
         """Delete what the trash holds (in a thread: a task's files, many maybe)."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.trash):
-                shutil.rmtree(self.trash / name, ignore_errors=True)
+                trees.remove_tree(self.trash / name)
 
     def empty_trash_soon(self) -> None:
         """Have the trash emptied in the background, unless that is under way already."""

@@ -11,7 +11,8 @@ member breaks a rule:
   link, or names no member of the archive;
 * a device, FIFO or any other special file;
 * more members than :attr:`Limits.max_members`, or more unpacked bytes than :attr:`Limits.max_total_bytes`
-  (counted on the bytes actually decompressed, never trusted from the headers): decompression bombs.
+  (counted on the bytes actually decompressed, never trusted from the headers; a hard link counts as
+  a copy of its file, as whoever copies the unpacked tree writes it): decompression bombs.
 
 Formats: zip (stored or deflate, bzip2, lzma members) and tar, plain or gzip, bzip2, xz compressed
 (Python 3.11 has no zstd). Rule violations raise :class:`ArchiveError` (INVALID_ARGUMENT); exceeded
@@ -32,7 +33,6 @@ import json
 import lzma
 import os
 import posixpath
-import shutil
 import stat
 import struct
 import tarfile
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from services.kit import trees
 from services.kit.errors import InvalidArgument, ResourceExhausted
 
 READ_BLOCK = 1 << 20
@@ -142,6 +143,7 @@ class _Checker:
         self.kinds: dict[str, str] = {}  # name -> kind, for every explicit member
         self.implied: set[str] = set()  # directories that exist because something is under them
         self.symlinks: dict[str, Member] = {}
+        self.sizes: dict[str, int] = {}  # file or hard link -> its bytes, for the links to it
 
     def count_member(self) -> None:
         self.count += 1
@@ -180,8 +182,14 @@ class _Checker:
         self.implied.update(_parents(name))
         if member.kind == SYMLINK:
             self.symlinks[name] = member
-        if member.kind == HARDLINK and self.kinds.get(member.target) not in (FILE, HARDLINK):
-            raise _refuse(f"hard link {name!r} points to {member.target!r}, which is not an earlier file")
+        if member.kind == FILE:
+            self.sizes[name] = member.size
+        if member.kind == HARDLINK:
+            if self.kinds.get(member.target) not in (FILE, HARDLINK):
+                raise _refuse(f"hard link {name!r} points to {member.target!r}, which is not an earlier file")
+            # Counted as a copy: whoever copies the unpacked tree (a build, a task's folder) writes it again.
+            self.sizes[name] = self.sizes[member.target]
+            self.add_bytes(self.sizes[name])
         return True
 
     def is_directory(self, name: str) -> bool:
@@ -555,7 +563,7 @@ def extract(source: Source, dest: str | os.PathLike, limits: Limits = Limits()) 
         listing.total_bytes = checker.total if checker else 0
         return listing
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+        trees.remove_tree(dest)
         raise
 
 

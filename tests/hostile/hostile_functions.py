@@ -18,6 +18,29 @@ from pathlib import Path
 import substratools as tools
 
 TARGETS = json.loads((Path(__file__).parent / "targets.json").read_text())
+DEPTH = 1500  # deeper than Python's recursion in shutil.rmtree and os.fwalk
+
+
+def _forge_answers(line):
+    """From the script's top level, which runs in the warm runner itself (a task runs in a child forked
+    from it): write ``line`` on every pipe open for writing but stdout and stderr, the runner's answer
+    pipe among them."""
+    import fcntl
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+            if fd > 2 and writable and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.write(fd, line)
+        except OSError:
+            pass
+
+
+if "forge_nested" in sys.argv:
+    _forge_answers(b"[" * 200_000 + b"\n")  # valid JSON's beginning, nested past any parser's recursion
+elif "forge_long" in sys.argv:
+    _forge_answers(b"x" * (2 << 20))  # longer than any answer line is read
 
 
 def _report(outputs, data):
@@ -193,6 +216,31 @@ def escape(inputs, outputs, task_properties):
 def probe_environment(inputs, outputs, task_properties):
     # What the .pth file of a package of this function's environment saw when the interpreter started.
     _report(outputs, {"pth": os.environ.get("TESSERA_PROBE", "never ran")})
+
+
+@tools.register
+def deep_tree(inputs, outputs, task_properties):
+    # Trees too deep for a recursive delete: in the runner's work folder (kept until the runner
+    # stops) and beside the task's output, made by descriptor (their paths exceed PATH_MAX).
+    for base in (os.getcwd(), os.path.dirname(outputs["model"])):
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(DEPTH):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(fd)
+    _report(outputs, {"depth": DEPTH})
+
+
+@tools.register
+def forge_nested(inputs, outputs, task_properties):
+    _report(outputs, {"forged": False})  # reached only if the forged answer went unnoticed
+
+
+@tools.register
+def forge_long(inputs, outputs, task_properties):
+    _report(outputs, {"forged": False})
 
 
 @tools.register

@@ -23,6 +23,7 @@ from tessera.asset.v1 import resources_pb2 as res
 from tessera.storage.v1 import storage_pb2
 
 from services.compute.domain.places import Places
+from services.kit import trees
 from tests.execution.conftest import download, wait_function_ready, wait_plan_final
 from tests.hostile.hostile_functions import HOSTILE, probe_wheel
 from tools.samples import flassets
@@ -46,6 +47,9 @@ ATTACKS = (
     "fill",
     "link_out",
     "escape",
+    "deep_tree",
+    "forge_nested",
+    "forge_long",
 )
 
 
@@ -272,3 +276,35 @@ def test_the_function_s_own_packages_never_run_as_root(setup):
     assert task.status == res.STATUS_DONE, logs
     uid, capabilities = report["pth"].split()
     assert int(uid) >= 1000 and capabilities == "0000000000000000", report
+
+
+def _deep_or_changing(work: Path) -> list[str]:
+    """Folders of the runners and the trash nested deeper than a task's code would be, or being deleted."""
+    found = []
+    for folder in ("runners", "trash"):
+        for entry in os.scandir(work / folder):
+            try:
+                for _ in trees.walk(entry.path, max_depth=64):
+                    pass
+            except (trees.TooDeep, FileNotFoundError):  # FileNotFoundError: moved while walked
+                found.append(entry.path)
+    return found
+
+
+def test_a_tree_too_deep_to_delete_recursively_is_deleted_and_its_runner_s_uid_returned(setup):
+    task, report, logs = _attack(setup, "deep_tree")
+    assert task.status == res.STATUS_DONE and report == {"depth": 1500}, logs
+    # The plan ended: its runner stops, and its folders and the task's outbox go.
+    deadline = time.monotonic() + 30
+    while _deep_or_changing(setup["work"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _deep_or_changing(setup["work"])
+    _still_serves(setup)
+
+
+@pytest.mark.parametrize("attack", ["forge_nested", "forge_long"])
+def test_an_answer_forged_by_the_script_s_top_level_fails_its_task_not_compute(setup, attack):
+    task, _, logs = _attack(setup, attack)
+    assert task.status == res.STATUS_FAILED and task.error_type == res.EXECUTION_ERROR, task
+    assert "the task wrote on its runner's answer pipe" in logs, logs[-500:]
+    _still_serves(setup)

@@ -254,6 +254,14 @@ def test_tar_gz_bomb_is_refused_while_streaming(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_hard_links_count_as_copies_of_their_file():
+    links = [tar_info(f"link{i}", tarfile.LNKTYPE, "big") for i in range(40)]
+    data = tar_bytes([("big", b"\0" * (1 << 20)), *links])
+    with pytest.raises(ArchiveTooLarge):
+        archives.scan(source(data), Limits(max_total_bytes=10 << 20))
+    assert archives.scan(source(data), Limits(max_total_bytes=41 << 20)).total_bytes == 41 << 20
+
+
 def test_member_count_limit():
     data = tar_bytes([(f"f{i}", b"") for i in range(50)])
     with pytest.raises(ArchiveTooLarge) as info:

@@ -49,3 +49,31 @@ def test_requirement_files_outside_the_archive_are_refused(tmp_path, dockerfile)
 def test_a_build_reaches_the_index_and_nothing_else(tmp_path, line):
     with pytest.raises(BuildError, match="unsupported requirement"):
         pip_requirements(line, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"requirements.txt": "-r requirements.txt\n"}, "includes itself"),
+        ({"requirements.txt": "-r a.txt\n", "a.txt": "--requirement requirements.txt\n"}, "includes itself"),
+        ({"requirements.txt": "file:x.whl\n", "x.whl": ""}, "only wheels inside the archive"),
+        ({"requirements.txt": "file:dist\n"}, "only wheels inside the archive"),
+    ],
+)
+def test_a_requirements_file_that_cannot_be_followed_fails_the_build(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(BuildError, match=message):
+        pip_requirements("RUN pip install -r requirements.txt", tmp_path)
+
+
+def test_a_long_chain_of_includes_is_refused(tmp_path):
+    for n in range(40):
+        (tmp_path / f"r{n}.txt").write_text(f"-r r{n + 1}.txt\n")
+    (tmp_path / "r40.txt").write_text("numpy\n")
+    with pytest.raises(BuildError, match="nested -r includes"):
+        pip_requirements("RUN pip install -r r0.txt", tmp_path)
+
+
+def test_a_package_named_like_a_wheel_is_a_package_name():
+    assert missing(["x.whl"]) == ["x.whl"]  # not read as a wheel's name-version

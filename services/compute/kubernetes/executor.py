@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from services.compute.kubernetes.api import Api, Conflict
 from services.compute.kubernetes.rules import Ending, Verdict
 from services.compute.kubernetes.watch import DELETED, Board, Follower
 from services.compute.local_executor import link_tree, open_folder, safe_copy
-from services.kit import background, errors
+from services.kit import background, errors, trees
 
 log = logging.getLogger("tessera.compute.kubernetes")
 
@@ -164,7 +163,7 @@ class KubernetesExecution:
         """Read the log and the outputs, delete the pod."""
         executor, spec = self._executor, self._spec
         dest = executor.results_dir(spec.key)
-        await asyncio.to_thread(shutil.rmtree, dest, True)
+        await asyncio.to_thread(trees.remove_tree, dest)
         await asyncio.to_thread(dest.mkdir, parents=True)
         log_path = dest / layout.TASK_LOG
         await asyncio.to_thread(log_path.write_text, await self._log(verdict))
@@ -271,14 +270,14 @@ class KubernetesExecutor:
         """Remove a task's staged folders and compute's copy of its outputs, unless its pod still runs."""
         if task_key in self.attached or task_key in self.kept:
             return
-        shutil.rmtree(self.tasks_dir / task_key, ignore_errors=True)
-        shutil.rmtree(self.results_dir(task_key), ignore_errors=True)
+        trees.remove_tree(self.tasks_dir / task_key)
+        trees.remove_tree(self.results_dir(task_key))
 
     # ------------------------------------------------------------------------------- staging
     def stage(self, spec: TaskSpec) -> None:
         """Lay out ``tasks/<key>/in`` (inputs and arguments, read-only to the pod) and an empty ``out``."""
         root = self.tasks_dir / spec.key
-        shutil.rmtree(root, ignore_errors=True)
+        trees.remove_tree(root)
         root.mkdir(parents=True, mode=0o755)
         inbox, outbox = root / "in", root / "out"
         inbox.mkdir(mode=0o755)
@@ -319,7 +318,7 @@ class KubernetesExecutor:
             await self.api.delete_pod(name, specs.DELETE_GRACE_SECONDS)
         staged = await asyncio.to_thread(_listdir, self.tasks_dir)
         for key in rules.stale_folders(staged, pods, set(self.attached) | self.kept & executing):
-            await asyncio.to_thread(shutil.rmtree, self.tasks_dir / key, True)
+            await asyncio.to_thread(trees.remove_tree, self.tasks_dir / key)
         self.kept &= executing
         return names
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from services.compute.domain.builds import BuildError, FunctionCode
 from services.compute.kubernetes import rules, specs
 from services.compute.kubernetes.api import Api, Conflict
 from services.compute.kubernetes.watch import DELETED, Board, Follower
-from services.kit import archives, errors
+from services.kit import archives, errors, trees
 
 log = logging.getLogger("tessera.compute.kubernetes")
 
@@ -197,13 +196,13 @@ def _runtime(text: str) -> tuple[dict[str, str], str]:
 def _unpack(archive: Path, context: Path) -> None:
     """Unpack safely beside the final folder, then move it in place (a reader never sees half of it)."""
     partial = context.with_name(context.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    trees.remove_tree(partial)
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         archives.inspect_function_archive(archive)
         archives.extract(archive, partial)
     except (errors.InvalidArgument, errors.ResourceExhausted) as exc:
-        shutil.rmtree(partial, ignore_errors=True)
+        trees.remove_tree(partial)
         raise BuildError(str(exc)) from exc
     partial.rename(context)
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import stat
+import tarfile
 
-from services.compute.build import _remove, _tidy
+import pytest
+
+from services.compute.build import BuildError, _remove, _tidy, prepare
+from services.kit import trees
+from tests.unit.test_trees import deep_tree
 
 
 def _tree(root):
@@ -34,3 +41,29 @@ def test_a_failed_build_s_folder_is_removed_whatever_its_modes(tmp_path):
     _tree(tmp_path)
     _remove(tmp_path)
     assert not tmp_path.exists()
+
+
+def test_steps_that_left_a_tree_too_deep_to_walk_fail_the_build_and_their_folder_goes(tmp_path):
+    deep_tree(tmp_path / "code")
+    with pytest.raises(trees.TooDeep):
+        _tidy(tmp_path / "code")
+    _remove(tmp_path)
+    assert not tmp_path.exists()
+
+
+def test_an_archive_nested_too_deep_to_copy_fails_its_build(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in (("Dockerfile", 'FROM python:3.11\nENTRYPOINT ["python3", "f.py"]\n'), ("f.py", "")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+        info = tarfile.TarInfo("/".join(["d"] * 700))
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    archive = tmp_path / "function.tar.gz"
+    archive.write_bytes(buffer.getvalue())
+    functions = tmp_path / "functions"
+    with pytest.raises(BuildError, match="nested too deep"):
+        asyncio.run(prepare(archive, functions, "c" * 64, tmp_path / "log", 60, jails=None))
+    assert not (functions / ("c" * 64)).exists()

@@ -1,0 +1,113 @@
+"""Walking and deleting folder trees that untrusted code wrote.
+
+A jail's work folder or outputs, a function's build folder and an unpacked archive may hold a tree
+thousands of levels deep. The standard library's ``shutil.rmtree`` and ``os.fwalk`` recurse once per
+level in Python 3.11 and raise ``RecursionError`` (which ``ignore_errors`` does not catch) near a
+thousand; paths that deep are also longer than ``PATH_MAX``. Here:
+
+- :func:`walk` goes through a tree by folder descriptor without recursing, and refuses one deeper
+  than ``max_depth`` with :class:`TooDeep` (an ``OSError``) before holding more descriptors than that;
+- :func:`remove_tree` deletes any tree, however deep, and never raises: a failure to delete must not
+  stop the cleanup around it (a runner's uid given back, the next folder of the trash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+MAX_DEPTH = 256
+"""Folders deeper than this under a walked root make :func:`walk` refuse the tree."""
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class TooDeep(OSError):
+    """A tree holds folders deeper than the walk allows."""
+
+    def __init__(self, root: str | os.PathLike, max_depth: int) -> None:
+        super().__init__(errno.ELOOP, f"folders nested more than {max_depth} levels deep", str(root))
+
+
+def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[int, list[tuple[str, int]]]]:
+    """Every folder of ``root`` (itself first), depth first, as its open descriptor and its entries'
+    names and ``lstat`` modes. Links are never followed. A folder is opened only after the caller
+    has seen its parent's entries, so the caller may open it up (``chmod``) or remove entries first;
+    entries it removed are not visited. One descriptor is held per level of the current path."""
+    stack: list[tuple[int, Iterator[str]]] = []
+    fd = os.open(root, _OPEN_FOLDER)
+    try:
+        while fd is not None:
+            entries = [(name, os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode) for name in os.listdir(fd)]
+            yield fd, entries
+            stack.append((fd, iter([name for name, mode in entries if stat.S_ISDIR(mode)])))
+            fd = None
+            while stack and fd is None:
+                parent, folders = stack[-1]
+                name = next(folders, None)
+                if name is None:
+                    os.close(stack.pop()[0])
+                elif len(stack) > max_depth:
+                    raise TooDeep(root, max_depth)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        fd = os.open(name, _OPEN_FOLDER, dir_fd=parent)
+    finally:
+        for held, _ in stack:
+            os.close(held)
+        if fd is not None and all(fd != held for held, _ in stack):
+            os.close(fd)
+
+
+def remove_tree(path: str | os.PathLike) -> bool:
+    """Delete ``path`` (a file, a link or a folder tree of any depth, whatever its modes); True once it is
+    gone. Never raises. ``shutil.rmtree`` first; when it fails, the tree is taken apart iteratively."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    except (OSError, RecursionError):
+        with contextlib.suppress(OSError):
+            _take_apart(Path(path))
+    return not os.path.lexists(path)
+
+
+def _take_apart(path: Path) -> None:
+    """Delete a tree without recursion and without long paths: the tree is moved into a fresh folder
+    beside it, then every folder met is moved up into that folder (so none is ever more than one level
+    down) and emptied, then removed."""
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        os.unlink(path)
+        return
+    flat = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".removing", dir=path.parent)
+    flat_fd = os.open(flat, _OPEN_FOLDER)
+    try:
+        os.chmod(path, 0o700)  # a tree locked with chmod 000 by its owner
+        os.rename(path, os.path.join(flat, "0"))
+        pending, moved = ["0"], 1
+        while pending:
+            name = pending.pop()
+            fd = os.open(name, _OPEN_FOLDER, dir_fd=flat_fd)
+            try:
+                for entry in os.listdir(fd):
+                    if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                        os.chmod(entry, 0o700, dir_fd=fd)  # moving a folder writes its '..'
+                        os.rename(entry, str(moved), src_dir_fd=fd, dst_dir_fd=flat_fd)
+                        pending.append(str(moved))
+                        moved += 1
+                    else:
+                        os.unlink(entry, dir_fd=fd)
+            finally:
+                os.close(fd)
+            os.rmdir(name, dir_fd=flat_fd)
+    finally:
+        os.close(flat_fd)
+    os.rmdir(flat)

@@ -1,0 +1,103 @@
+"""Walking and deleting trees deeper than the standard library copes with (services.kit.trees)."""
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from services.kit import trees
+
+DEEP = 1500  # past Python 3.11's recursion in shutil.rmtree and os.fwalk, and past PATH_MAX with "d/" per level
+
+
+def deep_tree(root, depth=DEEP):
+    """``root``/d/d/.../d, ``depth`` levels, with a file at the bottom; made by descriptor (the path is too long)."""
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(os.open("bottom", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+
+
+def _open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_tree_too_deep_for_shutil_is_removed(tmp_path):
+    deep_tree(tmp_path / "deep")
+    before = _open_descriptors()
+    assert trees.remove_tree(tmp_path / "deep")
+    assert os.listdir(tmp_path) == []  # nothing left beside it either
+    assert _open_descriptors() == before
+
+
+def test_a_locked_tree_and_a_file_and_a_missing_path_are_removed(tmp_path):
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    (locked / "inner" / "file").write_text("x")
+    (locked / "inner").chmod(0)
+    locked.chmod(0)
+    assert trees.remove_tree(locked)
+    (tmp_path / "file").write_text("x")
+    assert trees.remove_tree(tmp_path / "file")
+    assert trees.remove_tree(tmp_path / "missing")
+
+
+def test_a_link_is_removed_never_its_target(tmp_path):
+    target = tmp_path / "target"
+    (target / "kept").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(target)
+    assert trees.remove_tree(tmp_path / "link")
+    assert (target / "kept").is_dir()
+
+
+def test_the_iterative_removal_alone_takes_a_deep_tree_apart(tmp_path):
+    deep_tree(tmp_path / "deep", depth=50)
+    trees._take_apart(tmp_path / "deep")
+    assert os.listdir(tmp_path) == []
+
+
+def test_walk_visits_every_folder_once_without_following_links(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("x")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "out").symlink_to("/")
+    seen = {}
+    for fd, entries in trees.walk(tmp_path):
+        seen[os.readlink(f"/proc/self/fd/{fd}")] = sorted(name for name, _ in entries)
+    assert seen == {
+        str(tmp_path): ["a", "c"],
+        str(tmp_path / "a"): ["b"],
+        str(tmp_path / "a" / "b"): ["f"],
+        str(tmp_path / "c"): ["out"],
+    }
+
+
+def test_walk_lets_the_caller_open_up_or_remove_a_folder_before_it_is_entered(tmp_path):
+    (tmp_path / "closed" / "inner").mkdir(parents=True)
+    (tmp_path / "gone" / "inner").mkdir(parents=True)
+    visited = []
+    for fd, entries in trees.walk(tmp_path):
+        visited += [name for name, _ in entries]
+        for name, mode in entries:
+            if name == "gone":
+                shutil.rmtree(tmp_path / "gone")
+            elif stat.S_ISDIR(mode):
+                os.chmod(name, 0o700, dir_fd=fd)
+    assert visited.count("inner") == 1  # under "closed" only
+
+
+def test_walk_refuses_a_tree_deeper_than_its_bound_and_leaks_no_descriptor(tmp_path):
+    deep_tree(tmp_path / "deep", depth=40)
+    before = _open_descriptors()
+    with pytest.raises(trees.TooDeep):
+        for _ in trees.walk(tmp_path / "deep", max_depth=30):
+            pass
+    assert _open_descriptors() == before
+    assert sum(1 for _ in trees.walk(tmp_path / "deep", max_depth=40)) == 41
+    assert _open_descriptors() == before
