@@ -273,6 +273,7 @@ class Network:
         for spec in self.services:
             self.launch(spec)
         self._wait_healthy(started + timeout)
+        self._wait_registered(started + timeout)
         self.log(f"all {len(self.services)} services healthy in {time.monotonic() - started:.1f}s")
 
     def log_path(self, spec: ServiceSpec) -> Path:
@@ -335,6 +336,31 @@ class Network:
                 raise TimeoutError(f"not healthy in time: {', '.join(s.label for s in pending)}")
             if pending:
                 time.sleep(0.2)
+
+    def _wait_registered(self, deadline: float) -> None:
+        """Wait until the ledger lists every organization. Each event service registers its organization
+        once it runs, which can be after the service answers its health checks; whoever uses the
+        network next (a user's first listing, a test) expects them all."""
+        from tessera.asset.v1 import asset_service_pb2 as api
+        from tessera.asset.v1 import asset_service_pb2_grpc as api_grpc
+
+        from services.kit.client import sync_channel
+
+        wanted = {org.id for org in self.organizations}
+        first = self.organizations[0].id
+        with sync_channel(self.service("asset").addr, self.org_credentials(first)) as channel:
+            stub = api_grpc.AssetServiceStub(channel)
+            while True:
+                try:
+                    reply = stub.ListOrganizations(api.ListOrganizationsRequest(), timeout=5)
+                    listed = {o.id for o in reply.organizations}
+                except grpc.RpcError:
+                    listed = set()
+                if listed >= wanted:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"organizations not registered in time: {', '.join(sorted(wanted - listed))}")
+                time.sleep(0.1)
 
     def dead_services(self) -> list[ServiceSpec]:
         """Services whose process has exited."""
