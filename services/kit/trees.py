@@ -83,24 +83,27 @@ def remove_tree(path: str | os.PathLike) -> bool:
 def _take_apart(path: Path) -> None:
     """Delete a tree without recursion and without long paths: the tree is moved into a fresh folder
     beside it, then every folder met is moved up into that folder (so none is ever more than one level
-    down) and emptied, then removed."""
+    down) and emptied, then removed.
+
+    A process may still be changing the tree (a warm runner's own threads, between two of its tasks):
+    nothing here follows a link it could swap in for a folder. Folders are opened ``O_NOFOLLOW`` and
+    their modes changed only through such a descriptor; renames and unlinks act on the entry itself."""
     if not stat.S_ISDIR(os.lstat(path).st_mode):
         os.unlink(path)
         return
     flat = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".removing", dir=path.parent)
     flat_fd = os.open(flat, _OPEN_FOLDER)
     try:
-        os.chmod(path, 0o700)  # a tree locked with chmod 000 by its owner
-        os.rename(path, os.path.join(flat, "0"))
+        _move(path.name, os.open(path.parent, _OPEN_FOLDER), "0", flat_fd, close_source=True)
         pending, moved = ["0"], 1
         while pending:
             name = pending.pop()
-            fd = os.open(name, _OPEN_FOLDER, dir_fd=flat_fd)
+            fd = _open_folder(name, flat_fd)
             try:
+                os.fchmod(fd, 0o700)  # its entries can go, whatever its owner left it as
                 for entry in os.listdir(fd):
                     if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
-                        os.chmod(entry, 0o700, dir_fd=fd)  # moving a folder writes its '..'
-                        os.rename(entry, str(moved), src_dir_fd=fd, dst_dir_fd=flat_fd)
+                        _move(entry, fd, str(moved), flat_fd)
                         pending.append(str(moved))
                         moved += 1
                     else:
@@ -111,3 +114,37 @@ def _take_apart(path: Path) -> None:
     finally:
         os.close(flat_fd)
     os.rmdir(flat)
+
+
+def _open_folder(name: str, dir_fd: int) -> int:
+    """A folder entry opened to be listed, never through a link; one locked by its owner (``chmod 000``,
+    which stops no root) is opened up first."""
+    try:
+        return os.open(name, _OPEN_FOLDER, dir_fd=dir_fd)
+    except PermissionError:
+        _open_up(name, dir_fd)
+        return os.open(name, _OPEN_FOLDER, dir_fd=dir_fd)
+
+
+def _move(name: str, dir_fd: int, new_name: str, new_dir_fd: int, close_source: bool = False) -> None:
+    """Rename a folder entry into another folder (moving a folder writes its ``..``, so a folder its owner
+    made read-only is opened up first)."""
+    try:
+        try:
+            os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
+        except PermissionError:
+            _open_up(name, dir_fd)
+            os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
+    finally:
+        if close_source:
+            os.close(dir_fd)
+
+
+def _open_up(name: str, dir_fd: int) -> None:
+    """Make a folder entry its owner's to change, through a descriptor of the folder itself (``O_PATH``
+    needs no permission on it; its ``/proc/self/fd`` name reaches that folder, never a link's target)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)
+    finally:
+        os.close(fd)

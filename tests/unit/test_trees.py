@@ -3,6 +3,9 @@
 import os
 import shutil
 import stat
+import tempfile
+import traceback
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +104,56 @@ def test_walk_refuses_a_tree_deeper_than_its_bound_and_leaks_no_descriptor(tmp_p
     assert _open_descriptors() == before
     assert sum(1 for _ in trees.walk(tmp_path / "deep", max_depth=40)) == 41
     assert _open_descriptors() == before
+
+
+def _locked_tree(root):
+    """Folders made unwritable and unreadable by their owner, the innermost ones past shutil's recursion."""
+    deep_tree(root, depth=1200)
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "file").write_text("x")
+    (root / "a" / "b").chmod(0o500)  # cannot be emptied, nor moved, without opening it up
+    (root / "a").chmod(0)
+    root.chmod(0o500)
+
+
+def test_an_ordinary_user_s_locked_tree_is_removed(tmp_path):
+    """As compute runs in a container: the jail's uid is compute's, and a task may lock what it leaves."""
+    if os.geteuid() != 0:
+        _locked_tree(tmp_path / "locked")
+        assert trees.remove_tree(tmp_path / "locked")
+        return
+    home = Path(tempfile.mkdtemp())  # outside pytest's folders, which only root may enter
+    try:
+        os.chown(home, 65534, 65534)
+        pid = os.fork()
+        if pid == 0:  # the child, as nobody: a root process would not be stopped by the modes
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                _locked_tree(home / "locked")
+                os._exit(0 if trees.remove_tree(home / "locked") and not os.listdir(home) else 1)
+            except Exception:  # noqa: BLE001 - shown here: the child's exit status alone would not say it
+                traceback.print_exc()
+            finally:
+                os._exit(2)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        trees.remove_tree(home)
+
+
+def test_no_link_is_followed_to_open_up_or_move_a_folder(tmp_path):
+    """What the deletion does to a folder's modes goes through a descriptor of the folder, never a link that a
+    process still running in the tree may put in its place."""
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "swapped").symlink_to(outside)
+    fd = os.open(tmp_path / "tree", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for call in (trees._open_up, trees._open_folder):
+            with pytest.raises(OSError):
+                call("swapped", fd)
+    finally:
+        os.close(fd)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755
+    assert trees.remove_tree(tmp_path / "tree") and outside.is_dir()
