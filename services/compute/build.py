@@ -44,7 +44,7 @@ BUILT = "build.json"  # a finished build's record: its entrypoint and interprete
 OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint"}
 # A wheel's file name: name-version[-build]-python-abi-platform.whl
 WHEEL_NAME = re.compile(r"[^-/]+-[^-/]+(-[0-9][^-/]*)?-[^-/]+-[^-/]+-[^-/]+\.whl")
-MAX_REQUIREMENT_INCLUDES = 16
+MAX_REQUIREMENT_FILES = 64
 
 
 def _pip_arguments(command: str) -> list[str] | None:
@@ -60,16 +60,20 @@ def _pip_arguments(command: str) -> list[str] | None:
     return None
 
 
-def _requirements_file(path: Path, code: Path, including: tuple[Path, ...] = ()) -> list[str]:
-    """The requirements of a pip requirements file inside the archive (``file:`` wheels resolved);
-    ``including``: the files whose ``-r`` lines led here."""
+def _requirements_file(path: Path, code: Path, read: set[Path], including: tuple[Path, ...] = ()) -> list[str]:
+    """The requirements of a pip requirements file inside the archive (``file:`` wheels resolved). Each file
+    is read once however often it is included (``read``: those read so far, at most
+    ``MAX_REQUIREMENT_FILES``); ``including``: the files whose ``-r`` lines led here."""
     target = (code / path).resolve()
     if not target.is_relative_to(code.resolve()) or not target.is_file():
         raise BuildError(f"requirements file {path} is not in the archive")
     if target in including:
         raise BuildError(f"requirements file {path} includes itself")
-    if len(including) >= MAX_REQUIREMENT_INCLUDES:
-        raise BuildError(f"requirements file {path}: more than {MAX_REQUIREMENT_INCLUDES} nested -r includes")
+    if target in read:
+        return []
+    read.add(target)
+    if len(read) > MAX_REQUIREMENT_FILES:
+        raise BuildError(f"requirements file {path}: more than {MAX_REQUIREMENT_FILES} requirements files")
     text = target.read_text(errors="replace").replace("\\\n", " ")
     requirements = []
     for line in text.splitlines():
@@ -77,7 +81,8 @@ def _requirements_file(path: Path, code: Path, including: tuple[Path, ...] = ())
         if not line or line.startswith("#"):
             continue
         if line.startswith("-r ") or line.startswith("--requirement"):
-            requirements += _requirements_file(Path(line.split(None, 1)[1].strip()), code, (*including, target))
+            include = Path(line.split(None, 1)[1].strip())
+            requirements += _requirements_file(include, code, read, (*including, target))
             continue
         if line.startswith("-"):
             continue  # an option line (index, hashes...)
@@ -95,7 +100,7 @@ def _requirements_file(path: Path, code: Path, including: tuple[Path, ...] = ())
 def pip_requirements(dockerfile: str, code: Path) -> list[str]:
     """Every requirement the Dockerfile's ``RUN pip install`` commands name, requirement files
     included; installing pip, setuptools or wheel themselves is left out (build tooling)."""
-    requirements = []
+    requirements, read = [], set()
     for line in dockerfile.replace("\\\n", " ").splitlines():
         stripped = line.strip()
         if not stripped.upper().startswith("RUN "):
@@ -110,22 +115,25 @@ def pip_requirements(dockerfile: str, code: Path) -> list[str]:
                     skip = False
                     continue
                 if token in ("-r", "--requirement") and i + 1 < len(arguments):
-                    requirements += _requirements_file(Path(arguments[i + 1]), code)
+                    requirements += _requirements_file(Path(arguments[i + 1]), code, read)
                     skip = True
                 elif token in OPTIONS_WITH_VALUE:
                     skip = True
                 elif not token.startswith("-"):
                     requirements.append(token)
     for requirement in requirements:
-        _check_requirement(requirement)
+        _check_requirement(requirement, code)
     return [r for r in requirements if _name(r) not in TOOLING]
 
 
-def _check_requirement(text: str) -> None:
+def _check_requirement(text: str, code: Path) -> None:
     """A package name with a version, or a wheel inside the archive: a build reaches the package
     index and nothing else (no URL, no VCS, no path outside the archive)."""
     if _is_wheel(text):
-        return  # resolved inside the archive by _requirements_file
+        wheel = Path(text)
+        if wheel.is_relative_to(code.resolve()) and WHEEL_NAME.fullmatch(wheel.name):
+            return  # resolved inside the archive by _requirements_file
+        raise BuildError(f"unsupported requirement {text!r}: a wheel is named by a file: line inside the archive")
     try:
         requirement = Requirement(text)
     except InvalidRequirement as exc:
@@ -135,7 +143,7 @@ def _check_requirement(text: str) -> None:
 
 
 def _is_wheel(requirement: str) -> bool:
-    """A wheel of the archive, as :func:`_requirements_file` resolved it (its name checked there)."""
+    """A wheel's path (:func:`_check_requirement` lets through only those of the archive, with a wheel's name)."""
     return requirement.endswith(".whl") and Path(requirement).is_absolute()
 
 
@@ -327,6 +335,18 @@ async def _make_virtualenv(
         return str(python)
     trees.remove_tree(venv)  # what an interrupted attempt left
     venv.mkdir(parents=True)
+    try:
+        await _fill_virtualenv(venv, packages, code, log, timeout, jails)
+    except trees.TooDeep as exc:
+        trees.remove_tree(venv)
+        raise BuildError(f"making the function's virtualenv left {exc.strerror}") from exc
+    (venv / ".ready").touch()
+    return str(python)
+
+
+async def _fill_virtualenv(venv: Path, packages: list[str], code: Path, log: Path, timeout: float, jails: OneShot):
+    """Create the virtualenv and install ``packages`` in it, each in a jail of its own."""
+    python = venv / "bin" / "python"
     # The archive's own wheels (file: requirements) are read from its unpacked code, read-only.
     mounts = [Mount(venv, str(venv), writable=True), Mount(code, str(code))]
     create = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
@@ -342,5 +362,3 @@ async def _make_virtualenv(
     if await jails.run(install, log=log, timeout=timeout, mounts=mounts, network=True):
         trees.remove_tree(venv)
         raise BuildError(f"pip could not install {' '.join(packages)} (see the build logs)")
-    (venv / ".ready").touch()
-    return str(python)

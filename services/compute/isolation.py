@@ -350,11 +350,14 @@ class OneShot:
     ) -> int:
         """Run ``command`` in a jail, output appended to ``log``; its exit status (-1 on timeout).
 
-        Writable mounts belong to the jail's uid while it runs and to compute again after."""
+        Writable mounts belong to the jail's uid while it runs and to compute again after;
+        :class:`~services.kit.trees.TooDeep` when the command left one nested deeper than compute walks
+        (raised only when nothing else is on its way out: a cancellation stays one)."""
         import asyncio
 
         uid = self.uids.acquire()
         writable = [m.source for m in mounts if m.writable]
+        too_deep: list[trees.TooDeep] = []
         try:
             if privileged():
                 for source in writable:
@@ -375,9 +378,9 @@ class OneShot:
                     preexec_fn=child_setup(jail),
                 )
             try:
-                return await asyncio.wait_for(process.wait(), timeout)
+                status = await asyncio.wait_for(process.wait(), timeout)
             except TimeoutError:
-                return -1
+                status = -1
             finally:
                 if process.returncode is None:  # timed out or canceled: the whole jail goes
                     with contextlib.suppress(ProcessLookupError):
@@ -388,6 +391,12 @@ class OneShot:
                 if privileged():
                     for source in writable:
                         if source.exists():
-                            await asyncio.to_thread(chown_tree, source, os.geteuid())
+                            try:
+                                await asyncio.to_thread(chown_tree, source, os.geteuid())
+                            except trees.TooDeep as exc:
+                                too_deep.append(exc)
             finally:
                 self.uids.release(uid)
+        if too_deep:
+            raise too_deep[0]
+        return status

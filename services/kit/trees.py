@@ -66,54 +66,79 @@ def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[
 
 def remove_tree(path: str | os.PathLike) -> bool:
     """Delete ``path`` (a file, a link or a folder tree of any depth, whatever its modes); True once it is
-    gone. Never raises. ``shutil.rmtree`` first; when it fails, the tree is taken apart iteratively."""
-    try:
+    gone, beside it included. Never raises. ``shutil.rmtree`` first; if anything is left, the tree is
+    taken apart iteratively."""
+    with contextlib.suppress(OSError, RecursionError):
         shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except NotADirectoryError:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-    except (OSError, RecursionError):
-        with contextlib.suppress(OSError):
-            _take_apart(Path(path))
-    return not os.path.lexists(path)
+    if not os.path.lexists(path):
+        return True
+    try:
+        return _take_apart(Path(path))
+    except OSError:
+        return False
 
 
-def _take_apart(path: Path) -> None:
+MAX_REFILLS = 100
+"""How many times a removal empties again a folder written to while it was emptied, before it gives up."""
+
+
+def _take_apart(path: Path) -> bool:
     """Delete a tree without recursion and without long paths: the tree is moved into a fresh folder
     beside it, then every folder met is moved up into that folder (so none is ever more than one level
-    down) and emptied, then removed.
+    down) and emptied, then removed. True once that folder is gone too.
 
     A process may still be changing the tree (a warm runner's own threads, between two of its tasks):
-    nothing here follows a link it could swap in for a folder. Folders are opened ``O_NOFOLLOW`` and
-    their modes changed only through such a descriptor; renames and unlinks act on the entry itself."""
+    nothing here follows a link it could swap in for a folder. Folders are opened ``O_NOFOLLOW`` (a
+    link or a file found in a folder's place is unlinked), modes are changed only through a descriptor
+    of the folder and only when a lock stops the removal (an ordinary user's ``chmod 000``); entries
+    that vanish are skipped, and a folder written to while it was emptied is emptied again."""
     if not stat.S_ISDIR(os.lstat(path).st_mode):
         os.unlink(path)
-        return
+        return True
     flat = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".removing", dir=path.parent)
     flat_fd = os.open(flat, _OPEN_FOLDER)
     try:
-        _move(path.name, os.open(path.parent, _OPEN_FOLDER), "0", flat_fd, close_source=True)
-        pending, moved = ["0"], 1
+        parent_fd = os.open(path.parent, _OPEN_FOLDER)
+        try:
+            _move(path.name, parent_fd, "0", flat_fd, from_tree=False)  # its parent is not the tree's to change
+        finally:
+            os.close(parent_fd)
+        pending, moved, refills = ["0"], 1, 0
         while pending:
             name = pending.pop()
-            fd = _open_folder(name, flat_fd)
             try:
-                os.fchmod(fd, 0o700)  # its entries can go, whatever its owner left it as
+                fd = _open_folder(name, flat_fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                os.unlink(name, dir_fd=flat_fd)  # no longer a folder: a link or a file swapped in
+                continue
+            try:
                 for entry in os.listdir(fd):
-                    if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
-                        _move(entry, fd, str(moved), flat_fd)
-                        pending.append(str(moved))
-                        moved += 1
-                    else:
-                        os.unlink(entry, dir_fd=fd)
+                    try:
+                        if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                            _move(entry, fd, str(moved), flat_fd)
+                            pending.append(str(moved))
+                            moved += 1
+                        else:
+                            _unlink(entry, fd)
+                    except FileNotFoundError:
+                        pass
             finally:
                 os.close(fd)
-            os.rmdir(name, dir_fd=flat_fd)
+            try:
+                os.rmdir(name, dir_fd=flat_fd)
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY or refills >= MAX_REFILLS:
+                    raise
+                refills += 1
+                pending.append(name)
     finally:
         os.close(flat_fd)
     os.rmdir(flat)
+    return not os.path.lexists(flat)
 
 
 def _open_folder(name: str, dir_fd: int) -> int:
@@ -126,18 +151,25 @@ def _open_folder(name: str, dir_fd: int) -> int:
         return os.open(name, _OPEN_FOLDER, dir_fd=dir_fd)
 
 
-def _move(name: str, dir_fd: int, new_name: str, new_dir_fd: int, close_source: bool = False) -> None:
-    """Rename a folder entry into another folder (moving a folder writes its ``..``, so a folder its owner
-    made read-only is opened up first)."""
+def _unlink(name: str, dir_fd: int) -> None:
+    """Unlink an entry of the folder ``dir_fd``, opening that folder up if its owner made it read-only."""
     try:
-        try:
-            os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
-        except PermissionError:
-            _open_up(name, dir_fd)
-            os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
-    finally:
-        if close_source:
-            os.close(dir_fd)
+        os.unlink(name, dir_fd=dir_fd)
+    except PermissionError:
+        os.fchmod(dir_fd, 0o700)
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _move(name: str, dir_fd: int, new_name: str, new_dir_fd: int, *, from_tree: bool = True) -> None:
+    """Rename a folder entry into another folder. The entry (moving a folder writes its ``..``) and, when
+    it is a folder of the tree, its folder are opened up first if their owner made them read-only."""
+    try:
+        os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
+    except PermissionError:
+        if from_tree:
+            os.fchmod(dir_fd, 0o700)
+        _open_up(name, dir_fd)
+        os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=new_dir_fd)
 
 
 def _open_up(name: str, dir_fd: int) -> None:

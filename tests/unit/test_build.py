@@ -68,11 +68,26 @@ def test_a_requirements_file_that_cannot_be_followed_fails_the_build(tmp_path, f
 
 
 def test_a_long_chain_of_includes_is_refused(tmp_path):
-    for n in range(40):
+    for n in range(70):
         (tmp_path / f"r{n}.txt").write_text(f"-r r{n + 1}.txt\n")
-    (tmp_path / "r40.txt").write_text("numpy\n")
-    with pytest.raises(BuildError, match="nested -r includes"):
+    (tmp_path / "r70.txt").write_text("numpy\n")
+    with pytest.raises(BuildError, match="more than 64 requirements files"):
         pip_requirements("RUN pip install -r r0.txt", tmp_path)
+
+
+def test_a_file_included_many_times_is_read_once(tmp_path):
+    """Each of 30 files includes the next one three times: read every time, 3**30 lines."""
+    for n in range(30):
+        (tmp_path / f"r{n}.txt").write_text(f"-r r{n + 1}.txt\n" * 3 + f"package-{n}\n")
+    (tmp_path / "r30.txt").write_text("numpy\n")
+    found = pip_requirements("RUN pip install -r r0.txt -r r5.txt", tmp_path)
+    assert sorted(found) == sorted(["numpy", *(f"package-{n}" for n in range(30))])
+
+
+@pytest.mark.parametrize("wheel", ["/opt/foo-1.0-py3-none-any.whl", "/opt/foo.whl"])
+def test_a_wheel_outside_the_archive_is_refused(tmp_path, wheel):
+    with pytest.raises(BuildError, match="unsupported requirement"):
+        pip_requirements(f"RUN pip install {wheel}", tmp_path)
 
 
 def test_a_package_named_like_a_wheel_is_a_package_name():

@@ -81,18 +81,15 @@ def test_walk_visits_every_folder_once_without_following_links(tmp_path):
     }
 
 
-def test_walk_lets_the_caller_open_up_or_remove_a_folder_before_it_is_entered(tmp_path):
-    (tmp_path / "closed" / "inner").mkdir(parents=True)
+def test_walk_does_not_enter_a_folder_the_caller_removed_when_shown_its_parent(tmp_path):
+    (tmp_path / "kept" / "inner").mkdir(parents=True)
     (tmp_path / "gone" / "inner").mkdir(parents=True)
     visited = []
-    for fd, entries in trees.walk(tmp_path):
+    for _fd, entries in trees.walk(tmp_path):
         visited += [name for name, _ in entries]
-        for name, mode in entries:
-            if name == "gone":
-                shutil.rmtree(tmp_path / "gone")
-            elif stat.S_ISDIR(mode):
-                os.chmod(name, 0o700, dir_fd=fd)
-    assert visited.count("inner") == 1  # under "closed" only
+        if "gone" in visited and (tmp_path / "gone").exists():
+            shutil.rmtree(tmp_path / "gone")
+    assert visited.count("inner") == 1  # under "kept" only
 
 
 def test_walk_refuses_a_tree_deeper_than_its_bound_and_leaks_no_descriptor(tmp_path):
@@ -157,3 +154,52 @@ def test_no_link_is_followed_to_open_up_or_move_a_folder(tmp_path):
         os.close(fd)
     assert stat.S_IMODE(outside.stat().st_mode) == 0o755
     assert trees.remove_tree(tmp_path / "tree") and outside.is_dir()
+
+
+def test_a_link_swapped_in_for_a_folder_during_the_removal_is_unlinked_not_followed(tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    (outside / "kept").mkdir(parents=True, mode=0o755)
+    (tmp_path / "tree" / "victim" / "inner").mkdir(parents=True)
+    move = trees._move
+
+    def swap_then_move(name, dir_fd, *args, **kwargs):
+        if name == "victim":  # seen as a folder, then replaced by a link before it is moved
+            shutil.rmtree(f"/proc/self/fd/{dir_fd}/victim")
+            os.symlink(outside, "victim", dir_fd=dir_fd)
+        move(name, dir_fd, *args, **kwargs)
+
+    monkeypatch.setattr(trees, "_move", swap_then_move)
+    assert trees._take_apart(tmp_path / "tree")
+    assert sorted(os.listdir(tmp_path)) == ["outside"]
+    assert (outside / "kept").is_dir() and stat.S_IMODE(outside.stat().st_mode) == 0o755
+
+
+def _writer(monkeypatch, times):
+    """Have each of the first ``times`` unlinks of the removal add a file beside it, as a process writing in the
+    tree while it goes."""
+    unlink, written = trees._unlink, []
+
+    def unlink_and_write(name, dir_fd):
+        unlink(name, dir_fd)
+        if len(written) < times:
+            written.append(name)
+            os.close(os.open(f"new{len(written)}", os.O_WRONLY | os.O_CREAT, dir_fd=dir_fd))
+
+    monkeypatch.setattr(trees, "_unlink", unlink_and_write)
+
+
+def test_a_folder_written_to_while_emptied_is_emptied_again(tmp_path, monkeypatch):
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "file").write_text("x")
+    _writer(monkeypatch, times=3)
+    assert trees._take_apart(tmp_path / "tree")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_removal_that_cannot_finish_says_so(tmp_path, monkeypatch):
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "file").write_text("x")
+    _writer(monkeypatch, times=trees.MAX_REFILLS + 10)
+    monkeypatch.setattr(trees.shutil, "rmtree", lambda path: None)  # the fallback alone
+    assert not trees.remove_tree(tmp_path / "tree")  # moved aside, but still on disk
+    assert not (tmp_path / "tree").exists() and len(os.listdir(tmp_path)) == 1
