@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tessera.asset.v1 import asset_service_pb2 as api
 
+from services.kit import trees
 from tests.conftest import running_network
 from tests.execution.conftest import orgs_of, wait_for
 
@@ -22,7 +23,13 @@ LIMITS = {
 
 @pytest.fixture(scope="package")
 def network(postgres, tmp_path_factory):
-    yield from running_network(postgres, tmp_path_factory, extra_env={"compute": LIMITS})
+    networks = running_network(postgres, tmp_path_factory, extra_env={"compute": LIMITS})
+    network = next(networks)
+    yield network
+    next(networks, None)  # stopped
+    # Whatever a failing test left of its attacks (trees thousands of levels deep among them) goes with
+    # compute's own deletion: pytest's clean-up of old temporary folders recurses and would fail on them.
+    assert trees.remove_tree(network.state_dir / "compute")
 
 
 @pytest.fixture(scope="package")
