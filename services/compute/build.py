@@ -192,12 +192,12 @@ async def prepare(
         text = (target / "context" / "Dockerfile").read_text(errors="replace")
         return _code(target / "code", recorded["entrypoint"], recorded["python"], text)
     if target.exists():
-        await asyncio.to_thread(_remove, target)  # what an interrupted or failed build left
+        await asyncio.to_thread(trees.remove_tree, target)  # what an interrupted or failed build left
     target.mkdir(parents=True)
     try:
         code = await _build(archive, target, functions_dir, log, timeout, jails)
     except BaseException:
-        await asyncio.to_thread(_remove, target)
+        await asyncio.to_thread(trees.remove_tree, target)
         raise
     built.write_text(json.dumps({"entrypoint": code.entrypoint, "python": code.python}))
     return code
@@ -314,11 +314,6 @@ def _tidy(root: Path) -> None:
                 os.unlink(name, dir_fd=folder_fd)
 
 
-def _remove(target: Path) -> None:
-    """Remove a build's folder, whatever its steps did to the depth and modes of what they wrote."""
-    trees.remove_tree(target)
-
-
 _VENV_LOCKS: dict[Path, asyncio.Lock] = {}
 
 
@@ -336,7 +331,7 @@ async def _make_virtualenv(
     trees.remove_tree(venv)  # what an interrupted attempt left
     venv.mkdir(parents=True)
     try:
-        await _fill_virtualenv(venv, packages, code, log, timeout, jails)
+        await _fill_virtualenv(venv, python, packages, code, log, timeout, jails)
     except trees.TooDeep as exc:
         trees.remove_tree(venv)
         raise BuildError(f"making the function's virtualenv left {exc.strerror}") from exc
@@ -344,9 +339,10 @@ async def _make_virtualenv(
     return str(python)
 
 
-async def _fill_virtualenv(venv: Path, packages: list[str], code: Path, log: Path, timeout: float, jails: OneShot):
+async def _fill_virtualenv(
+    venv: Path, python: Path, packages: list[str], code: Path, log: Path, timeout: float, jails: OneShot
+):
     """Create the virtualenv and install ``packages`` in it, each in a jail of its own."""
-    python = venv / "bin" / "python"
     # The archive's own wheels (file: requirements) are read from its unpacked code, read-only.
     mounts = [Mount(venv, str(venv), writable=True), Mount(code, str(code))]
     create = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]

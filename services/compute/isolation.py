@@ -357,7 +357,7 @@ class OneShot:
 
         uid = self.uids.acquire()
         writable = [m.source for m in mounts if m.writable]
-        too_deep: list[trees.TooDeep] = []
+        too_deep: trees.TooDeep | None = None
         try:
             if privileged():
                 for source in writable:
@@ -394,9 +394,9 @@ class OneShot:
                             try:
                                 await asyncio.to_thread(chown_tree, source, os.geteuid())
                             except trees.TooDeep as exc:
-                                too_deep.append(exc)
+                                too_deep = exc
             finally:
                 self.uids.release(uid)
-        if too_deep:
-            raise too_deep[0]
+        if too_deep is not None:
+            raise too_deep
         return status

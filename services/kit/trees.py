@@ -60,7 +60,7 @@ def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[
     finally:
         for held, _ in stack:
             os.close(held)
-        if fd is not None and all(fd != held for held, _ in stack):
+        if fd is not None:  # opened, not yet on the stack
             os.close(fd)
 
 

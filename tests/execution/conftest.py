@@ -119,13 +119,8 @@ def orgs_of(network: Network) -> list[Org]:
 
 @pytest.fixture(scope="package")
 def orgs(network) -> list[Org]:
-    """Both organizations, once the ledger knows them (their event services register them)."""
-    clients = orgs_of(network)
-    deadline = time.monotonic() + 30
-    while len(clients[0].ledger.ListOrganizations(api.ListOrganizationsRequest()).organizations) < 2:
-        assert time.monotonic() < deadline, "organizations did not register"
-        time.sleep(0.2)
-    return clients
+    """Both organizations (the network is started once the ledger lists them)."""
+    return orgs_of(network)
 
 
 def wait_for(predicate, timeout: float = TIMEOUT, period: float = 0.3, what: str = "condition"):

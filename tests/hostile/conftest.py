@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tessera.asset.v1 import asset_service_pb2 as api
 
 from services.kit import trees
 from tests.conftest import running_network
-from tests.execution.conftest import orgs_of, wait_for
+from tests.execution.conftest import orgs_of
 
 # Small enough that every probe is quick and bounded, large enough for numpy and substratools.
 LIMITS = {
@@ -34,10 +33,4 @@ def network(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def orgs(network):
-    clients = orgs_of(network)
-    wait_for(
-        lambda: len(clients[0].ledger.ListOrganizations(api.ListOrganizationsRequest()).organizations) == 2,
-        timeout=30,
-        what="organizations registered",
-    )
-    return clients
+    return orgs_of(network)

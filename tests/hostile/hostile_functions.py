@@ -21,6 +21,22 @@ TARGETS = json.loads((Path(__file__).parent / "targets.json").read_text())
 DEPTH = 1500  # deeper than Python's recursion in shutil.rmtree and os.fwalk
 
 
+def nest(base, depth=DEPTH):
+    """``depth`` folders one in the other under ``base``, made by descriptor (their path exceeds PATH_MAX)."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+
+
+if sys.argv[1:] == ["--nest-here"]:  # a build step's attack: RUN python3 function.py --nest-here
+    nest(".")
+    sys.exit(0)
+
+
 def _forge_answers(line):
     """From the script's top level, which runs in the warm runner itself (a task runs in a child forked
     from it): write ``line`` on every pipe open for writing but stdout and stderr, the runner's answer
@@ -221,15 +237,9 @@ def probe_environment(inputs, outputs, task_properties):
 @tools.register
 def deep_tree(inputs, outputs, task_properties):
     # Trees too deep for a recursive delete: in the runner's work folder (kept until the runner
-    # stops) and beside the task's output, made by descriptor (their paths exceed PATH_MAX).
+    # stops) and beside the task's output.
     for base in (os.getcwd(), os.path.dirname(outputs["model"])):
-        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-        for _ in range(DEPTH):
-            os.mkdir("d", dir_fd=fd)
-            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-        os.close(fd)
+        nest(base)
     _report(outputs, {"depth": DEPTH})
 
 

@@ -324,30 +324,21 @@ def test_an_answer_forged_by_the_script_s_top_level_fails_its_task_not_compute(s
     _still_serves(setup)
 
 
-DEEP_STEP = """import os
-fd = os.open(".", os.O_RDONLY)
-for _ in range(1500):
-    os.mkdir("d", dir_fd=fd)
-    child = os.open("d", os.O_RDONLY, dir_fd=fd)
-    os.close(fd)
-    fd = child
-"""
-
-
 def test_a_build_step_that_leaves_a_tree_too_deep_fails_the_build(setup):
     """The step's folder goes back to compute by walking it: a tree deeper than compute walks fails the
     build, naming the step, instead of escaping from the jail's cleanup (which kept its uid) and having the
     build retried for ever."""
     org2 = setup["org2"]
     dockerfile = (
-        "FROM python:3.11-slim\nCOPY . .\nRUN python3 deep.py\n"
+        "FROM python:3.11-slim\nCOPY . .\nRUN python3 function.py --nest-here\n"
         'ENTRYPOINT ["python3", "function.py", "--function-name", "snoop"]\n'
     )
-    archive = flassets.function_archive("deep_build", dockerfile=dockerfile, extra={"deep.py": DEEP_STEP})
+    extra = {"function.py": HOSTILE, "targets.json": "{}"}
+    archive = flassets.function_archive("deep_build", dockerfile=dockerfile, extra=extra)
     key = org2.function("deep_build", DATA_IN, MODEL_OUT, archive=archive)
     assert wait_function_ready(org2, key).status == res.FUNCTION_STATUS_FAILED
     report = org2.ledger.GetFailureReport(api.GetFailureReportRequest(asset_key=key)).failure_report
     assert report.error_type == res.BUILD_ERROR
     logs = download(org2.storage, storage_pb2.FILE_KIND_LOGS, key).decode(errors="replace")
-    assert "RUN python3 deep.py" in logs and "nested more than 256 levels deep" in logs, logs[-800:]
+    assert "RUN python3 function.py --nest-here" in logs and "nested more than 256 levels deep" in logs, logs[-800:]
     _still_serves(setup)

@@ -379,16 +379,6 @@ def run_tessera(client, ledger: Ledger, plan: PlanSpec, network: Network) -> Tes
     return TesseraRun(plan, registered - started, wall, steps, tasks, cpu)
 
 
-def wait_ready(network: Network) -> None:
-    """Every organization registered in the ledger (their event services do it at start)."""
-    ledger = Ledger(network)
-    deadline = time.monotonic() + 60
-    while len(ledger.stub.ListOrganizations(api.ListOrganizationsRequest()).organizations) < network.orgs:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the organizations did not register")
-        time.sleep(0.2)
-
-
 # ---------------------------------------------------------------------------------- local mode
 @contextlib.contextmanager
 def _cwd(path: Path):
@@ -429,8 +419,7 @@ def remote_clients(state_dir: Path | None, orgs: int, extra_env: dict | None = N
         network.plan()
         remote: list = []
         try:
-            network.start(timeout=timeout)
-            wait_ready(network)
+            network.start(timeout=timeout)  # returns once every organization is registered
             remote = [
                 substra.Client(url=o.gateway, backend_type="remote", username=o.username, password=o.password)
                 for o in network.organizations

@@ -37,7 +37,7 @@ from tessera.event.v1 import event_service_pb2 as event_api
 from tessera.event.v1 import event_service_pb2_grpc as event_grpc
 
 from services.kit.client import sync_channel
-from tools.bench.bench_execution import Ledger, cpu_delta, cpu_snapshot, wait_ready
+from tools.bench.bench_execution import Ledger, cpu_delta, cpu_snapshot
 from tools.bench.bench_gateway import _alternate
 from tools.bench.bench_ledger import percentile, ready_function, register_plan
 from tools.devnet.network import Network
@@ -110,7 +110,6 @@ def run(plans: int, clients: int, seconds: float, sequential: int) -> dict:
         network.plan()
         try:
             network.start(timeout=180)
-            wait_ready(network)
             ledger = Ledger(network)
             org = network.organizations[0]
             function_key = ready_function(ledger.stub)

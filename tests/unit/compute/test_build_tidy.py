@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from services.compute.build import BuildError, _remove, _tidy, prepare
+from services.compute.build import BuildError, _tidy, prepare
 from services.kit import trees
 from tests.unit.test_trees import deep_tree
 
@@ -39,7 +39,7 @@ def test_special_files_go_locked_folders_open_and_set_id_bits_drop(tmp_path):
 
 def test_a_failed_build_s_folder_is_removed_whatever_its_modes(tmp_path):
     _tree(tmp_path)
-    _remove(tmp_path)
+    trees.remove_tree(tmp_path)
     assert not tmp_path.exists()
 
 
@@ -47,7 +47,7 @@ def test_steps_that_left_a_tree_too_deep_to_walk_fail_the_build_and_their_folder
     deep_tree(tmp_path / "code")
     with pytest.raises(trees.TooDeep):
         _tidy(tmp_path / "code")
-    _remove(tmp_path)
+    trees.remove_tree(tmp_path)
     assert not tmp_path.exists()
 
 
